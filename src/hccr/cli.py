@@ -1,0 +1,38 @@
+"""`hccr <command> ...`: one console script over the step modules' own CLIs."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> module whose `main(argv) -> int` implements it
+COMMANDS = {
+    "fetch": "hccr.fetch",
+    "index": "hccr.index",
+    "resize": "hccr.resize",
+    "subset": "hccr.subset",
+    "train": "hccr.train",
+    "launch": "hccr.launch",
+    "evaluate": "hccr.evaluate",
+    "plots": "hccr.plots",
+    "report": "hccr.report",
+    "export": "hccr.export",
+    "predict": "hccr.predict",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print("usage: hccr <command> [args...]\n\ncommands:\n  " + "\n  ".join(COMMANDS))
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
