@@ -13,6 +13,7 @@ COMMANDS = {
     "subset": "hccr.subset",
     "train": "hccr.train",
     "launch": "hccr.launch",
+    "sweep": "hccr.sweep",
     "evaluate": "hccr.evaluate",
     "plots": "hccr.plots",
     "report": "hccr.report",

@@ -1,0 +1,30 @@
+# hccr — the front door. The DAG: fetch -> index -> resize -> subset -> train -> evaluate ->
+# plots -> report (-> export). Every knob is in params.yaml; rules stay thin and call
+# `python -m hccr.<step>`.
+#
+#   snakemake --cores all --config data_source=PATH      # everything
+#   snakemake --profile workflow/profiles/quick           # CPU-sized settings
+#   snakemake --cores all --resources gpu=4               # up to four 1-GPU jobs at once
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.data.input,
+        rules.train.input,
+        rules.sweep.output,
+        rules.evaluate.input,

@@ -1,0 +1,89 @@
+"""Gather the sweep's cells (the study's Table 2) into one table.
+
+`python -m hccr.sweep --root models/sweep --model M --size Z --out models/sweep/summary.csv`
+reads every `g{gpus}-lr{lr}-b{batch}/history.csv` under `root/M/Z` and writes one row per
+cell: its settings and the last epoch's train/val loss and accuracy (as Table 2 reports
+them), plus the best validation accuracy and the wall time from `train.json`. With the
+sweep disabled (no cells) the table has its header and no rows, so downstream steps and
+DVC always find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from hccr.atomic import write_csv
+from hccr.errors import DataError, HccrError
+
+CELL = re.compile(r"^g(?P<gpus>\d+)-lr(?P<lr>[0-9.e+-]+)-b(?P<batch>\d+)$")
+COLUMNS = [
+    "model", "size", "gpus", "learning_rate", "batch_size", "epochs",
+    "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+    "best_val_accuracy", "seconds_total", "start",
+]
+
+
+def cell_row(folder: Path, model: str, size: str) -> dict:
+    """One Table 2 row from a cell folder's history (last epoch) and summary."""
+    match = CELL.match(folder.name)
+    if match is None:
+        raise DataError(f"{folder}: not a sweep cell folder (expected g<gpus>-lr<lr>-b<batch>)")
+    history_path = folder / "history.csv"
+    try:
+        history = pd.read_csv(history_path)
+    except (FileNotFoundError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{history_path}: missing or empty ({err})") from None
+    if history.empty:
+        raise DataError(f"{history_path}: no epochs recorded")
+    last = history.iloc[-1]
+    summary_path = folder / "train.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
+    return {
+        "model": model,
+        "size": size,
+        "gpus": int(match["gpus"]),
+        "learning_rate": float(match["lr"]),
+        "batch_size": int(match["batch"]),
+        "epochs": int(last["epoch"]),
+        "train_loss": float(last["train_loss"]),
+        "train_accuracy": float(last["train_accuracy"]),
+        "val_loss": float(last["val_loss"]),
+        "val_accuracy": float(last["val_accuracy"]),
+        "best_val_accuracy": summary.get("best_val_accuracy", float(history["val_accuracy"].max())),
+        "seconds_total": summary.get("seconds_total", float(history["seconds"].sum())),
+        "start": summary.get("start", ""),
+    }
+
+
+def gather(root: Path, model: str, size: str) -> pd.DataFrame:
+    cells = sorted(p for p in (root / model / size).glob("g*-lr*-b*") if p.is_dir())
+    rows = [cell_row(cell, model, size) for cell in cells]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.sort_values(["gpus", "learning_rate", "batch_size"], ignore_index=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hccr sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("models/sweep"))
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--size", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        table = gather(args.root, args.model, args.size)
+        write_csv(args.out, table)
+    except HccrError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(table)} sweep cells -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

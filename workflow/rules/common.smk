@@ -1,0 +1,46 @@
+# Shared wiring: validate the config once, then answer the DAG's questions through
+# hccr.config so that Snakemake and the Python steps read params.yaml the same way.
+
+import json
+
+from hccr import config as hccr_config
+
+# Schema (types, unknown keys) and cross-key checks; the error names the key.
+hccr_config.validate(config)
+
+RUNS = hccr_config.runs(config)
+SWEEP = hccr_config.sweep_cells(config)
+SIZES = hccr_config.resize_sizes(config)
+SCHEME_SIZES = hccr_config.scheme_sizes(config)
+RAW = "data/raw/chinese-mnist"
+INDEX = "data/interim/index.csv"
+
+
+wildcard_constraints:
+    model=r"[a-z][a-z0-9_]*",
+    size=r"[a-z][a-z0-9_]*",
+    res=r"\d+",
+    gpus=r"\d+",
+    lr=r"[0-9.e+-]+",
+    batch=r"\d+",
+
+
+def images_for(model):
+    return f"data/processed/images_{config['model'][model]['input_size']}.npy"
+
+
+def split_for(model, size):
+    return f"data/processed/splits/{config['model'][model]['scheme']}/{size}.csv"
+
+
+def run_dirs():
+    return [f"models/runs/{m}/{s}" for m, s in RUNS]
+
+
+def sweep_dirs():
+    model, size = config["sweep"]["model"], config["sweep"]["size"]
+    return [f"models/sweep/{model}/{size}/g{c['gpus']}-lr{c['lr']}-b{c['batch']}" for c in SWEEP]
+
+
+def as_json(data):
+    return json.dumps(data, sort_keys=True)

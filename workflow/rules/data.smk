@@ -1,0 +1,73 @@
+# Data half of the DAG: fetch -> index -> resize (one array per size) -> subset.
+
+
+rule data:
+    input:
+        INDEX,
+        expand("data/processed/images_{res}.npy", res=SIZES),
+        "data/processed/splits/summary.json",
+
+
+rule fetch:
+    output:
+        directory(RAW),
+    params:
+        source=config["data_source"],
+        seed=config["seed"],
+        writers=config.get("synthetic", {}).get("writers", 100),
+        samples=config.get("synthetic", {}).get("samples_per_writer", 10),
+    log:
+        "logs/fetch.log",
+    benchmark:
+        "logs/benchmarks/fetch.tsv"
+    shell:
+        "python -m hccr.fetch --source {params.source:q} --out {output:q} --seed {params.seed}"
+        " --synthetic-writers {params.writers} --synthetic-samples {params.samples} 2> {log:q}"
+
+
+rule index:
+    input:
+        RAW,
+    output:
+        INDEX,
+    log:
+        "logs/index.log",
+    benchmark:
+        "logs/benchmarks/index.tsv"
+    shell:
+        "python -m hccr.index --raw {input:q} --out {output:q} 2> {log:q}"
+
+
+rule resize:
+    input:
+        raw=RAW,
+        index=INDEX,
+    output:
+        "data/processed/images_{res}.npy",
+    params:
+        filter=config["resize"]["filter"],
+    log:
+        "logs/resize/{res}.log",
+    benchmark:
+        "logs/benchmarks/resize/{res}.tsv"
+    shell:
+        "python -m hccr.resize --raw {input.raw:q} --index {input.index:q} --size {wildcards.res}"
+        " --filter {params.filter} --out {output:q} 2> {log:q}"
+
+
+rule subset:
+    input:
+        INDEX,
+    output:
+        splits=[f"data/processed/splits/{scheme}/{size}.csv" for scheme, size in SCHEME_SIZES],
+        summary="data/processed/splits/summary.json",
+    params:
+        subsets=as_json(config["subsets"]),
+        seed=config["seed"],
+    log:
+        "logs/subset.log",
+    benchmark:
+        "logs/benchmarks/subset.tsv"
+    shell:
+        "python -m hccr.subset --index {input:q} --config-json {params.subsets:q} --seed {params.seed}"
+        " --out-dir data/processed/splits 2> {log:q}"

@@ -1,0 +1,86 @@
+# Training: every model x size of the grid, and the study's sweep (Table 2). Each job goes
+# through hccr.launch, which takes its own GPU slots (lock files) and sets
+# CUDA_VISIBLE_DEVICES, and starts torchrun when the run asks for more than one GPU.
+
+TRAIN_OUTPUTS = ["checkpoint.pt", "history.csv", "train.json"]
+
+TRAIN_CMD = (
+    "python -m hccr.launch --gpus {resources.gpu} --slots-per-gpu {params.slots}"
+    " --lock-dir .hccr/gpu-locks --"
+    " python -m hccr.train --model {params.model} --size {params.size}"
+    " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
+    " --config-json {params.cfg:q} --seed {params.seed} --threads {threads}"
+    " --out {params.out:q} 2> {log:q}"
+)
+
+
+rule train:
+    input:
+        [f"{d}/{name}" for d in run_dirs() for name in TRAIN_OUTPUTS],
+
+
+rule sweep:
+    input:
+        [f"{d}/{name}" for d in sweep_dirs() for name in TRAIN_OUTPUTS],
+    output:
+        "models/sweep/summary.csv",
+    params:
+        model=config["sweep"]["model"],
+        size=config["sweep"]["size"],
+    log:
+        "logs/sweep_summary.log",
+    shell:
+        "python -m hccr.sweep --root models/sweep --model {params.model} --size {params.size}"
+        " --out {output:q} 2> {log:q}"
+
+
+rule train_run:
+    input:
+        images=lambda w: images_for(w.model),
+        index=INDEX,
+        split=lambda w: split_for(w.model, w.size),
+    output:
+        [f"models/runs/{{model}}/{{size}}/{name}" for name in TRAIN_OUTPUTS],
+    params:
+        model=lambda w: w.model,
+        size=lambda w: w.size,
+        cfg=lambda w: as_json(hccr_config.train_config(config, w.model)),
+        seed=config["seed"],
+        slots=config["resources"]["slots_per_gpu"],
+        out=lambda w: f"models/runs/{w.model}/{w.size}",
+    threads: config["resources"]["train_threads"]
+    resources:
+        gpu=lambda w: config["model"][w.model]["gpus"],
+    log:
+        "logs/train/{model}/{size}.log",
+    benchmark:
+        "logs/benchmarks/train/{model}/{size}.tsv"
+    shell:
+        TRAIN_CMD
+
+
+rule sweep_run:
+    input:
+        images=lambda w: images_for(w.model),
+        index=INDEX,
+        split=lambda w: split_for(w.model, w.size),
+    output:
+        [f"models/sweep/{{model}}/{{size}}/g{{gpus}}-lr{{lr}}-b{{batch}}/{name}" for name in TRAIN_OUTPUTS],
+    params:
+        model=lambda w: w.model,
+        size=lambda w: w.size,
+        cfg=lambda w: as_json(
+            hccr_config.train_config(config, w.model, gpus=w.gpus, lr=w.lr, batch=w.batch)
+        ),
+        seed=config["seed"],
+        slots=config["resources"]["slots_per_gpu"],
+        out=lambda w: f"models/sweep/{w.model}/{w.size}/g{w.gpus}-lr{w.lr}-b{w.batch}",
+    threads: config["resources"]["train_threads"]
+    resources:
+        gpu=lambda w: int(w.gpus),
+    log:
+        "logs/train/sweep/{model}/{size}/g{gpus}-lr{lr}-b{batch}.log",
+    benchmark:
+        "logs/benchmarks/train/sweep/{model}/{size}/g{gpus}-lr{lr}-b{batch}.tsv"
+    shell:
+        TRAIN_CMD
