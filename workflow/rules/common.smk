@@ -42,5 +42,16 @@ def sweep_dirs():
     return [f"models/sweep/{model}/{size}/g{c['gpus']}-lr{c['lr']}-b{c['batch']}" for c in SWEEP]
 
 
+def synthetic_args():
+    # Only the synthetic source reads these; for real data they must not trigger a re-fetch.
+    if config["data_source"] != "synthetic":
+        return ""
+    spec = config.get("synthetic", {})
+    return (
+        f"--seed {spec.get('seed', 0)} --synthetic-writers {spec.get('writers', 100)}"
+        f" --synthetic-samples {spec.get('samples_per_writer', 10)}"
+    )
+
+
 def as_json(data):
     return json.dumps(data, sort_keys=True)

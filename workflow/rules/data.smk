@@ -13,16 +13,14 @@ rule fetch:
         directory(RAW),
     params:
         source=config["data_source"],
-        seed=config["seed"],
-        writers=config.get("synthetic", {}).get("writers", 100),
-        samples=config.get("synthetic", {}).get("samples_per_writer", 10),
+        synthetic=synthetic_args(),
     log:
         "logs/fetch.log",
     benchmark:
         "logs/benchmarks/fetch.tsv"
     shell:
-        "python -m hccr.fetch --source {params.source:q} --out {output:q} --seed {params.seed}"
-        " --synthetic-writers {params.writers} --synthetic-samples {params.samples} 2> {log:q}"
+        "python -m hccr.fetch --source {params.source:q} --out {output:q} {params.synthetic}"
+        " 2> {log:q}"
 
 
 rule index:

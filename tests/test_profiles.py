@@ -1,0 +1,60 @@
+"""Dry runs of the shipped profiles: the grid, the sweep, and SLURM's GPU requests."""
+
+import re
+from types import SimpleNamespace
+
+import pytest
+from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+from helpers_workflow import describe, make_project, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_default_params_expand_the_study_and_the_sweep(project):
+    proc = snakemake(project, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, describe(proc)
+    counts = job_counts(proc.stdout)
+    assert counts["sweep_run"] == 18  # Table 2: 2 GPU counts x 3 learning rates x 3 batches
+    assert counts["train_run"] == 3 * 4  # three models x small/medium/large/full
+    assert counts["resize"] == 2  # native 64 and InceptionV3's 299
+
+
+def test_quick_profile_narrows_the_grid(project):
+    proc = snakemake(project, "-n", "--quiet", "rules", "--profile", str(project / "workflow/profiles/quick"))
+    assert proc.returncode == 0, describe(proc)
+    counts = job_counts(proc.stdout)
+    assert counts["train_run"] == 3 + 3 + 4  # cnn at every size, the study's models at three
+    assert "sweep_run" not in counts
+
+
+def test_unknown_override_key_fails_before_any_job(project):
+    proc = snakemake(project, "-n", "--config", "sead=1")
+    assert proc.returncode != 0
+    assert "'sead'" in proc.stdout + proc.stderr
+
+
+def test_slurm_profile_maps_each_runs_gpus_to_the_plugin_request(project):
+    proc = snakemake(project, "-n", "--profile", str(project / "workflow/profiles/slurm"), "sweep")
+    assert proc.returncode == 0, describe(proc)
+    blocks = re.findall(r"rule sweep_run:.*?resources: ([^\n]*)", proc.stdout, re.S)
+    assert len(blocks) == 18
+    gpu_counts = []
+    for line in blocks:
+        resources = dict(item.split("=", 1) for item in line.split(", "))
+        assert resources["slurm_partition"] == "gpu"
+        job = SimpleNamespace(resources=resources)
+        gres = set_gres_string(job)
+        gpu_counts.append(int(re.search(r"--gpus=(\d+)", gres)[1]))
+    assert sorted(set(gpu_counts)) == [1, 4]
+    assert gpu_counts.count(4) == 9
