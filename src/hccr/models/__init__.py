@@ -1,0 +1,60 @@
+"""The model registry: `create(name, cfg, pretrained) -> (model, start)`.
+
+Every model takes a float `(B, 1, S, S)` batch (normalised grayscale) and returns logits
+`(B, 15)`; it exposes `.backbone` (what `apply_freeze` acts on) and `.head`. Adding a model
+is one REGISTRY entry: a builder `(cfg, pretrained) -> (model, start)` where `pretrained`
+is `imagenet | none | auto | <absolute path>`.
+
+Train mode: call `model.train()` as usual; frozen BatchNorm layers stay in inference mode
+(hccr.models.base.HccrModel.train), as Keras keeps non-trainable BatchNormalization layers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from hccr.errors import ConfigError
+from hccr.models import cnn, efficientnet, inception_gru
+from hccr.models.base import HccrModel
+from hccr.models.freeze import apply_freeze, count_parameters, layer_list, parse_freeze
+from hccr.models.pretrained import is_hccr_checkpoint, load_state_dict_file, parse_pretrained, read_weights
+
+Builder = Callable[[dict, str], tuple[nn.Module, str]]
+
+REGISTRY: dict[str, Builder] = {
+    "efficientnet": efficientnet.build,
+    "inception_gru": inception_gru.build,
+    "cnn": cnn.build,
+}
+
+__all__ = ["REGISTRY", "HccrModel", "create", "apply_freeze", "count_parameters", "layer_list", "parse_freeze"]
+
+
+def create(name: str, cfg: dict, pretrained: str | None = None) -> tuple[nn.Module, str]:
+    """Build registry model `name` from its params block `cfg`; return (model, start).
+
+    `pretrained` defaults to `cfg["pretrained"]` (and to `none` when that is absent).
+    `start` is what the weights really are: "imagenet", "scratch" or "file:<abs path>".
+    A weights-file path is either a whole-model file (an hccr checkpoint, or a state_dict of
+    this model, its keys under `backbone.`/`head.`), loaded strictly into the whole model,
+    or, for the timm models, a timm backbone state_dict (as published, classifier included),
+    loaded through timm's pretrained machinery.
+    """
+    if name not in REGISTRY:
+        raise ConfigError(f"model: unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}")
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"model.{name}: expected a mapping of settings, got {type(cfg).__name__}")
+    requested = cfg.get("pretrained", "none") if pretrained is None else pretrained
+    kind, path = parse_pretrained(requested)
+    if kind == "file":
+        data = read_weights(path)
+        if is_hccr_checkpoint(data) or any(str(key).startswith("backbone.") for key in data):
+            # A whole model (ours): rebuild without weights, then load every parameter.
+            model, _ = REGISTRY[name](cfg, "none")
+            load_state_dict_file(model, path, data)
+            return model, f"file:{path}"
+        del data
+        return REGISTRY[name](cfg, str(path))
+    return REGISTRY[name](cfg, kind)

@@ -1,0 +1,74 @@
+"""EfficientNetV2-S (timm `tf_efficientnetv2_s`, the same network as Keras's) with the study's head.
+
+Backbone feature map (1280 x 2 x 2 at 64 px) -> Flatten -> Linear(head.hidden) -> ReLU ->
+Dropout(head.dropout) -> Linear(15). The flatten size depends on input_size, so it is
+measured with a dummy forward when the model is built.
+
+Stochastic depth: Keras's EfficientNetV2 is built with drop_connect_rate 0.2; timm's
+`drop_path_rate` (cfg `drop_path_rate`, default 0.2) is the same thing, and it also makes
+`freeze: N` count layers exactly as Keras does (hccr.models.freeze).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hccr import NUM_CLASSES
+from hccr.errors import ConfigError
+from hccr.models.base import HccrModel, repeat_to_channels
+from hccr.models.pretrained import create_timm, parse_pretrained
+
+
+class EfficientNetClassifier(HccrModel):
+    # Keras's EfficientNetV2 starts with InputLayer and its built-in Rescaling layer.
+    keras_preamble = ("input", "rescaling")
+
+    def __init__(self, backbone: nn.Module, in_chans: int, feature_dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.in_chans = in_chans
+        self.backbone = backbone
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, NUM_CLASSES),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(repeat_to_channels(x, self.in_chans)))
+
+
+def feature_dim(backbone: nn.Module, in_chans: int, size: int) -> int:
+    """Flattened size of the backbone's output for one `size` x `size` image."""
+    was_training = backbone.training
+    backbone.eval()  # no running-statistics update from the dummy batch
+    with torch.no_grad():
+        out = backbone(torch.zeros(1, in_chans, size, size))
+    backbone.train(was_training)
+    return int(out[0].numel())
+
+
+def check_common(name: str, cfg: dict, min_size: int = 1) -> tuple[int, int]:
+    """(in_chans, input_size) from a timm model's cfg, validated."""
+    in_chans = cfg.get("in_chans", 3)
+    if in_chans not in (1, 3):
+        raise ConfigError(f"model.{name}.in_chans: {in_chans!r} must be 1 or 3")
+    size = cfg.get("input_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < min_size:
+        raise ConfigError(f"model.{name}.input_size: {size!r} must be an integer >= {min_size}")
+    return in_chans, size
+
+
+def build(cfg: dict, pretrained: str) -> tuple[EfficientNetClassifier, str]:
+    in_chans, size = check_common("efficientnet", cfg)
+    head = cfg.get("head") or {}
+    hidden = int(head.get("hidden", 1024))
+    dropout = float(head.get("dropout", 0.5))
+    arch = cfg.get("arch", "tf_efficientnetv2_s")
+    kind, path = parse_pretrained(pretrained)
+    # in_chans 1: timm sums the pretrained stem over RGB; 3: forward repeats the channel.
+    backbone, start = create_timm(
+        arch, kind, path, num_classes=0, global_pool="", in_chans=in_chans,
+        drop_path_rate=float(cfg.get("drop_path_rate", 0.2)),
+    )
+    model = EfficientNetClassifier(backbone, in_chans, feature_dim(backbone, in_chans, size), hidden, dropout)
+    return model, start
