@@ -12,6 +12,7 @@ RUNS = hccr_config.runs(config)
 SWEEP = hccr_config.sweep_cells(config)
 SIZES = hccr_config.resize_sizes(config)
 SCHEME_SIZES = hccr_config.scheme_sizes(config)
+CONDA_ENV = "../envs/hccr.yaml"  # used with --sdm conda; otherwise the active venv
 RAW = "data/raw/chinese-mnist"
 INDEX = "data/interim/index.csv"
 

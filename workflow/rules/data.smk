@@ -14,6 +14,8 @@ rule fetch:
     params:
         source=config["data_source"],
         synthetic=synthetic_args(),
+    conda:
+        CONDA_ENV
     log:
         "logs/fetch.log",
     benchmark:
@@ -28,6 +30,8 @@ rule index:
         RAW,
     output:
         INDEX,
+    conda:
+        CONDA_ENV
     log:
         "logs/index.log",
     benchmark:
@@ -44,6 +48,8 @@ rule resize:
         "data/processed/images_{res}.npy",
     params:
         filter=config["resize"]["filter"],
+    conda:
+        CONDA_ENV
     log:
         "logs/resize/{res}.log",
     benchmark:
@@ -62,6 +68,8 @@ rule subset:
     params:
         subsets=as_json(config["subsets"]),
         seed=config["seed"],
+    conda:
+        CONDA_ENV
     log:
         "logs/subset.log",
     benchmark:

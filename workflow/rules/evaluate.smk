@@ -22,6 +22,8 @@ rule evaluate_run:
         protocol=config["subsets"]["protocol"],
         batch=config["evaluate"]["batch_size"],
         bins=config["evaluate"]["calibration_bins"],
+    conda:
+        CONDA_ENV
     log:
         "logs/evaluate/{model}/{size}.log",
     benchmark:

@@ -27,6 +27,8 @@ rule sweep:
     params:
         model=config["sweep"]["model"],
         size=config["sweep"]["size"],
+    conda:
+        CONDA_ENV
     log:
         "logs/sweep_summary.log",
     shell:
@@ -51,6 +53,8 @@ rule train_run:
     threads: config["resources"]["train_threads"]
     resources:
         gpu=lambda w: config["model"][w.model]["gpus"],
+    conda:
+        CONDA_ENV
     log:
         "logs/train/{model}/{size}.log",
     benchmark:
@@ -78,6 +82,8 @@ rule sweep_run:
     threads: config["resources"]["train_threads"]
     resources:
         gpu=lambda w: int(w.gpus),
+    conda:
+        CONDA_ENV
     log:
         "logs/train/sweep/{model}/{size}/g{gpus}-lr{lr}-b{batch}.log",
     benchmark:

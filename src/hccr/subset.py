@@ -1,0 +1,313 @@
+"""Draw the train/val/test split files of every scheme and subset size.
+
+`python -m hccr.subset --index data/interim/index.csv --config-json JSON --seed N
+--out-dir data/processed/splits`
+
+JSON (a JSON string or a path to a JSON file) is params.yaml's `subsets` block:
+`protocol` (paper | writer), `test_writers`, `val_writers`, and `schemes` with
+`holdout: {val_per_class, train_per_class: {size: n | all}}` and
+`fraction: {per_class: {size: n | all}, train_fraction}`.
+
+Writes `{out_dir}/{scheme}/{size}.csv` (columns `id,role`, role train|val|test, sorted by id)
+and `{out_dir}/summary.json` (counts per scheme, size, role and class). The whole folder is
+written through `atomic_dir`: on any error nothing is written.
+
+Protocols:
+- `paper` (the study; no test role). holdout: val = `val_per_class` random images per class,
+  train = the first n per class of the rest (`all` = every remaining image). fraction: take
+  N per class at random (`all` = every image), then per class round(train_fraction * N) train and
+  the rest val.
+- `writer` (held-out writers). Writers are permuted with the seed: test writers =
+  round(test_writers * W) (>= 1), val writers = round(val_writers * remaining) (>= 1), the rest
+  train. Test = every image of the test writers, identical in every file. holdout: val =
+  `val_per_class` per class from val writers; train = n per class from train writers. fraction:
+  train = round(train_fraction * N) per class from train writers, val = N - that from val
+  writers (`all`: every train-writer / val-writer image). No writer is in two roles.
+
+Draws use one seeded permutation per class (and scheme), and sizes take prefixes of it, so the
+ladders are nested: small ⊂ medium ⊂ large ⊂ full for train. Rounding is half-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hccr import CHARACTERS
+from hccr.atomic import atomic_dir, write_csv, write_json
+from hccr.errors import ConfigError, DataError, HccrError
+from hccr.index import read_index
+
+PROTOCOLS = ("paper", "writer")
+SCHEMES = ("holdout", "fraction")
+ROLES = ("train", "val", "test")
+ALL = "all"
+
+
+def round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+# ---------------------------------------------------------------------------- config checks
+
+
+def _fraction(cfg: dict, key: str, where: str) -> float:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"{where}.{key}: must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _count(value, where: str, allow_all: bool) -> int | str:
+    if allow_all and value == ALL:
+        return ALL
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        extra = " or 'all'" if allow_all else ""
+        raise ConfigError(f"{where}: must be a positive integer{extra}, got {value!r}")
+    return value
+
+
+def _ladder(cfg: dict, key: str, where: str) -> dict[str, int | str]:
+    ladder = cfg.get(key)
+    if not isinstance(ladder, dict) or not ladder:
+        raise ConfigError(f"{where}.{key}: must map subset sizes to a count per class or 'all', got {ladder!r}")
+    return {str(size): _count(value, f"{where}.{key}.{size}", allow_all=True) for size, value in ladder.items()}
+
+
+def check_config(cfg: dict) -> dict:
+    """Validate the `subsets` block; return a normalised copy (ConfigError naming the key)."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"subsets: must be a mapping, got {type(cfg).__name__}")
+    protocol = cfg.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"subsets.protocol: must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    schemes = cfg.get("schemes")
+    if not isinstance(schemes, dict) or not schemes:
+        raise ConfigError("subsets.schemes: missing or empty (expected holdout and/or fraction)")
+    out: dict = {"protocol": protocol, "schemes": {}}
+    if protocol == "writer":
+        out["test_writers"] = _fraction(cfg, "test_writers", "subsets")
+        out["val_writers"] = _fraction(cfg, "val_writers", "subsets")
+    for name, scheme in schemes.items():
+        where = f"subsets.schemes.{name}"
+        if name not in SCHEMES:
+            raise ConfigError(f"{where}: unknown scheme; choose from {', '.join(SCHEMES)}")
+        if not isinstance(scheme, dict):
+            raise ConfigError(f"{where}: must be a mapping")
+        if name == "holdout":
+            out["schemes"][name] = {
+                "val_per_class": _count(scheme.get("val_per_class"), f"{where}.val_per_class", allow_all=False),
+                "ladder": _ladder(scheme, "train_per_class", where),
+            }
+        else:
+            out["schemes"][name] = {
+                "train_fraction": _fraction(scheme, "train_fraction", where),
+                "ladder": _ladder(scheme, "per_class", where),
+            }
+    return out
+
+
+# ---------------------------------------------------------------------------- drawing
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), *keys])
+
+
+def _scheme_key(scheme: str) -> int:
+    return zlib.crc32(scheme.encode("utf-8"))
+
+
+def split_writers(writers: np.ndarray, cfg: dict, seed: int) -> dict[str, list[int]]:
+    """Permute the writers with the seed and cut them into test, val and train groups."""
+    writers = np.sort(np.unique(writers))
+    order = _rng(seed, 0).permutation(writers)
+    n = len(order)
+    n_test = max(1, round_half_up(cfg["test_writers"] * n))
+    n_val = max(1, round_half_up(cfg["val_writers"] * (n - n_test)))
+    if n_test + n_val >= n:
+        raise DataError(
+            f"writer protocol needs at least one train writer: {n} writer(s) in the index, "
+            f"{n_test} for test (test_writers={cfg['test_writers']}) and {n_val} for val (val_writers={cfg['val_writers']})"
+        )
+    return {
+        "test": sorted(int(w) for w in order[:n_test]),
+        "val": sorted(int(w) for w in order[n_test : n_test + n_val]),
+        "train": sorted(int(w) for w in order[n_test + n_val :]),
+    }
+
+
+def _take(pool: np.ndarray, n: int | str, what: str) -> np.ndarray:
+    """The first n ids of a permuted pool (`all` = every id); DataError if fewer are available."""
+    if n == ALL:
+        return pool
+    if n > len(pool):
+        raise DataError(f"{what}: asked for {n} images, only {len(pool)} available")
+    return pool[:n]
+
+
+def _class_pools(frame: pd.DataFrame, seed: int, scheme: str, stream: int) -> dict[int, np.ndarray]:
+    """For each code, the frame's ids in one seeded random order (the prefix source for the ladder)."""
+    pools = {}
+    for code in range(1, len(CHARACTERS) + 1):
+        ids = np.sort(frame.loc[frame["code"] == code, "id"].to_numpy())
+        pools[code] = _rng(seed, 1, _scheme_key(scheme), stream, code).permutation(ids)
+    return pools
+
+
+def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple[str, str], pd.DataFrame]:
+    """Every (scheme, size) split as a DataFrame `id,role` sorted by id. Raises before returning anything."""
+    cfg = check_config(subsets_cfg)
+    index = index[["id", "writer", "code"]]
+    splits: dict[tuple[str, str], pd.DataFrame] = {}
+    writer_of = dict(zip(index["id"].to_numpy(), index["writer"].to_numpy()))
+    code_of = dict(zip(index["id"].to_numpy(), index["code"].to_numpy()))
+
+    if cfg["protocol"] == "writer":
+        groups = split_writers(index["writer"].to_numpy(), cfg, seed)
+        test_ids = np.sort(index.loc[index["writer"].isin(groups["test"]), "id"].to_numpy())
+        train_frame = index[index["writer"].isin(groups["train"])]
+        val_frame = index[index["writer"].isin(groups["val"])]
+    else:
+        groups = None
+        test_ids = np.zeros(0, dtype=np.int64)
+
+    for scheme, spec in cfg["schemes"].items():
+        # One permutation per class and scheme; every size takes prefixes of it (nested ladders).
+        if cfg["protocol"] == "paper":
+            pools = _class_pools(index, seed, scheme, 0)
+        else:
+            train_pools = _class_pools(train_frame, seed, scheme, 1)
+            val_pools = _class_pools(val_frame, seed, scheme, 2)
+        for size, n in spec["ladder"].items():
+            roles: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+            wanted: dict[str, dict[int, int]] = {"train": {}, "val": {}}
+            for code in range(1, len(CHARACTERS) + 1):
+                where = f"scheme {scheme}, size {size}, class {code} ({CHARACTERS[code - 1]})"
+                if scheme == "holdout":
+                    v = spec["val_per_class"]
+                    if cfg["protocol"] == "paper":
+                        val = _take(pools[code], v, f"{where}, role val")
+                        train = _take(pools[code][v:], n, f"{where}, role train")
+                    else:
+                        val = _take(val_pools[code], v, f"{where}, role val (val writers)")
+                        train = _take(train_pools[code], n, f"{where}, role train (train writers)")
+                else:
+                    frac = spec["train_fraction"]
+                    if cfg["protocol"] == "paper":
+                        chosen = _take(pools[code], n, f"{where}, roles train+val")
+                        n_train = round_half_up(frac * len(chosen))
+                        train, val = chosen[:n_train], chosen[n_train:]
+                    elif n == ALL:
+                        train, val = train_pools[code], val_pools[code]
+                    else:
+                        n_train = round_half_up(frac * n)
+                        train = _take(train_pools[code], n_train, f"{where}, role train (train writers)")
+                        val = _take(val_pools[code], n - n_train, f"{where}, role val (val writers)")
+                roles["train"].append(train)
+                roles["val"].append(val)
+                wanted["train"][code] = len(train)
+                wanted["val"][code] = len(val)
+            parts = [pd.DataFrame({"id": np.concatenate(roles[r]), "role": r}) for r in ("train", "val")]
+            if len(test_ids):
+                parts.append(pd.DataFrame({"id": test_ids, "role": "test"}))
+            table = pd.concat(parts, ignore_index=True).sort_values("id", kind="stable").reset_index(drop=True)
+            _check_split(table, wanted, writer_of, code_of, groups, f"scheme {scheme}, size {size}")
+            splits[(scheme, size)] = table
+    return splits
+
+
+def _check_split(table, wanted, writer_of, code_of, groups, where: str) -> None:
+    """Counts per class and role as drawn; no id twice; under `writer`, each role within its writers."""
+    if table["id"].duplicated().any():
+        raise DataError(f"{where}: image id {int(table.loc[table['id'].duplicated(), 'id'].iloc[0])} drawn twice")
+    codes = table["id"].map(code_of)
+    for role, per_class in wanted.items():
+        got = codes[table["role"] == role].value_counts()
+        for code, n in per_class.items():
+            if int(got.get(code, 0)) != n:
+                raise DataError(f"{where}: class {code} role {role} has {int(got.get(code, 0))} images, drew {n}")
+    if groups is not None:
+        writers = table["id"].map(writer_of)
+        for role in ROLES:
+            stray = set(writers[table["role"] == role]) - set(groups[role])
+            if stray:
+                raise DataError(f"{where}: role {role} holds images of writer(s) {sorted(stray)} outside its group")
+
+
+def summarize(
+    splits: dict[tuple[str, str], pd.DataFrame], index: pd.DataFrame, subsets_cfg: dict, seed: int
+) -> dict:
+    """Counts per scheme/size/role, per class (by character), and the writer groups."""
+    cfg = check_config(subsets_cfg)
+    character_of = dict(zip(index["id"], index["character"]))
+    writer_of = dict(zip(index["id"], index["writer"]))
+    summary: dict = {"protocol": cfg["protocol"], "seed": int(seed), "images": int(len(index)), "schemes": {}}
+    if cfg["protocol"] == "writer":
+        summary["writers"] = split_writers(index["writer"].to_numpy(), cfg, seed)
+    for (scheme, size), table in splits.items():
+        entry: dict = {"counts": {}, "per_class": {}, "writers": {}}
+        for role in ROLES:
+            ids = table.loc[table["role"] == role, "id"]
+            if not len(ids) and role == "test":
+                continue
+            entry["counts"][role] = int(len(ids))
+            per_class = ids.map(character_of).value_counts()
+            entry["per_class"][role] = {ch: int(per_class.get(ch, 0)) for ch in CHARACTERS}
+            entry["writers"][role] = int(ids.map(writer_of).nunique())
+        summary["schemes"].setdefault(scheme, {})[size] = entry
+    return summary
+
+
+def write_splits(
+    splits: dict[tuple[str, str], pd.DataFrame], summary: dict, out_dir: str | Path
+) -> None:
+    """Write every split file and summary.json into `out_dir`, all or nothing."""
+    with atomic_dir(out_dir) as tmp:
+        for (scheme, size), table in splits.items():
+            write_csv(tmp / scheme / f"{size}.csv", table[["id", "role"]])
+        write_json(tmp / "summary.json", summary)
+
+
+def load_config(text: str) -> dict:
+    """`--config-json`: a JSON string, or a path to a JSON file."""
+    path = Path(text)
+    try:
+        if not text.lstrip().startswith("{") and path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config-json: not valid JSON ({exc}): {text[:200]!r}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hccr subset", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", required=True, help="index CSV (hccr index)")
+    parser.add_argument("--config-json", required=True, help="params.yaml `subsets` block as JSON (string or file)")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--out-dir", required=True, help="folder for {scheme}/{size}.csv and summary.json")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config_json)
+        index = read_index(args.index)
+        splits = make_splits(index, cfg, args.seed)
+        summary = summarize(splits, index, cfg, args.seed)
+        write_splits(splits, summary, args.out_dir)
+    except HccrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for (scheme, size), table in splits.items():
+        counts = table["role"].value_counts()
+        print(f"{scheme}/{size}: " + ", ".join(f"{r} {int(counts.get(r, 0))}" for r in ROLES if r in counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Tiny datasets for the data-step tests: synthetic raw folders, zips (good and bad), indexes."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+from hccr.synthetic import generate
+
+# Small but with enough writers for the writer protocol (test/val/train writers all non-empty).
+WRITERS = 12
+SAMPLES = 3
+
+
+def make_raw(folder: Path, writers: int = WRITERS, samples: int = SAMPLES, seed: int = 0) -> Path:
+    """A synthetic raw folder in the Kaggle layout."""
+    generate(folder, writers=writers, samples_per_writer=samples, seed=seed, progress=False)
+    return folder
+
+
+def zip_folder(folder: Path, archive: Path, prefix: str = "", extra: dict[str, bytes] | None = None) -> Path:
+    """Zip a raw folder (optionally under `prefix/`), adding `extra` raw entries by name."""
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                handle.write(path, prefix + path.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            handle.writestr(name, data)
+    return archive
+
+
+def zip_with_symlink(folder: Path, archive: Path) -> Path:
+    """A zip of `folder` plus an entry stored as a symbolic link."""
+    zip_folder(folder, archive)
+    info = zipfile.ZipInfo("data/data/link.jpg")
+    info.external_attr = (0o120777 << 16)  # S_IFLNK | 0777
+    with zipfile.ZipFile(archive, "a") as handle:
+        handle.writestr(info, "/etc/passwd")
+    return archive
+
+
+def copy_raw(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def drop_csv_line(folder: Path, line_number: int) -> str:
+    """Remove a data line (1-based, header = line 1) from the raw CSV; return it."""
+    csv_path = folder / "chinese_mnist.csv"
+    lines = csv_path.read_bytes().decode("utf-8").split("\r\n")
+    removed = lines.pop(line_number - 1)
+    csv_path.write_bytes("\r\n".join(lines).encode("utf-8"))
+    return removed
+
+
+def truncate_file(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
