@@ -1,0 +1,118 @@
+"""Where a training process runs: device, precision, threads and its place in a DDP group.
+
+`setup()` reads the torchrun environment (WORLD_SIZE, RANK, LOCAL_RANK): with more than one
+process it joins the process group (NCCL on CUDA, gloo on CPU). On CUDA the process uses
+`cuda:LOCAL_RANK` (the launcher has already narrowed CUDA_VISIBLE_DEVICES to its slots),
+bf16 autocast, channels_last and TF32; on CPU plain float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+from typing import ContextManager
+
+import torch
+import torch.distributed as dist
+
+from hccr.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    amp_dtype: torch.dtype | None = None  # autocast dtype, None = float32
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def channels_last(self) -> bool:
+        return self.is_cuda
+
+    @property
+    def precision(self) -> str:
+        return "bfloat16-autocast" if self.amp_dtype == torch.bfloat16 else "float32"
+
+    def autocast(self) -> ContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def describe(self) -> str:
+        if self.is_cuda:
+            return torch.cuda.get_device_name(self.device)
+        return "cpu"
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over the process group (in place); a no-op in a single process."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) as torchrun sets them; (0, 0, 1) outside torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    return rank, local_rank, world_size
+
+
+def setup(threads: int | None = None, device: str = "auto") -> Runtime:
+    """Pick the device and precision, set CPU threads, and join the DDP group if launched so."""
+    if device not in DEVICE_CHOICES:
+        raise ConfigError(f"--device: unknown device {device!r}; choose from {', '.join(DEVICE_CHOICES)}")
+    rank, local_rank, world_size = distributed_env()
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    if threads is not None:
+        # The job's cores are shared by its processes.
+        torch.set_num_threads(max(1, int(threads) // world_size))
+
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} visible CUDA devices"
+            )
+        torch_device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(torch_device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    else:
+        torch_device = torch.device("cpu")
+        amp = None
+
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if use_cuda else "gloo"
+        kwargs = {"device_id": torch_device} if use_cuda else {}
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
+    return Runtime(device=torch_device, rank=rank, local_rank=local_rank, world_size=world_size, amp_dtype=amp)
+
+
+def teardown(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,221 @@
+"""Give a job its own GPUs: take K free device slots, set CUDA_VISIBLE_DEVICES, run the job.
+
+    python -m hccr.launch --gpus K [--slots-per-gpu N] [--lock-dir .hccr/gpu-locks] -- CMD...
+
+Snakemake counts `--resources gpu=N` but never says which GPU a job gets. Each device has N
+slots, each a lock file (`gpu{id}.slot{j}.lock`) held with `fcntl.flock`: the launcher tries
+them without blocking, needs K *distinct* devices, and polls until it has them (holding
+nothing while it waits, so two waiting jobs cannot starve each other). The kernel drops a
+flock when its holder dies, so no stale lock survives a killed job; the job inherits the
+lock descriptors, so its devices stay taken until the job itself has exited.
+
+With K > 1 the command `python -m MODULE ARGS` (or `hccr COMMAND ARGS`) runs as
+`python -m torch.distributed.run --standalone --nproc_per_node K -m MODULE ARGS`
+(NCCL on GPUs; on a machine without GPUs, K gloo processes on the CPU).
+
+Devices: `torch.cuda.device_count()`, or the env variable HCCR_NUM_GPUS when set (tests
+simulate GPUs with it). With no device the command runs as is, CUDA_VISIBLE_DEVICES untouched;
+`--gpus 0` runs it with no GPU visible (CUDA_VISIBLE_DEVICES="").
+The exit status is the command's; a command killed by signal S gives 128 + S. SIGINT,
+SIGTERM and SIGHUP sent to the launcher are passed on to the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hccr.errors import ConfigError, HccrError
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def device_ids() -> list[str]:
+    """The ids CUDA_VISIBLE_DEVICES may name, in order ('0', '1', ... or the parent's own list)."""
+    override = os.environ.get("HCCR_NUM_GPUS")
+    if override is not None and override.strip() != "":
+        try:
+            count = int(override)
+        except ValueError:
+            raise ConfigError(f"HCCR_NUM_GPUS: expected a number of GPUs, got {override!r}") from None
+        if count < 0:
+            raise ConfigError(f"HCCR_NUM_GPUS: must be >= 0, got {count}")
+    else:
+        import torch
+
+        count = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible and count:
+        # Already narrowed (e.g. by SLURM): lock and hand out the ids the parent was given.
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        return ids[:count]
+    return [str(i) for i in range(count)]
+
+
+class SlotLocks:
+    """Non-blocking flock on per-device slot files; `acquire` polls until K devices are held."""
+
+    def __init__(self, lock_dir: str | os.PathLike, devices: list[str], slots_per_gpu: int) -> None:
+        self.lock_dir = Path(lock_dir)
+        self.devices = devices
+        self.slots = slots_per_gpu
+        self.held: dict[str, int] = {}  # device id -> fd of its slot lock
+
+    def _path(self, device: str, slot: int) -> Path:
+        return self.lock_dir / f"gpu{device}.slot{slot}.lock"
+
+    def try_acquire(self, k: int) -> bool:
+        """One pass: fill lower slots first (spreads jobs over devices before sharing one)."""
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        for slot in range(self.slots):
+            for device in self.devices:
+                if len(self.held) == k:
+                    return True
+                if device in self.held:
+                    continue
+                fd = os.open(self._path(device, slot), os.O_RDWR | os.O_CREAT, 0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self.held[device] = fd
+        if len(self.held) == k:
+            return True
+        self.release()  # hold nothing while waiting
+        return False
+
+    def acquire(self, k: int, poll: float) -> list[str]:
+        waited = False
+        while not self.try_acquire(k):
+            if not waited:
+                print(f"launch: waiting for {k} free GPU slot(s) in {self.lock_dir}", file=sys.stderr)
+                waited = True
+            time.sleep(poll)
+        return sorted(self.held, key=self.devices.index)
+
+    def release(self) -> None:
+        for fd in self.held.values():
+            os.close(fd)  # closing the last descriptor drops the flock
+        self.held.clear()
+
+    @property
+    def fds(self) -> list[int]:
+        return list(self.held.values())
+
+
+def torchrun_command(command: list[str], nproc: int) -> list[str]:
+    """Rewrite `python -m MODULE ARGS` / `hccr CMD ARGS` / `python SCRIPT ARGS` for torchrun."""
+    from hccr.cli import COMMANDS
+
+    head = Path(command[0]).name
+    target: list[str]
+    if head == "hccr" and len(command) > 1 and command[1] in COMMANDS:
+        target = ["-m", COMMANDS[command[1]], *command[2:]]
+    elif head.startswith("python") or command[0] == sys.executable:
+        rest = command[1:]
+        while rest and rest[0] in ("-u", "-O", "-B"):  # harmless interpreter flags
+            rest = rest[1:]
+        if len(rest) >= 2 and rest[0] == "-m":
+            target = ["-m", rest[1], *rest[2:]]
+        elif rest and not rest[0].startswith("-"):
+            target = rest  # a script path
+        else:
+            raise ConfigError(f"launch: cannot run {' '.join(command)!r} under torchrun: expected python -m MODULE ...")
+    else:
+        raise ConfigError(
+            f"launch: with --gpus {nproc} the command must be `python -m MODULE ...` or `hccr COMMAND ...`, "
+            f"got {command[0]!r}"
+        )
+    interpreter = command[0] if head.startswith("python") else sys.executable
+    return [interpreter, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *target]
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the launcher dies (e.g. SIGKILL), so no job is orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the job merely outlives a killed launcher
+        pass
+
+
+def run_command(command: list[str], env: dict[str, str], pass_fds: list[int]) -> int:
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _die_with_parent()
+        if os.getppid() != parent:  # the launcher died before prctl took effect
+            os._exit(1)
+
+    try:
+        child = subprocess.Popen(command, env=env, pass_fds=pass_fds, preexec_fn=preexec)
+    except FileNotFoundError:
+        raise ConfigError(f"launch: command not found: {command[0]!r}") from None
+
+    def forward(signum, _frame) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hccr launch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gpus", type=int, default=1, help="devices the job needs (K > 1 runs it under torchrun)")
+    parser.add_argument("--slots-per-gpu", type=int, default=1, help="jobs that may share one device")
+    parser.add_argument("--lock-dir", default=".hccr/gpu-locks", help="folder of the per-slot lock files")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between tries while all slots are busy")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    try:
+        if not command:
+            raise ConfigError("launch: no command given (usage: hccr launch --gpus K -- CMD ...)")
+        if args.gpus < 0:
+            raise ConfigError(f"--gpus: must be >= 0, got {args.gpus}")
+        if args.slots_per_gpu < 1:
+            raise ConfigError(f"--slots-per-gpu: must be >= 1, got {args.slots_per_gpu}")
+        devices = device_ids()
+        if devices and args.gpus > len(devices):
+            raise ConfigError(f"--gpus {args.gpus}: this machine has only {len(devices)} GPU(s)")
+        if args.gpus > 1:
+            command = torchrun_command(command, args.gpus)
+        env = dict(os.environ)
+        locks = SlotLocks(args.lock_dir, devices, args.slots_per_gpu)
+        if devices and args.gpus == 0:
+            env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep it off every GPU
+        elif devices:
+            chosen = locks.acquire(args.gpus, args.poll)
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
+            print(f"launch: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", file=sys.stderr)
+        try:
+            return run_command(command, env, locks.fds)
+        finally:
+            locks.release()
+    except HccrError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

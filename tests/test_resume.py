@@ -1,0 +1,116 @@
+"""Resume for real: SIGKILL a training subprocess mid-run, rerun it, compare with a clean run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+SIZE = 32
+EPOCHS = 6
+CFG = {
+    "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [16, 32],
+    "convs_per_block": 2, "dropout": 0.1, "batch_size": 32, "gpus": 1,
+    "optimizer": {"name": "adamw", "weight_decay": 1e-4}, "schedule": "cosine", "label_smoothing": 0.05,
+    "early_stopping": {"enabled": False, "patience": 3},
+    # Augmentation and dropout on: the resumed epochs must replay their randomness exactly.
+    "augment": {"enabled": True, "degrees": 8.0, "translate": 0.08, "scale": 0.1, "shear": 5.0},
+    "phases": [{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
+    "scratch_phases": [{"name": "a", "epochs": 3, "lr": 3e-3, "freeze": "none"},
+                       {"name": "b", "epochs": EPOCHS - 3, "lr": 1e-3, "freeze": "none"}],
+}
+# Columns that measure the machine, not the training.
+TIMING = ["seconds", "images_per_second"]
+
+
+def make_data(folder, n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 15
+    writers = np.arange(n) // 15
+    images = rng.integers(0, 60, (n, SIZE, SIZE)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row = rng.integers(4, SIZE - 6)
+        images[i, row : row + 3, 1 : 3 + 2 * int(label)] = 220
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "images.npy", images)
+    pd.DataFrame({"id": np.arange(n), "writer": writers, "sample": 1, "code": labels + 1, "value": labels,
+                  "character": "x", "label": labels, "path": "p.jpg"}).to_csv(folder / "index.csv", index=False)
+    roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
+    pd.DataFrame({"id": np.arange(n), "role": roles}).to_csv(folder / "split.csv", index=False)
+    return folder
+
+
+def command(data, out):
+    return [sys.executable, "-m", "hccr.train", "--model", "cnn", "--size", "small",
+            "--images", str(data / "images.npy"), "--index", str(data / "index.csv"),
+            "--split", str(data / "split.csv"), "--config-json", json.dumps(CFG), "--seed", "5",
+            "--threads", "1", "--out", str(out)]
+
+
+def history_epochs(out) -> int:
+    try:
+        return len(pd.read_csv(out / "history.csv"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    data = make_data(tmp_path / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    clean = tmp_path / "clean"
+    subprocess.run(command(data, clean), check=True, env=env, stderr=subprocess.DEVNULL, timeout=300)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(command(data, out), env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while history_epochs(out) < 2:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = history_epochs(out)
+    assert 2 <= done < EPOCHS, f"killed after {done} epochs: too late to test resuming"
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert not state["finished"] and state["epoch"] >= 2
+    assert not (out / "train.json").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
+
+    resumed = subprocess.run(command(data, out), env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch" in resumed.stderr
+
+    expected = pd.read_csv(clean / "history.csv")
+    got = pd.read_csv(out / "history.csv")
+    assert got["epoch"].tolist() == list(range(1, EPOCHS + 1))
+    assert got["phase"].tolist() == expected["phase"].tolist() == ["a"] * 3 + ["b"] * (EPOCHS - 3)
+    numeric = [c for c in expected.columns if c not in TIMING + ["phase"]]
+    np.testing.assert_allclose(got[numeric].to_numpy(float), expected[numeric].to_numpy(float), rtol=0, atol=1e-6)
+
+    summary_clean = json.loads((clean / "train.json").read_text())
+    summary = json.loads((out / "train.json").read_text())
+    for key in ("best_epoch", "best_val_accuracy", "best_val_loss", "final_train_loss", "final_train_accuracy",
+                "final_val_loss", "final_val_accuracy", "epochs", "start", "parameters"):
+        assert summary[key] == pytest.approx(summary_clean[key], abs=1e-6), key
+
+    a = torch.load(clean / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"]
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6)
+
+    # The finished run, rerun, does nothing.
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = subprocess.run(command(data, out), env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "already finished" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
