@@ -28,3 +28,4 @@ rule all:
         rules.train.input,
         rules.sweep.output,
         rules.evaluate.input,
+        rules.report.input,

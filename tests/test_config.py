@@ -84,3 +84,17 @@ def test_train_config_applies_sweep_overrides_without_touching_params(params):
     assert (block["gpus"], block["batch_size"]) == (4, 20)
     assert all(p["lr"] == 2e-4 for p in block["phases"] + block["scratch_phases"])
     assert params["model"]["inception_gru"]["batch_size"] == 40
+
+
+def test_json_object_arg_inline_file_and_errors(tmp_path):
+    assert hccr_config.json_object_arg('{"a": 1}') == {"a": 1}
+    path = tmp_path / "cfg.json"
+    path.write_text('{"b": [1, 2]}')
+    assert hccr_config.json_object_arg(str(path)) == {"b": [1, 2]}
+    with pytest.raises(ConfigError, match="--params-json: .*cannot read"):
+        hccr_config.json_object_arg(str(tmp_path / "missing.json"), "--params-json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        hccr_config.json_object_arg("{oops")
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        hccr_config.json_object_arg(str(path))

@@ -9,6 +9,7 @@ Snakemake's common.smk and the CLIs both use it, so the two never disagree.
 from __future__ import annotations
 
 import copy
+import json
 import itertools
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,22 @@ def train_config(
         for phase in block["phases"] + block["scratch_phases"]:
             phase["lr"] = float(lr)
     return block
+
+
+def json_object_arg(text: str, flag: str = "--config-json") -> dict[str, Any]:
+    """A CLI argument that is a JSON object, given inline (`{...}`) or as a path to a file."""
+    source = flag
+    if not text.lstrip().startswith("{"):
+        path = Path(text)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"{flag}: {path}: cannot read ({err.strerror})") from None
+        source = str(path)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{source}: not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: expected a JSON object")
+    return value

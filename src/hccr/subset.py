@@ -31,7 +31,6 @@ ladders are nested: small ⊂ medium ⊂ large ⊂ full for train. Rounding is h
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import zlib
@@ -42,6 +41,7 @@ import pandas as pd
 
 from hccr import CHARACTERS
 from hccr.atomic import atomic_dir, write_csv, write_json
+from hccr.config import json_object_arg
 from hccr.errors import ConfigError, DataError, HccrError
 from hccr.index import read_index
 
@@ -276,17 +276,6 @@ def write_splits(
         write_json(tmp / "summary.json", summary)
 
 
-def load_config(text: str) -> dict:
-    """`--config-json`: a JSON string, or a path to a JSON file."""
-    path = Path(text)
-    try:
-        if not text.lstrip().startswith("{") and path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--config-json: not valid JSON ({exc}): {text[:200]!r}") from exc
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hccr subset", description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", required=True, help="index CSV (hccr index)")
@@ -295,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, help="folder for {scheme}/{size}.csv and summary.json")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config_json)
+        cfg = json_object_arg(args.config_json, "--config-json")
         index = read_index(args.index)
         splits = make_splits(index, cfg, args.seed)
         summary = summarize(splits, index, cfg, args.seed)

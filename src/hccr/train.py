@@ -20,7 +20,6 @@ The training loss and the validation loss use the same criterion (with label smo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sys
@@ -35,6 +34,7 @@ from tqdm import tqdm
 
 from hccr import device as devices
 from hccr.atomic import write_json
+from hccr.config import json_object_arg
 from hccr.errors import ConfigError, HccrError
 from hccr.loader import BatchLoader, compute_stats, epoch_seed
 from hccr.training.history import write_history
@@ -54,21 +54,7 @@ def seed_everything(seed: int) -> None:
 
 def parse_config(text: str) -> dict[str, Any]:
     """The model block from a JSON string or a JSON file."""
-    source = "--config-json"
-    if not text.lstrip().startswith("{"):
-        path = Path(text)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"--config-json: {path}: cannot read ({err.strerror})") from None
-        source = str(path)
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{source}: not valid JSON: {err}") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{source}: expected a JSON object (the model's params block)")
-    return cfg
+    return json_object_arg(text, "--config-json")
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:

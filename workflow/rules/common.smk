@@ -43,6 +43,21 @@ def sweep_dirs():
     return [f"models/sweep/{model}/{size}/g{c['gpus']}-lr{c['lr']}-b{c['batch']}" for c in SWEEP]
 
 
+FIG = "reports/figures"
+
+
+def report_figures():
+    figures = [f"{FIG}/{kind}/{m}/{s}.png" for kind in ("curves", "confusion", "misclassified") for m, s in RUNS]
+    figures += [f"{FIG}/sizes/{m}.png" for m in config["models"]]
+    if SWEEP:
+        figures.append(f"{FIG}/sweep/{config['sweep']['model']}_{config['sweep']['size']}.png")
+    return figures
+
+
+def histories_of(model):
+    return [f"models/runs/{model}/{s}/history.csv" for m, s in RUNS if m == model]
+
+
 def synthetic_args():
     # Only the synthetic source reads these; for real data they must not trigger a re-fetch.
     if config["data_source"] != "synthetic":

@@ -1,7 +1,124 @@
-# Figures and the assembled report (wired to hccr.plots / hccr.report).
-
+# Figures (hccr.plots) and the assembled report (hccr.report). Figures are wrapped in
+# report() so that `snakemake --report reports/snakemake_report.html` shows them with captions.
 
 rule report:
     input:
         "reports/report.md",
         "reports/report.html",
+
+
+rule plot_curves:
+    input:
+        "models/runs/{model}/{size}/history.csv",
+    output:
+        figure=report(
+            f"{FIG}/curves/{{model}}/{{size}}.png",
+            caption="../report/curves.rst",
+            category="Training curves",
+            subcategory="{model}",
+        ),
+        data="reports/plots/history/{model}_{size}.csv",
+    conda:
+        CONDA_ENV
+    log:
+        "logs/plots/curves/{model}/{size}.log",
+    benchmark:
+        "logs/benchmarks/plots/curves/{model}/{size}.tsv"
+    shell:
+        "python -m hccr.plots curves --history {input:q} --model {wildcards.model} --size {wildcards.size}"
+        " --out {output.figure:q} --out-data {output.data:q} 2> {log:q}"
+
+
+rule plot_sizes:
+    input:
+        lambda w: histories_of(w.model),
+    output:
+        report(f"{FIG}/sizes/{{model}}.png", caption="../report/sizes.rst", category="Training-set size"),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/plots/sizes/{model}.log",
+    benchmark:
+        "logs/benchmarks/plots/sizes/{model}.tsv"
+    shell:
+        "python -m hccr.plots sizes --model {wildcards.model} --history {input:q} --out {output:q} 2> {log:q}"
+
+
+rule plot_sweep:
+    input:
+        "models/sweep/summary.csv",
+    output:
+        report(f"{FIG}/sweep/{{model}}_{{size}}.png", caption="../report/sweep.rst", category="Sweep"),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/plots/sweep/{model}_{size}.log",
+    benchmark:
+        "logs/benchmarks/plots/sweep/{model}_{size}.tsv"
+    shell:
+        "python -m hccr.plots sweep --sweep-dir models/sweep/{wildcards.model}/{wildcards.size}"
+        " --out {output:q} 2> {log:q}"
+
+
+rule plot_confusion:
+    input:
+        "reports/evaluation/{model}/{size}/details.json",
+    output:
+        report(
+            f"{FIG}/confusion/{{model}}/{{size}}.png",
+            caption="../report/confusion.rst",
+            category="Confusion matrices",
+            subcategory="{model}",
+        ),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/plots/confusion/{model}/{size}.log",
+    benchmark:
+        "logs/benchmarks/plots/confusion/{model}/{size}.tsv"
+    shell:
+        "python -m hccr.plots confusion --details {input:q} --out {output:q} 2> {log:q}"
+
+
+rule plot_misclassified:
+    input:
+        predictions="reports/evaluation/{model}/{size}/predictions.csv",
+        images=lambda w: images_for(w.model),
+    output:
+        report(
+            f"{FIG}/misclassified/{{model}}/{{size}}.png",
+            caption="../report/misclassified.rst",
+            category="Misclassified images",
+            subcategory="{model}",
+        ),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/plots/misclassified/{model}/{size}.log",
+    benchmark:
+        "logs/benchmarks/plots/misclassified/{model}/{size}.tsv"
+    shell:
+        "python -m hccr.plots misclassified --predictions {input.predictions:q} --images {input.images:q}"
+        " --out {output:q} 2> {log:q}"
+
+
+rule assemble_report:
+    input:
+        metrics=[f"reports/metrics/{m}/{s}.json" for m, s in RUNS],
+        figures=report_figures(),
+        sweep="models/sweep/summary.csv",
+    output:
+        md="reports/report.md",
+        html="reports/report.html",
+    params:
+        config=as_json(config),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/report.log",
+    benchmark:
+        "logs/benchmarks/report.tsv"
+    shell:
+        "python -m hccr.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation"
+        " --models-dir models --figures-dir reports/figures --benchmarks-dir logs/benchmarks"
+        " --params-json {params.config:q} --out-md {output.md:q} --out-html {output.html:q} 2> {log:q}"

@@ -1,0 +1,389 @@
+"""Score a trained run on its validation rows (and test rows, when the split has them).
+
+    python -m hccr.evaluate --checkpoint models/M/Z/checkpoint.pt \
+        --train-summary models/M/Z/train.json --images data/processed/images_S.npy \
+        --index data/interim/index.csv --split data/processed/splits/SCHEME/Z.csv \
+        --protocol writer --model M --size Z --batch-size 256 --bins 15 \
+        --out-metrics reports/metrics/M/Z.json \
+        --out-details reports/evaluation/M/Z/details.json \
+        --out-predictions reports/evaluation/M/Z/predictions.csv
+
+Writes three artifacts (atomically; all three or none are replaced):
+- metrics JSON of scalars only (what `dvc metrics` reads); `test` is left out when the split
+  has no test rows (the `paper` protocol);
+- details JSON: per-class accuracy keyed by character, confusion matrices (rows true),
+  most frequent confusions, 95 % Wilson intervals, calibration bins;
+- predictions CSV, one row per scored image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from hccr import CHARACTERS, NUM_CLASSES, VALUES, metrics
+from hccr.atomic import write_csv, write_json
+from hccr.errors import DataError, HccrError
+
+ROLES = ("val", "test")
+PROTOCOLS = ("writer", "paper")
+INDEX_COLUMNS = ("id", "writer", "label")
+PREDICTION_COLUMNS = ["id", "writer", "role", "true", "predicted", "confidence", "true_character", "predicted_character"]
+
+
+@dataclass
+class RolePredictions:
+    """What the model said about the images of one role."""
+
+    ids: np.ndarray
+    writers: np.ndarray
+    labels: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return metrics.softmax(self.logits)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.logits.argmax(axis=1)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def read_index(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: index file not found")
+    index = pd.read_csv(path)
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    if not index["id"].equals(pd.Series(range(len(index)), name="id")):
+        raise DataError(f"{path}: column id must be 0..N-1 in row order")
+    bad = index[(index["label"] < 0) | (index["label"] >= NUM_CLASSES)]
+    if len(bad):
+        raise DataError(f"{path}: row {int(bad.index[0]) + 2}: label {bad['label'].iloc[0]} outside 0..{NUM_CLASSES - 1}")
+    return index
+
+
+def read_split(path: str | Path, n_images: int) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: split file not found")
+    split = pd.read_csv(path)
+    for column in ("id", "role"):
+        if column not in split.columns:
+            raise DataError(f"{path}: missing column {column}")
+    unknown = split[~split["role"].isin(("train", "val", "test"))]
+    if len(unknown):
+        raise DataError(f"{path}: row {int(unknown.index[0]) + 2}: unknown role {unknown['role'].iloc[0]!r}")
+    outside = split[(split["id"] < 0) | (split["id"] >= n_images)]
+    if len(outside):
+        raise DataError(f"{path}: row {int(outside.index[0]) + 2}: id {outside['id'].iloc[0]} not in the index (0..{n_images - 1})")
+    if not (split["role"] == "val").any():
+        raise DataError(f"{path}: no val rows to evaluate")
+    return split
+
+
+def load_images(path: str | Path, n_images: int, input_size: int) -> np.ndarray:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: image array not found")
+    images = np.load(path, mmap_mode="r")
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise DataError(f"{path}: expected a uint8 array (N, S, S), got {images.dtype} {images.shape}")
+    if images.shape[0] != n_images:
+        raise DataError(f"{path}: {images.shape[0]} rows but the index has {n_images}")
+    if images.shape[1:] != (input_size, input_size):
+        raise DataError(f"{path}: images are {images.shape[1]}x{images.shape[2]}, the checkpoint expects {input_size}x{input_size}")
+    return images
+
+
+def read_train_summary(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: train summary not found")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(summary, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return summary
+
+
+def summary_parameters(summary: dict[str, Any]) -> int | None:
+    """Total parameter count from train.json: a number, or {"total": n, ...} as hccr.train writes it."""
+    value = summary.get("parameters")
+    if isinstance(value, dict):
+        value = value.get("total")
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HccrError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    ids: np.ndarray,
+    mean: float,
+    std: float,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    desc: str = "evaluate",
+) -> np.ndarray:
+    """Logits (len(ids), C) for images[ids], fed as ((uint8 / 255) - mean) / std."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    out = []
+    for start in tqdm(range(0, len(ids), batch_size), desc=desc, unit="batch", file=sys.stderr, leave=False):
+        batch_ids = np.sort(ids[start : start + batch_size])  # sorted reads are cheaper on a memmap
+        order = np.argsort(np.argsort(ids[start : start + batch_size]))
+        x = torch.from_numpy(np.ascontiguousarray(images[batch_ids])[order]).to(device, non_blocking=True)
+        x = (x.float().div_(255.0).sub_(mean).div_(std)).unsqueeze(1)
+        out.append(model(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+
+
+def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(scalars for the metrics JSON, the fuller record for the details JSON)."""
+    y, p = pred.labels, pred.predicted
+    probs = pred.probabilities
+    confidence = probs.max(axis=1)
+    correct = int((y == p).sum())
+    n = int(y.size)
+    low, high = metrics.wilson_interval(correct, n)
+    scalars = {
+        "accuracy": metrics.accuracy(y, p),
+        "macro_f1": metrics.macro_f1(y, p, NUM_CLASSES),
+        "loss": metrics.cross_entropy_from_logits(y, pred.logits),
+        "ece": metrics.expected_calibration_error(confidence, y == p, bins),
+        "n": n,
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
+    }
+    cm = metrics.confusion_matrix(y, p, NUM_CLASSES)
+    per_class_acc = metrics.per_class_accuracy(y, p, NUM_CLASSES)
+    per_class_f1 = metrics.per_class_f1(y, p, NUM_CLASSES)
+    per_class = {}
+    for label, character in enumerate(CHARACTERS):
+        support = int(cm[label].sum())
+        hits = int(cm[label, label])
+        c_low, c_high = metrics.wilson_interval(hits, support)
+        per_class[character] = {
+            "label": label,
+            "value": VALUES[label],
+            "n": support,
+            "correct": hits,
+            "accuracy": _finite(per_class_acc[label]),
+            "accuracy_ci_low": _finite(c_low),
+            "accuracy_ci_high": _finite(c_high),
+            "f1": _finite(per_class_f1[label]),
+        }
+    details = {
+        **scalars,
+        "correct": correct,
+        "accuracy_ci": {"low": low, "high": high, "level": 0.95, "method": "wilson"},
+        "writers": sorted(int(w) for w in np.unique(pred.writers)),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "top_confusions": [
+            {
+                "true": t,
+                "predicted": q,
+                "true_character": CHARACTERS[t],
+                "predicted_character": CHARACTERS[q],
+                "count": count,
+            }
+            for t, q, count in metrics.top_confusions(cm, top_k)
+        ],
+        "calibration": {"bins": bins, "table": metrics.calibration_table(confidence, y == p, bins)},
+    }
+    return scalars, details
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undefined value (class without samples) becomes null."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def predictions_frame(role: str, pred: RolePredictions) -> pd.DataFrame:
+    probs = pred.probabilities
+    predicted = pred.predicted
+    chars = np.array(list(CHARACTERS))
+    return pd.DataFrame({
+        "id": pred.ids,
+        "writer": pred.writers,
+        "role": role,
+        "true": pred.labels,
+        "predicted": predicted,
+        "confidence": probs[np.arange(len(predicted)), predicted].round(6),
+        "true_character": chars[pred.labels],
+        "predicted_character": chars[predicted],
+    })
+
+
+def evaluate_run(
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    images: np.ndarray,
+    index: pd.DataFrame,
+    split: pd.DataFrame,
+    *,
+    batch_size: int = 256,
+    bins: int = 15,
+    device: torch.device | str = "cpu",
+) -> dict[str, tuple[dict, dict, RolePredictions]]:
+    """Score every role present among val/test: role -> (scalars, details, predictions)."""
+    mean, std = float(meta["normalize"]["mean"]), float(meta["normalize"]["std"])
+    results = {}
+    for role in ROLES:
+        rows = split[split["role"] == role].sort_values("id")
+        if rows.empty:
+            continue
+        ids = rows["id"].to_numpy(dtype=np.int64)
+        logits = predict(model, images, ids, mean, std, batch_size, device, desc=f"evaluate {role}")
+        pred = RolePredictions(
+            ids=ids,
+            writers=index["writer"].to_numpy()[ids],
+            labels=index["label"].to_numpy(dtype=np.int64)[ids],
+            logits=logits,
+        )
+        scalars, details = score_role(pred, bins)
+        results[role] = (scalars, details, pred)
+    return results
+
+
+def build_outputs(
+    results: dict[str, tuple[dict, dict, RolePredictions]],
+    *,
+    model_name: str,
+    size: str,
+    protocol: str,
+    meta: dict[str, Any],
+    summary: dict[str, Any],
+    parameters: int,
+) -> tuple[dict, dict, pd.DataFrame]:
+    """Assemble the metrics JSON, the details JSON and the predictions table."""
+    start = meta.get("start") or summary.get("start")
+    head = {"model": model_name, "size": size, "protocol": protocol, "start": start, "parameters": int(parameters)}
+    metrics_json: dict[str, Any] = dict(head)
+    for role, (scalars, _, _) in results.items():
+        metrics_json[role] = scalars
+    metrics_json["train"] = {
+        key: summary.get(key) for key in ("seconds_total", "images_per_second", "epochs", "best_epoch")
+    }
+    details_json: dict[str, Any] = {
+        **head,
+        "characters": CHARACTERS,
+        "values": list(VALUES),
+        "checkpoint_epoch": meta.get("epoch"),
+        "input_size": meta.get("input_size"),
+        "device": summary.get("device"),
+    }
+    for role, (_, details, _) in results.items():
+        details_json[role] = details
+    predictions = pd.concat([predictions_frame(role, pred) for role, (_, _, pred) in results.items()], ignore_index=True)
+    return metrics_json, details_json, predictions[PREDICTION_COLUMNS]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hccr evaluate", description="Score a trained run on val (and test) rows.")
+    p.add_argument("--checkpoint", required=True, help="models/M/Z/checkpoint.pt")
+    p.add_argument("--train-summary", required=True, help="models/M/Z/train.json")
+    p.add_argument("--images", required=True, help="data/processed/images_S.npy at the checkpoint's input size")
+    p.add_argument("--index", required=True, help="data/interim/index.csv")
+    p.add_argument("--split", required=True, help="data/processed/splits/SCHEME/Z.csv")
+    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    p.add_argument("--model", required=True)
+    p.add_argument("--size", required=True)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--bins", type=int, default=15, help="equal-width confidence bins for the ECE")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out-metrics", required=True)
+    p.add_argument("--out-details", required=True)
+    p.add_argument("--out-predictions", required=True)
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise HccrError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.bins < 1:
+        raise HccrError(f"--bins must be >= 1, got {args.bins}")
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.exists():
+        raise DataError(f"{checkpoint}: checkpoint not found")
+    summary = read_train_summary(args.train_summary)
+    index = read_index(args.index)
+
+    split = read_split(args.split, len(index))
+    if args.protocol == "writer" and not (split["role"] == "test").any():
+        raise DataError(f"{args.split}: protocol writer needs test rows (held-out writers), found none")
+
+    from hccr.checkpoint import load_model  # imported late: only this path needs the model registry
+
+    model, meta = load_model(checkpoint, map_location="cpu")
+    if meta.get("characters", CHARACTERS) != CHARACTERS:
+        raise DataError(f"{checkpoint}: trained on classes {meta.get('characters')!r}, expected {CHARACTERS!r}")
+    images = load_images(args.images, len(index), int(meta["input_size"]))
+
+    results = evaluate_run(
+        model, meta, images, index, split, batch_size=args.batch_size, bins=args.bins, device=pick_device(args.device)
+    )
+    parameters = summary_parameters(summary)
+    if parameters is None:
+        parameters = sum(p.numel() for p in model.parameters())
+    metrics_json, details_json, predictions = build_outputs(
+        results, model_name=args.model, size=args.size, protocol=args.protocol,
+        meta=meta, summary=summary, parameters=parameters,
+    )
+    # Predictions and details first: the metrics file is what Snakemake/DVC watch last.
+    write_csv(args.out_predictions, predictions)
+    write_json(args.out_details, details_json)
+    write_json(args.out_metrics, metrics_json)
+    val = metrics_json["val"]
+    line = f"{args.model}/{args.size}: val accuracy {val['accuracy']:.4f} (n={val['n']})"
+    if "test" in metrics_json:
+        line += f", test accuracy {metrics_json['test']['accuracy']:.4f} (n={metrics_json['test']['n']})"
+    print(line, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        run(args)
+    except HccrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

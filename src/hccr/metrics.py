@@ -1,0 +1,188 @@
+"""Classification metrics as plain numpy functions (torch tensors are accepted too).
+
+Labels are integer class indices 0..num_classes-1. Conventions that matter:
+
+- `macro_f1` averages F1 over the classes that occur in `y_true`. A class that is present
+  but never predicted has precision 0 (not undefined) and so F1 0. A class absent from
+  `y_true` is left out of the average: its recall is undefined, and predictions of it
+  already count against the true classes they were taken from (lower recall there).
+- `per_class_accuracy` is recall per class; absent classes get NaN.
+- `confusion_matrix` has rows = true class, columns = predicted class.
+- `expected_calibration_error` uses equal-width confidence bins over [0, 1]; bin b holds
+  confidences in (b/B, (b+1)/B], with confidence 0 in the first bin.
+- `wilson_interval` is the Wilson score interval for a binomial proportion.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+
+def _array(values: Any, dtype=None) -> np.ndarray:
+    """numpy view of a list, array or (possibly CUDA, grad-carrying) torch tensor."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=dtype)
+
+
+def _labels(y: Any, name: str) -> np.ndarray:
+    arr = _array(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ValueError(f"{name} must hold integer class labels")
+        arr = arr.astype(np.int64)
+    return arr.astype(np.int64, copy=False)
+
+
+def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    t, p = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.size} vs {p.size}")
+    return t, p
+
+
+def _num_classes(num_classes: int | None, *arrays: np.ndarray) -> int:
+    if num_classes is not None:
+        return int(num_classes)
+    return int(max((a.max() for a in arrays if a.size), default=-1)) + 1
+
+
+def accuracy(y_true: Any, y_pred: Any) -> float:
+    """Fraction of predictions equal to the true label (NaN for no samples)."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(t == p)) if t.size else float("nan")
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
+    """Counts (num_classes, num_classes): entry [i, j] = samples of true class i predicted j."""
+    t, p = _pair(y_true, y_pred)
+    k = _num_classes(num_classes, t, p)
+    if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= k):
+        raise ValueError(f"labels must lie in 0..{k - 1}")
+    return np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def per_class_f1(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
+    """F1 per class; NaN for classes absent from y_true (see module docstring)."""
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1).astype(float)
+    predicted = cm.sum(axis=0).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = tp / support
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return np.where(support > 0, f1, np.nan)
+
+
+def macro_f1(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
+    """Unweighted mean F1 over the classes present in y_true."""
+    f1 = per_class_f1(y_true, y_pred, num_classes)
+    present = ~np.isnan(f1)
+    return float(f1[present].mean()) if present.any() else float("nan")
+
+
+def per_class_accuracy(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
+    """Accuracy (recall) of each true class; NaN where the class has no samples."""
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    support = cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+
+
+def top_confusions(cm: Any, k: int = 10) -> list[tuple[int, int, int]]:
+    """The k largest off-diagonal cells as (true, predicted, count), count > 0.
+
+    Ties are broken by (true, predicted) so the order is reproducible.
+    """
+    m = _array(cm)
+    cells = [(int(m[i, j]), i, j) for i in range(m.shape[0]) for j in range(m.shape[1]) if i != j and m[i, j] > 0]
+    cells.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [(i, j, n) for n, i, j in cells[:k]]
+
+
+def softmax(logits: Any) -> np.ndarray:
+    z = _array(logits, float)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_loss(y_true: Any, probabilities: Any, eps: float = 1e-12) -> float:
+    """Mean cross-entropy -log p[true] from class probabilities (clipped at eps)."""
+    t = _labels(y_true, "y_true")
+    p = _array(probabilities, float)
+    if p.ndim != 2 or p.shape[0] != t.size:
+        raise ValueError(f"probabilities must have shape ({t.size}, C), got {p.shape}")
+    if not t.size:
+        return float("nan")
+    return float(-np.mean(np.log(np.clip(p[np.arange(t.size), t], eps, 1.0))))
+
+
+def cross_entropy_from_logits(y_true: Any, logits: Any) -> float:
+    """Mean cross-entropy from raw logits (log-softmax computed stably)."""
+    t = _labels(y_true, "y_true")
+    z = _array(logits, float)
+    if z.ndim != 2 or z.shape[0] != t.size:
+        raise ValueError(f"logits must have shape ({t.size}, C), got {z.shape}")
+    if not t.size:
+        return float("nan")
+    m = z.max(axis=1, keepdims=True)
+    log_norm = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
+    return float(np.mean(log_norm - z[np.arange(t.size), t]))
+
+
+def calibration_table(confidence: Any, correct: Any, bins: int = 15) -> list[dict[str, float]]:
+    """Per equal-width bin: its edges, sample count, accuracy and mean confidence."""
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    c = _array(confidence, float)
+    ok = _array(correct).astype(bool)
+    if c.shape != ok.shape:
+        raise ValueError("confidence and correct differ in shape")
+    # (lo, hi] bins: ceil(c * B) - 1, so a confidence on an edge falls in the lower bin.
+    # Rounding first keeps 0.7 * 10 = 7.000000000000001 on its edge.
+    index = np.clip(np.ceil(np.round(c * bins, 9)).astype(int) - 1, 0, bins - 1)
+    table = []
+    for b in range(bins):
+        members = index == b
+        n = int(members.sum())
+        table.append({
+            "low": b / bins,
+            "high": (b + 1) / bins,
+            "n": n,
+            "accuracy": float(ok[members].mean()) if n else None,
+            "confidence": float(c[members].mean()) if n else None,
+        })
+    return table
+
+
+def expected_calibration_error(confidence: Any, correct: Any, bins: int = 15) -> float:
+    """Sum over bins of (bin share) x |bin accuracy - bin mean confidence|."""
+    table = calibration_table(confidence, correct, bins)
+    total = sum(row["n"] for row in table)
+    if not total:
+        return float("nan")
+    return float(sum(row["n"] / total * abs(row["accuracy"] - row["confidence"]) for row in table if row["n"]))
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion successes/n; (nan, nan) when n == 0."""
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes}/{n}")
+    if n == 0:
+        return float("nan"), float("nan")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # The bounds are exactly 0 and 1 at the extremes; say so rather than leave 1e-17 residue.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return float(low), float(high)
