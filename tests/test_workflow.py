@@ -55,3 +55,47 @@ def test_changed_seed_reruns_only_the_subsets(data_project):
     assert proc.returncode == 0, describe(proc)
     out = proc.stdout
     assert "subset" in out and "resize" not in out and "index" not in out
+
+
+@pytest.fixture(scope="module")
+def full_project(tmp_path_factory):
+    """The whole DAG on the tiny config: both study models, the CNN, the sweep, the report."""
+    project = make_project(tmp_path_factory.mktemp("full_project"))
+    proc = snakemake(project, "--configfile", "tiny.yaml", timeout=1800)
+    assert proc.returncode == 0, describe(proc)
+    return project
+
+
+def test_snakemake_trains_every_model_and_assembles_the_report(full_project):
+    for model, size in [("efficientnet", "small"), ("inception_gru", "small"), ("cnn", "small"), ("cnn", "full")]:
+        run = full_project / "models/runs" / model / size
+        history = pd.read_csv(run / "history.csv")
+        assert len(history) >= 1 and history["epoch"].is_monotonic_increasing
+        summary = json.loads((run / "train.json").read_text())
+        assert summary["start"] == "scratch"  # tiny.yaml asks for no pretrained weights
+        metrics = json.loads((full_project / f"reports/metrics/{model}/{size}.json").read_text())
+        assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["n"] == 2 * 3 * 15
+        assert (full_project / f"reports/figures/curves/{model}/{size}.png").exists()
+        assert (full_project / f"reports/plots/history/{model}_{size}.csv").exists()
+    sweep = pd.read_csv(full_project / "models/sweep/summary.csv")
+    assert len(sweep) == 2
+    html = (full_project / "reports/report.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64") >= 4
+    for model in ("efficientnet", "inception_gru", "cnn"):
+        assert model in (full_project / "reports/report.md").read_text(encoding="utf-8")
+
+
+def test_snakemake_report_collects_the_figures_with_captions(full_project):
+    proc = snakemake(full_project, "--configfile", "tiny.yaml", "--report", "reports/snakemake_report.html")
+    assert proc.returncode == 0, describe(proc)
+    assert (full_project / "reports/snakemake_report.html").stat().st_size > 10_000
+
+
+def test_deleted_checkpoint_is_restored_without_retraining(full_project):
+    run = full_project / "models/runs/cnn/small"
+    history_before = (run / "history.csv").read_text()
+    (run / "checkpoint.pt").unlink()
+    proc = snakemake(full_project, "train", "--configfile", "tiny.yaml")
+    assert proc.returncode == 0, describe(proc)
+    assert (run / "checkpoint.pt").exists()
+    assert (run / "history.csv").read_text() == history_before
