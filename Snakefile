@@ -1,6 +1,6 @@
 # hccr — the front door. The DAG: fetch -> index -> resize -> subset -> train -> evaluate ->
-# plots -> report (-> export). Every knob is in params.yaml; rules stay thin and call
-# `python -m hccr.<step>`.
+# plots -> report, and export of the best run (ONNX + model card). Every knob is in
+# params.yaml; rules stay thin and call `python -m hccr.<step>`.
 #
 #   snakemake --cores all --config data_source=PATH      # everything
 #   snakemake --profile workflow/profiles/quick           # CPU-sized settings
@@ -19,6 +19,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:
@@ -29,3 +30,4 @@ rule all:
         rules.sweep.output,
         rules.evaluate.input,
         rules.report.input,
+        rules.export.output,

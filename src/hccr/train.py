@@ -213,6 +213,7 @@ class Trainer:
             val_accuracy=val_accuracy,
             size=self.args.size,
             seed=self.args.seed,
+            resize_filter=self.args.resize_filter,
         )
 
     def summary(self, st: dict[str, Any]) -> dict[str, Any]:
@@ -420,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--pretrained", default=None, help="override the config's pretrained: imagenet | none | auto | PATH")
     parser.add_argument("--device", default="auto", choices=devices.DEVICE_CHOICES)
+    parser.add_argument(
+        "--resize-filter", default="bilinear",
+        help="the filter that made --images (params resize.filter); kept in the checkpoint for predict/export",
+    )
     return parser
 
 

@@ -10,6 +10,7 @@ TRAIN_CMD = (
     " python -m hccr.train --model {params.model} --size {params.size}"
     " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
     " --config-json {params.cfg:q} --seed {params.seed} --threads {threads}"
+    " --resize-filter {params.filter}"
     " --out {params.out:q} 2> {log:q}"
 )
 
@@ -48,6 +49,7 @@ rule train_run:
         size=lambda w: w.size,
         cfg=lambda w: as_json(hccr_config.train_config(config, w.model)),
         seed=config["seed"],
+        filter=config["resize"]["filter"],
         slots=config["resources"]["slots_per_gpu"],
         out=lambda w: f"models/runs/{w.model}/{w.size}",
     threads: config["resources"]["train_threads"]
@@ -77,6 +79,7 @@ rule sweep_run:
             hccr_config.train_config(config, w.model, gpus=w.gpus, lr=w.lr, batch=w.batch)
         ),
         seed=config["seed"],
+        filter=config["resize"]["filter"],
         slots=config["resources"]["slots_per_gpu"],
         out=lambda w: f"models/sweep/{w.model}/{w.size}/g{w.gpus}-lr{w.lr}-b{w.batch}",
     threads: config["resources"]["train_threads"]

@@ -1,0 +1,430 @@
+"""Export the best trained run: checkpoint, ONNX model with its metadata, parity check, model card.
+
+    python -m hccr.export --metrics reports/metrics/*/*.json --models-dir models \
+        --select val_accuracy --images data/processed/images_64.npy data/processed/images_299.npy \
+        --index data/interim/index.csv --split-dir data/processed/splits \
+        --evaluation-dir reports/evaluation --resize-filter bilinear \
+        --tolerance 1e-4 --max-images 512 --out-dir models/export
+
+1. Selection: the run with the best `--select` value among the metrics files
+   (`val_accuracy`, `test_accuracy`: higher is better; `val_loss`: lower is better; ties go
+   to the first file in sorted order). Files without that metric are skipped, with a note.
+2. `out-dir/checkpoint.pt`: the run's `models/{model}/{size}/checkpoint.pt`, copied byte for
+   byte after it loaded with `weights_only=True`.
+3. `out-dir/model.onnx`: the model followed by a softmax (output `probabilities`, input
+   `image` (B, 1, S, S) float32, dynamic batch), exported with torch's default exporter
+   (`dynamo=True`), falling back to the TorchScript exporter (`dynamo=False`) if that fails.
+   What a user needs to prepare inputs travels inside the file, as ONNX `metadata_props`
+   (keys `hccr.*`, read back by `metadata_from_props`): input size, mean, std,
+   characters, values, resize filter, model name, start, epoch.
+4. Parity: onnxruntime and PyTorch score up to `--max-images` of the run's test images (its
+   validation images when the split has no test role), spread evenly over the ids. Every
+   image must get the same top-1 class and max |p_onnx - p_torch| <= `--tolerance`;
+   `out-dir/parity.json` holds the figures. Otherwise HccrError, and nothing is written.
+5. `out-dir/model_card.md` (hccr.model_card).
+
+Everything is built in a temporary folder that replaces `out-dir` only when all steps passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from hccr import CHARACTERS, VALUES
+from hccr.atomic import atomic_dir, write_json, write_text
+from hccr.errors import ConfigError, DataError, HccrError
+
+# metric name -> (role, key, higher is better)
+SELECTORS = {
+    "val_accuracy": ("val", "accuracy", True),
+    "test_accuracy": ("test", "accuracy", True),
+    "val_loss": ("val", "loss", False),
+}
+META_PREFIX = "hccr."
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+@dataclass
+class Candidate:
+    metrics_path: Path
+    metrics: dict
+    model: str
+    size: str
+    value: float
+
+
+def read_metrics(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: metrics file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable JSON metrics file ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: metrics file must hold a JSON object")
+    return data
+
+
+def select_run(metrics_paths: list[Path], select: str, log=None) -> tuple[Candidate, list[Candidate]]:
+    """The best run by `select`, and every run that had the metric (in file order)."""
+    log = log or sys.stderr
+    if select not in SELECTORS:
+        raise ConfigError(f"export.select: {select!r} is not one of {', '.join(SELECTORS)}")
+    if not metrics_paths:
+        raise DataError("no metrics files given (--metrics)")
+    role, key, higher = SELECTORS[select]
+    candidates = []
+    for path in sorted(Path(p) for p in metrics_paths):
+        data = read_metrics(path)
+        value = (data.get(role) or {}).get(key) if isinstance(data.get(role), dict) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            print(f"note: {path}: no finite {role}.{key}; not a candidate for export.select={select}", file=log)
+            continue
+        # metrics/{model}/{size}.json: the JSON's own fields win, the path is the fallback.
+        model = str(data.get("model") or path.parent.name)
+        size = str(data.get("size") or path.stem)
+        candidates.append(Candidate(path, data, model, size, float(value)))
+    if not candidates:
+        raise DataError(f"none of the {len(metrics_paths)} metrics files has {role}.{key} (export.select={select})")
+    best = candidates[0]
+    for candidate in candidates[1:]:
+        if (candidate.value > best.value) if higher else (candidate.value < best.value):
+            best = candidate
+    return best, candidates
+
+
+# ----------------------------------------------------------------------------- ONNX metadata
+
+
+def metadata_props(meta: Mapping[str, Any], resize_filter: str) -> dict[str, str]:
+    """`hccr.*` string entries for the ONNX model's metadata_props."""
+    normalize = meta["normalize"]
+    return {
+        f"{META_PREFIX}format": "1",
+        f"{META_PREFIX}model": str(meta["model"]),
+        f"{META_PREFIX}input_size": str(int(meta["input_size"])),
+        f"{META_PREFIX}mean": repr(float(normalize["mean"])),
+        f"{META_PREFIX}std": repr(float(normalize["std"])),
+        f"{META_PREFIX}characters": str(meta.get("characters", CHARACTERS)),
+        f"{META_PREFIX}values": json.dumps(list(VALUES)),
+        f"{META_PREFIX}resize_filter": str(resize_filter),
+        f"{META_PREFIX}input": "image (B, 1, S, S) float32 = ((uint8 / 255) - mean) / std, light strokes on black",
+        f"{META_PREFIX}output": OUTPUT_NAME,
+        f"{META_PREFIX}start": str(meta.get("start", "")),
+        f"{META_PREFIX}epoch": str(meta.get("epoch", "")),
+        f"{META_PREFIX}val_accuracy": repr(float(meta.get("val_accuracy", math.nan))),
+    }
+
+
+def metadata_from_props(props: Mapping[str, str], label: str = "model.onnx") -> dict[str, Any]:
+    """Read back what `metadata_props` wrote; HccrError naming `label` if keys are missing."""
+    needed = ("input_size", "mean", "std", "characters")
+    missing = [k for k in needed if f"{META_PREFIX}{k}" not in props]
+    if missing:
+        raise HccrError(
+            f"{label}: ONNX file lacks hccr metadata ({', '.join(META_PREFIX + k for k in missing)}); "
+            "export it with `hccr export`"
+        )
+    try:
+        return {
+            "input_size": int(props[f"{META_PREFIX}input_size"]),
+            "mean": float(props[f"{META_PREFIX}mean"]),
+            "std": float(props[f"{META_PREFIX}std"]),
+            "characters": props[f"{META_PREFIX}characters"],
+            "resize_filter": props.get(f"{META_PREFIX}resize_filter", "bilinear"),
+            "output": props.get(f"{META_PREFIX}output", OUTPUT_NAME),
+            "model": props.get(f"{META_PREFIX}model"),
+            "start": props.get(f"{META_PREFIX}start"),
+        }
+    except ValueError as exc:
+        raise HccrError(f"{label}: malformed hccr metadata ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def probability_model(model):
+    """The model with a softmax on top, so the ONNX file outputs probabilities."""
+    import torch
+
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, image):
+            return torch.softmax(self.inner(image), dim=1)
+
+    return WithSoftmax(model).eval()
+
+
+def export_onnx(model, input_size: int, meta: Mapping[str, Any], resize_filter: str, out: Path) -> str:
+    """Write the model (plus softmax) as ONNX with its metadata; return the exporter used."""
+    import onnx
+    import torch
+
+    wrapped = probability_model(model.eval())
+    example = (torch.zeros(2, 1, input_size, input_size),)
+    common = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    exporter = "dynamo"
+    # The exporter reports progress on stdout; keep stdout for results and send it to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            torch.onnx.export(
+                wrapped, example, str(out), dynamo=True, external_data=False,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), **common,
+            )
+        except Exception as exc:  # the new exporter still fails on some graphs: use the old one
+            print(f"note: dynamo ONNX export failed ({type(exc).__name__}: {exc}); using dynamo=False")
+            exporter = "torchscript"
+            torch.onnx.export(
+                wrapped, example, str(out), dynamo=False,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **common,
+            )
+    proto = onnx.load(str(out))
+    del proto.metadata_props[:]
+    for key, value in metadata_props(meta, resize_filter).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return exporter
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+def parity_ids(split: pd.DataFrame, max_images: int) -> tuple[str, np.ndarray]:
+    """The role checked (test, else val) and up to `max_images` of its ids, evenly spread."""
+    for role in ("test", "val"):
+        ids = np.sort(split.loc[split["role"] == role, "id"].to_numpy(dtype=np.int64))
+        if ids.size:
+            if ids.size > max_images:
+                ids = ids[np.unique(np.linspace(0, ids.size - 1, max_images).round().astype(np.int64))]
+            return role, ids
+    raise DataError("split has neither test nor val rows to check parity on")
+
+
+def check_parity(
+    model, onnx_path: Path, glyphs: np.ndarray, mean: float, std: float, tolerance: float,
+    labels: np.ndarray | None = None, batch_size: int = 128,
+) -> dict[str, Any]:
+    """Score uint8 (N, S, S) images with PyTorch and onnxruntime; the figures, with `passed`."""
+    import onnxruntime
+    import torch
+
+    from hccr.preprocess import normalize
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    wrapped = probability_model(model.eval())
+    torch_probs, onnx_probs = [], []
+    for start in tqdm(range(0, len(glyphs), batch_size), desc="parity", unit="batch", file=sys.stderr):
+        batch = normalize(glyphs[start : start + batch_size], mean, std)
+        with torch.inference_mode():
+            torch_probs.append(wrapped(batch).numpy())
+        onnx_probs.append(session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0])
+    p_torch, p_onnx = np.concatenate(torch_probs), np.concatenate(onnx_probs)
+    diff = np.abs(p_onnx.astype(np.float64) - p_torch.astype(np.float64))
+    top_torch, top_onnx = p_torch.argmax(1), p_onnx.argmax(1)
+    agree = int((top_torch == top_onnx).sum())
+    figures = {
+        "n_images": int(len(glyphs)),
+        "tolerance": float(tolerance),
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "top1_agree": agree,
+        "top1_disagree": int(len(glyphs) - agree),
+        "batch_sizes_checked": sorted({len(p) for p in torch_probs}),
+    }
+    if labels is not None:
+        figures["torch_accuracy"] = float((top_torch == labels).mean())
+        figures["onnx_accuracy"] = float((top_onnx == labels).mean())
+    figures["passed"] = bool(agree == len(glyphs) and figures["max_abs_diff"] <= tolerance)
+    return figures
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def find_images(paths: list[Path], input_size: int) -> Path:
+    """The images .npy at `input_size`: `images_{S}.npy` by name, else by array shape."""
+    for path in paths:
+        if path.name == f"images_{input_size}.npy":
+            return path
+    for path in paths:
+        try:
+            shape = np.load(path, mmap_mode="r").shape
+        except (OSError, ValueError):
+            continue
+        if len(shape) == 3 and shape[1:] == (input_size, input_size):
+            return path
+    raise DataError(f"no --images array at size {input_size} (given: {', '.join(map(str, paths)) or 'none'})")
+
+
+def read_split(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: split file not found")
+    split = pd.read_csv(path)
+    missing = {"id", "role"} - set(split.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return split
+
+
+def split_counts(split: pd.DataFrame, index: pd.DataFrame | None) -> dict[str, dict[str, int]]:
+    """Images and writers per role."""
+    counts = {}
+    for role in ("train", "val", "test"):
+        ids = split.loc[split["role"] == role, "id"].to_numpy(dtype=np.int64)
+        if ids.size:
+            entry = {"images": int(ids.size)}
+            if index is not None and "writer" in index.columns:
+                entry["writers"] = int(np.unique(index["writer"].to_numpy()[ids]).size)
+            counts[role] = entry
+    return counts
+
+
+def read_optional_json(path: Path | None) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def export_best(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from hccr.checkpoint import load_model
+    from hccr.model_card import render_model_card
+
+    best, candidates = select_run([Path(p) for p in args.metrics], args.select)
+    run_dir = Path(args.models_dir) / best.model / best.size
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise DataError(f"{checkpoint}: checkpoint of the selected run ({best.metrics_path}) not found")
+    model, meta = load_model(checkpoint, map_location="cpu")
+    input_size = int(meta["input_size"])
+    mean, std = float(meta["normalize"]["mean"]), float(meta["normalize"]["std"])
+    resize_filter = args.resize_filter or meta.get("resize_filter") or "bilinear"
+
+    scheme = (meta.get("config") or {}).get("scheme")
+    if args.split:
+        split_path = Path(args.split)
+    elif scheme:
+        split_path = Path(args.split_dir) / str(scheme) / f"{best.size}.csv"
+    else:
+        raise DataError(f"{checkpoint}: config has no `scheme`; pass --split")
+    split = read_split(split_path)
+    index = pd.read_csv(args.index) if args.index else None
+    images = np.load(find_images([Path(p) for p in args.images], input_size), mmap_mode="r")
+    role, ids = parity_ids(split, args.max_images)
+    if ids.max() >= len(images):
+        raise DataError(f"{split_path}: id {int(ids.max())} beyond the {len(images)} images")
+    labels = index["label"].to_numpy(dtype=np.int64)[ids] if index is not None and "label" in index else None
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out_dir = Path(args.out_dir)
+    with atomic_dir(out_dir) as tmp:
+        shutil.copy2(checkpoint, tmp / "checkpoint.pt")
+        onnx_path = tmp / "model.onnx"
+        exporter = export_onnx(model, input_size, meta, resize_filter, onnx_path)
+        for leftover in tmp.glob("model.onnx.*"):  # exporters may leave side files: keep only the model
+            leftover.unlink()
+        figures = check_parity(model, onnx_path, np.asarray(images[ids]), mean, std, args.tolerance, labels)
+        parity = {
+            "model": best.model, "size": best.size, "role": role, "exporter": exporter,
+            **figures,
+            "torch_version": torch.__version__,
+            "onnxruntime_version": __import__("onnxruntime").__version__,
+        }
+        if not figures["passed"]:
+            raise HccrError(
+                f"{onnx_path.name}: ONNX parity failed on {figures['n_images']} {role} images of "
+                f"{best.model}/{best.size}: max |p_onnx - p_torch| = {figures['max_abs_diff']:.3g} "
+                f"(tolerance {args.tolerance:g}), top-1 differs on {figures['top1_disagree']}"
+            )
+        write_json(tmp / "parity.json", parity)
+        evaluation_dir = Path(args.evaluation_dir) if args.evaluation_dir else None
+        card = render_model_card(
+            meta,
+            best.metrics,
+            parameters=int(sum(p.numel() for p in model.parameters())),
+            split_counts=split_counts(split, index),
+            details=read_optional_json(evaluation_dir / best.model / best.size / "details.json") if evaluation_dir else None,
+            train_summary=read_optional_json(run_dir / "train.json"),
+            parity=parity,
+            selection={"metric": args.select, "value": best.value, "candidates": [
+                {"model": c.model, "size": c.size, "value": c.value} for c in candidates]},
+            resize_filter=resize_filter,
+            total_writers=int(index["writer"].nunique()) if index is not None and "writer" in index else None,
+        )
+        write_text(tmp / "model_card.md", card)
+    return parity
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hccr export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--metrics", nargs="+", required=True, help="reports/metrics/{model}/{size}.json files")
+    p.add_argument("--models-dir", default="models", help="folder with {model}/{size}/checkpoint.pt (default models)")
+    p.add_argument("--select", default="val_accuracy", help=f"params export.select: {' | '.join(SELECTORS)}")
+    p.add_argument("--images", nargs="+", required=True, help="data/processed/images_{S}.npy (one per size)")
+    p.add_argument("--index", default=None, help="data/interim/index.csv (labels and writers)")
+    p.add_argument("--split-dir", default="data/processed/splits", help="folder of {scheme}/{size}.csv")
+    p.add_argument("--split", default=None, help="the run's split CSV (default: SPLIT_DIR/{scheme}/{size}.csv)")
+    p.add_argument("--evaluation-dir", default=None, help="reports/evaluation (details.json for the model card)")
+    p.add_argument("--resize-filter", default=None, help="params resize.filter (default: checkpoint, else bilinear)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="params export.tolerance (max |p_onnx - p_torch|)")
+    p.add_argument("--max-images", type=int, default=512, help="images checked for parity (default 512)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--out-dir", required=True, help="models/export")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        if args.tolerance < 0 or not math.isfinite(args.tolerance):
+            raise ConfigError(f"export.tolerance: {args.tolerance} must be a non-negative number")
+        if args.max_images < 1:
+            raise ConfigError("--max-images must be positive")
+        parity = export_best(args)
+    except HccrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"exported {parity['model']}/{parity['size']} to {args.out_dir}: parity on {parity['n_images']} "
+        f"{parity['role']} images, max |p_onnx - p_torch| = {parity['max_abs_diff']:.2e}, "
+        f"top-1 agrees on {parity['top1_agree']}/{parity['n_images']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

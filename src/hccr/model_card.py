@@ -1,0 +1,217 @@
+"""The model card written next to the exported model (`models/export/model_card.md`).
+
+`render_model_card(meta, metrics, ...)` turns the checkpoint's metadata, the run's metrics
+(and, when present, its evaluation details and train.json) into Markdown: what the model is,
+whether its weights started from ImageNet or from scratch, the data and protocol, training
+settings, validation and test accuracy with 95 % intervals, export parity, known limits,
+intended use and how to run it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from hccr import CHARACTERS, VALUES
+
+PROTOCOLS = {
+    "writer": (
+        "**writer** protocol: whole writers are held out. Test writers and validation writers "
+        "never appear in training, so the test accuracy measures recognition of new people's handwriting."
+    ),
+    "paper": (
+        "**paper** protocol (the study's): random splits, writers shared between training and "
+        "validation, no test set. Validation accuracy is optimistic for new writers."
+    ),
+}
+
+
+def _pct(value: Any) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.2f} %"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def _interval(scalars: Mapping[str, Any], details: Mapping[str, Any] | None) -> str:
+    low, high = scalars.get("accuracy_ci_low"), scalars.get("accuracy_ci_high")
+    if (low is None or high is None) and details:
+        ci = details.get("accuracy_ci") or {}
+        low, high = ci.get("low"), ci.get("high")
+    if low is None or high is None:
+        return "n/a"
+    return f"{_pct(low)} – {_pct(high)}"
+
+
+def _start_banner(start: str, config: Mapping[str, Any]) -> str:
+    arch = config.get("arch", "?")
+    if start == "imagenet":
+        return f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`** (transfer learning, as in the study)."
+    if start.startswith("file:"):
+        return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
+    return (
+        f"> **Weights: trained from scratch — no ImageNet pretraining.** The study fine-tuned ImageNet "
+        f"weights; none could be downloaded here, so `{arch}` learned from Chinese MNIST alone."
+    )
+
+
+def _phases(config: Mapping[str, Any], start: str, train_summary: Mapping[str, Any] | None) -> list[str]:
+    rows = ["| phase | epochs | learning rate | frozen |", "| --- | --- | --- | --- |"]
+    if train_summary and train_summary.get("phases"):
+        for phase in train_summary["phases"]:
+            epochs = phase.get("epochs_run", phase.get("epochs_planned"))
+            planned = phase.get("epochs_planned")
+            shown = f"{epochs} of {planned}" if planned is not None and epochs != planned else str(epochs)
+            rows.append(f"| {phase.get('name')} | {shown} | {_num(phase.get('lr'))} | {phase.get('freeze')} |")
+        return rows
+    key = "scratch_phases" if start == "scratch" and config.get("scratch_phases") else "phases"
+    for phase in config.get(key) or []:
+        rows.append(f"| {phase.get('name')} | {phase.get('epochs')} | {_num(phase.get('lr'))} | {phase.get('freeze')} |")
+    return rows
+
+
+def render_model_card(
+    meta: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    *,
+    parameters: int,
+    split_counts: Mapping[str, Mapping[str, int]] | None = None,
+    details: Mapping[str, Any] | None = None,
+    train_summary: Mapping[str, Any] | None = None,
+    parity: Mapping[str, Any] | None = None,
+    selection: Mapping[str, Any] | None = None,
+    resize_filter: str = "bilinear",
+    total_writers: int | None = None,
+) -> str:
+    """Markdown model card for an exported run."""
+    config = meta.get("config") or {}
+    model = meta.get("model", metrics.get("model", "?"))
+    size = metrics.get("size") or meta.get("size") or "?"
+    start = str(meta.get("start") or metrics.get("start") or "scratch")
+    input_size = int(meta["input_size"])
+    mean, std = meta["normalize"]["mean"], meta["normalize"]["std"]
+    protocol = metrics.get("protocol", "?")
+    train = metrics.get("train") or {}
+    lines = [
+        f"# Model card: hccr `{model}` ({config.get('arch', model)}), subset `{size}`",
+        "",
+        _start_banner(start, config),
+        "",
+        "Recognises one handwritten Chinese numeral per image — the 15 classes of Chinese MNIST:",
+        "",
+        "| " + " | ".join(CHARACTERS) + " |",
+        "|" + " --- |" * len(CHARACTERS),
+        "| " + " | ".join(str(v) for v in VALUES) + " |",
+        "",
+        "## The model",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| model | `{model}` (architecture `{config.get('arch', '?')}`) |",
+        f"| parameters | {parameters:,} |",
+        f"| input | 1 x {input_size} x {input_size} grayscale, light strokes on black, "
+        f"`((pixel / 255) - {mean:.4f}) / {std:.4f}` |",
+        f"| from the 64 x 64 glyph to {input_size} px | PIL `{resize_filter}` |",
+        f"| output | 15 class probabilities (`model.onnx`: softmax included) |",
+        f"| weights start | `{start}` |",
+        f"| checkpoint epoch | {meta.get('epoch', '?')} (best validation accuracy) |",
+        "| files | `checkpoint.pt` (PyTorch, loads with `weights_only=True`), `model.onnx` "
+        "(metadata `hccr.*`: input size, mean, std, characters), `parity.json` |",
+        "",
+        "## Data and protocol",
+        "",
+        "Chinese MNIST (Kaggle `gpreda/chinese-mnist`): 64 x 64 grayscale scans of the 15 numerals, "
+        "each written 10 times by each volunteer of a study at Newcastle University "
+        "(Dr K. Nazarpour, Dr M. Chen)"
+        + (f"; this copy holds {total_writers} writers." if total_writers else "."),
+        "",
+        PROTOCOLS.get(protocol, f"protocol `{protocol}`."),
+        "",
+    ]
+    if split_counts:
+        lines += ["| role | images | writers |", "| --- | --- | --- |"]
+        for role in ("train", "val", "test"):
+            if role in split_counts:
+                entry = split_counts[role]
+                lines.append(f"| {role} | {entry.get('images', 'n/a')} | {entry.get('writers', 'n/a')} |")
+        lines.append("")
+    lines += [
+        "## Training",
+        "",
+        *_phases(config, start, train_summary),
+        "",
+        f"- batch size {config.get('batch_size', '?')} per process, GPUs {config.get('gpus', 1)}; "
+        f"optimizer {(config.get('optimizer') or {}).get('name', '?')} "
+        f"(weight decay {(config.get('optimizer') or {}).get('weight_decay', 0)}); "
+        f"schedule {config.get('schedule', 'n/a')}; label smoothing {config.get('label_smoothing', 0)}",
+        f"- augmentation: {'on' if (config.get('augment') or {}).get('enabled') else 'off'}; "
+        f"early stopping: {'on' if (config.get('early_stopping') or {}).get('enabled') else 'off'}",
+        f"- epochs run {train.get('epochs') or 'n/a'}, best epoch {train.get('best_epoch') or meta.get('epoch', 'n/a')}, "
+        f"training time {_num(train.get('seconds_total'), 4)}"
+        + (" s" if isinstance(train.get("seconds_total"), (int, float)) else ""),
+        "",
+        "## Results",
+        "",
+        "| split | accuracy | 95 % CI (Wilson) | macro F1 | loss | ECE | images |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for role in ("val", "test"):
+        scalars = metrics.get(role)
+        if isinstance(scalars, dict):
+            lines.append(
+                f"| {role} | {_pct(scalars.get('accuracy'))} | {_interval(scalars, (details or {}).get(role))} | "
+                f"{_num(scalars.get('macro_f1'))} | {_num(scalars.get('loss'))} | {_num(scalars.get('ece'))} | "
+                f"{scalars.get('n', 'n/a')} |"
+            )
+    if not isinstance(metrics.get("test"), dict):
+        lines += ["", "No test set under this protocol: the validation accuracy also chose the checkpoint."]
+    if selection:
+        lines += [
+            "",
+            f"Chosen for export as the best of {len(selection.get('candidates', []))} runs by "
+            f"`{selection.get('metric')}` ({_num(selection.get('value'))}).",
+        ]
+    if parity:
+        lines += [
+            "",
+            f"ONNX parity ({parity.get('exporter')} exporter): {parity.get('n_images')} {parity.get('role')} images, "
+            f"max |p_onnx − p_torch| = {float(parity.get('max_abs_diff', math.nan)):.2e} "
+            f"(tolerance {parity.get('tolerance')}), same top-1 on {parity.get('top1_agree')}/{parity.get('n_images')}.",
+        ]
+    lines += [
+        "",
+        "## Known limits",
+        "",
+        "- Only the 15 numerals above: any other character, letter or drawing is still forced into "
+        "one of them — there is no rejection of non-characters, and confidences are not a "
+        "reliable out-of-distribution signal.",
+        "- The writers are the volunteers of one university study: other ages, scripts, pens and "
+        "writing habits are not represented.",
+        "- Trained on 64 x 64 preprocessed glyphs (one character per cell, light strokes on black). "
+        "`hccr predict` maps other images onto that format (polarity, contrast, framing), "
+        "but photos with several characters, clutter, shadows or strong perspective are out of scope.",
+        "- One character per image; no segmentation of lines or pages.",
+        "",
+        "## Intended use",
+        "",
+        "Research and teaching: reproducing and extending the study, experimenting with handwriting "
+        "recognition. Not for reading documents, amounts or forms where a wrong digit matters.",
+        "",
+        "## How to run",
+        "",
+        "```",
+        "hccr predict IMAGE_OR_FOLDER_OR_ZIP... --model models/export/model.onnx --top-k 3",
+        "hccr predict scans/ --model models/export/checkpoint.pt --format csv > predictions.csv",
+        "```",
+        "",
+        "Any image size or colour works, dark ink on paper as well as Chinese MNIST's light strokes "
+        "on black. Exit status 0: all files recognised; 1: some file failed (listed with its error); "
+        "2: usage error or unreadable model.",
+        "",
+    ]
+    return "\n".join(lines)

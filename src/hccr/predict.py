@@ -1,0 +1,336 @@
+"""Recognise handwritten Chinese numerals in image files with a trained or exported model.
+
+`hccr predict PATH... --model FILE [--top-k 3] [--format text|csv|json] [--batch-size 64]
+[--resize-filter NAME]`
+
+- PATH: an image file, a folder (searched recursively for image extensions) or a `.zip`
+  archive (its image entries are read in memory, never extracted). A file named explicitly
+  is always tried, whatever its extension.
+- FILE: a `.pt` checkpoint (loaded with `weights_only=True` through `hccr.checkpoint`) or
+  an exported `.onnx` model (onnxruntime; input size, normalisation and characters come
+  from the metadata that `hccr.export` embeds in the ONNX file).
+- Images are prepared by `hccr.preprocess` (any size, colour or polarity).
+
+Each image gets its character, numeric value and top-k confidences. A file that cannot be
+read (not an image, truncated, empty, over 50 megapixels, no ink) gets its own error and the
+rest of the batch still runs. Exit status: 0 all files recognised, 1 some file failed,
+2 usage error or unreadable model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from hccr import CHARACTERS, VALUES
+from hccr.errors import DataError, HccrError
+from hccr.preprocess import canonical_glyph, glyph_to_size, normalize, open_image, resample_filter
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
+)
+# Files and zip entries are read into memory whole; refuse anything larger than this.
+MAX_ENTRY_BYTES = 256 * 1024 * 1024
+FORMATS = ("text", "csv", "json")
+COLUMNS = ("path", "character", "value", "confidence", "top_k", "error")
+
+
+@dataclass
+class Source:
+    """One image to recognise: a printable label and a way to get its bytes (or an error)."""
+
+    label: str
+    read: Callable[[], bytes] | None = None
+    error: str | None = None
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def character(self) -> str:
+        return self.top[0][0] if self.top else ""
+
+    @property
+    def value(self) -> int | None:
+        return character_value(self.character) if self.top else None
+
+    @property
+    def confidence(self) -> float | None:
+        return self.top[0][1] if self.top else None
+
+    def top_k_text(self) -> str:
+        return ";".join(f"{char}:{prob:.4f}" for char, prob in self.top)
+
+    def record(self) -> dict:
+        return {
+            "path": self.path,
+            "character": self.character or None,
+            "value": self.value,
+            "confidence": self.confidence,
+            "top_k": [{"character": c, "value": character_value(c), "confidence": p} for c, p in self.top],
+            "error": self.error,
+        }
+
+
+def character_value(character: str) -> int | None:
+    index = CHARACTERS.find(character)
+    return VALUES[index] if index >= 0 and len(character) == 1 else None
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _zip_sources(path: Path) -> Iterator[Source]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        yield Source(str(path), error=f"{path}: not a readable zip archive ({exc})")
+        return
+    with archive:
+        entries = [info for info in archive.infolist() if not info.is_dir() and is_image_name(info.filename)]
+        if not entries:
+            yield Source(str(path), error=f"{path}: zip archive holds no images")
+        for info in entries:
+            label = f"{path}:{info.filename}"
+            if info.file_size > MAX_ENTRY_BYTES:
+                yield Source(label, error=f"{label}: entry too large ({info.file_size} bytes uncompressed)")
+                continue
+
+            def read(info=info, label=label) -> bytes:
+                try:
+                    return archive.read(info)
+                except (zipfile.BadZipFile, RuntimeError, OSError, ValueError) as exc:
+                    raise DataError(f"{label}: cannot read zip entry ({exc})") from None
+
+            # Consumed at once by the caller, while the archive is still open.
+            yield Source(label, read=read)
+
+
+def _file_source(path: Path) -> Source:
+    size = path.stat().st_size
+    if size > MAX_ENTRY_BYTES:
+        return Source(str(path), error=f"{path}: file too large ({size} bytes; limit {MAX_ENTRY_BYTES})")
+    return Source(str(path), read=path.read_bytes)
+
+
+def iter_sources(paths: Iterable[str]) -> Iterator[Source]:
+    """Every image named by `paths` (files, folders searched recursively, zip archives), in order."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
+            if not files:
+                yield Source(str(path), error=f"{path}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            for file in files:
+                yield _file_source(file)
+        elif path.is_file() and path.suffix.lower() == ".zip":
+            yield from _zip_sources(path)
+        elif path.is_file():
+            yield _file_source(path)
+        else:
+            yield Source(str(path), error=f"{path}: no such file or folder")
+
+
+class Predictor:
+    """A loaded model with the metadata needed to prepare its input."""
+
+    def __init__(self, path: Path, input_size: int, mean: float, std: float, characters: str, resize_filter: str):
+        self.path = path
+        self.input_size = int(input_size)
+        self.mean = float(mean)
+        self.std = float(std)
+        self.characters = characters
+        self.resize_filter = resize_filter
+        resample_filter(resize_filter)
+
+    def probabilities(self, batch) -> np.ndarray:  # (B, 1, S, S) tensor -> (B, C) array
+        raise NotImplementedError
+
+
+class TorchPredictor(Predictor):
+    def __init__(self, path: Path):
+        from hccr.checkpoint import load_model
+
+        try:
+            model, meta = load_model(path, map_location="cpu")
+        except HccrError:
+            raise
+        except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
+            raise HccrError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from None
+        normalize_meta = meta.get("normalize") or {}
+        super().__init__(
+            path,
+            meta["input_size"],
+            normalize_meta.get("mean", 0.0),
+            normalize_meta.get("std", 1.0),
+            meta.get("characters", CHARACTERS),
+            meta.get("resize_filter", "bilinear"),
+        )
+        self.model = model.eval()
+
+    def probabilities(self, batch) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return torch.softmax(self.model(batch).float(), dim=1).numpy()
+
+
+class OnnxPredictor(Predictor):
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        from hccr.export import metadata_from_props
+
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise HccrError(f"{path}: cannot load ONNX model ({type(exc).__name__}: {exc})") from None
+        meta = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
+        super().__init__(
+            path, meta["input_size"], meta["mean"], meta["std"], meta["characters"], meta.get("resize_filter", "bilinear")
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.outputs_probabilities = meta.get("output", "probabilities") == "probabilities"
+
+    def probabilities(self, batch) -> np.ndarray:
+        (out,) = self.session.run(None, {self.input_name: batch.numpy()})
+        if self.outputs_probabilities:
+            return out
+        shifted = np.exp(out - out.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """A predictor for a `.pt` checkpoint or an `.onnx` export (chosen by the file's suffix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HccrError(f"{path}: model file not found")
+    if path.suffix.lower() == ".onnx":
+        return OnnxPredictor(path)
+    return TorchPredictor(path)
+
+
+def predict_sources(
+    predictor: Predictor, sources: Iterable[Source], top_k: int = 3, batch_size: int = 64, progress: bool = False
+) -> Iterator[Prediction]:
+    """Predictions in source order; a source that fails yields a Prediction with `error` set."""
+    top_k = max(1, min(top_k, len(predictor.characters)))
+    pending: list[tuple[int, str, np.ndarray | None, str | None]] = []
+    bar = tqdm(desc="predict", unit="img", file=sys.stderr, disable=not progress)
+
+    def flush() -> Iterator[Prediction]:
+        good = [glyph for _, _, glyph, _ in pending if glyph is not None]
+        probs = predictor.probabilities(normalize(np.stack(good), predictor.mean, predictor.std)) if good else None
+        row = 0
+        for _, label, glyph, error in pending:
+            if glyph is None:
+                yield Prediction(label, error=error)
+                continue
+            p = probs[row]
+            row += 1
+            order = np.argsort(-p, kind="stable")[:top_k]
+            yield Prediction(label, top=[(predictor.characters[i], float(p[i])) for i in order])
+        bar.update(len(pending))
+        pending.clear()
+
+    for number, source in enumerate(sources):
+        glyph, error = None, source.error
+        if error is None:
+            try:
+                image = open_image(source.read(), source.label)
+                glyph = glyph_to_size(canonical_glyph(image, source.label), predictor.input_size, predictor.resize_filter)
+            except HccrError as exc:
+                error = str(exc)
+            except (OSError, ValueError) as exc:
+                error = f"{source.label}: {exc}"
+        pending.append((number, source.label, glyph, error))
+        if len(pending) >= batch_size:
+            yield from flush()
+    if pending:
+        yield from flush()
+    bar.close()
+
+
+def write_predictions(predictions: list[Prediction], fmt: str, stream) -> None:
+    if fmt == "json":
+        json.dump([p.record() for p in predictions], stream, ensure_ascii=False, indent=2)
+        stream.write("\n")
+    elif fmt == "csv":
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for p in predictions:
+            confidence = "" if p.confidence is None else f"{p.confidence:.6f}"
+            value = "" if p.value is None else p.value
+            writer.writerow([p.path, p.character, value, confidence, p.top_k_text(), p.error or ""])
+    else:
+        for p in predictions:
+            if p.error:
+                stream.write(f"{p.path}\terror: {p.error}\n")
+            else:
+                others = ", ".join(f"{c} {prob:.3f}" for c, prob in p.top)
+                stream.write(f"{p.path}\t{p.character}\t{p.value}\t{p.confidence:.3f}\t[{others}]\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hccr predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or .zip archives")
+    parser.add_argument("--model", required=True, metavar="FILE", help="checkpoint (.pt) or exported model (.onnx)")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to list per image (default 3)")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument(
+        "--resize-filter", default=None,
+        help="filter from 64 px to the model's input size; default: the model's metadata, else bilinear",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors (0 for --help)
+        return int(exc.code or 0)
+    if args.top_k < 1 or args.batch_size < 1:
+        print("error: --top-k and --batch-size must be positive", file=sys.stderr)
+        return 2
+    try:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        predictor = load_predictor(args.model)
+        if args.resize_filter:
+            resample_filter(args.resize_filter)
+            predictor.resize_filter = args.resize_filter
+        predictions = list(
+            predict_sources(predictor, iter_sources(args.paths), args.top_k, args.batch_size, progress=sys.stderr.isatty())
+        )
+    except HccrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_predictions(predictions, args.format, sys.stdout)
+    sys.stdout.flush()
+    failed = [p for p in predictions if p.error]
+    if failed:
+        print(f"{len(failed)} of {len(predictions)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+# Export: the best run (params export.select) to ONNX beside its PyTorch checkpoint, with a
+# parity check against onnxruntime on real held-out images and a model card.
+
+
+rule export:
+    input:
+        metrics=[f"reports/metrics/{m}/{s}.json" for m, s in RUNS],
+        checkpoints=[f"models/runs/{m}/{s}/checkpoint.pt" for m, s in RUNS],
+        images=sorted({images_for(m) for m, _ in RUNS}),
+        index=INDEX,
+        splits="data/processed/splits/summary.json",
+    output:
+        onnx="models/export/model.onnx",
+        checkpoint="models/export/checkpoint.pt",
+        card="models/export/model_card.md",
+        parity="models/export/parity.json",
+    params:
+        select=config["export"]["select"],
+        tolerance=config["export"]["tolerance"],
+        filter=config["resize"]["filter"],
+    threads: config["resources"]["train_threads"]
+    conda:
+        CONDA_ENV
+    log:
+        "logs/export.log",
+    benchmark:
+        "logs/benchmarks/export.tsv"
+    shell:
+        "python -m hccr.export --metrics {input.metrics:q} --models-dir models/runs --select {params.select}"
+        " --images {input.images:q} --index {input.index:q} --split-dir data/processed/splits"
+        " --evaluation-dir reports/evaluation --resize-filter {params.filter} --tolerance {params.tolerance}"
+        " --threads {threads} --out-dir models/export 2> {log:q}"
