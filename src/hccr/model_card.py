@@ -117,7 +117,7 @@ def render_model_card(
         f"| input | 1 x {input_size} x {input_size} grayscale, light strokes on black, "
         f"`((pixel / 255) - {mean:.4f}) / {std:.4f}` |",
         f"| from the 64 x 64 glyph to {input_size} px | PIL `{resize_filter}` |",
-        f"| output | 15 class probabilities (`model.onnx`: softmax included) |",
+        "| output | 15 class probabilities (`model.onnx`: softmax included) |",
         f"| weights start | `{start}` |",
         f"| checkpoint epoch | {meta.get('epoch', '?')} (best validation accuracy) |",
         "| files | `checkpoint.pt` (PyTorch, loads with `weights_only=True`), `model.onnx` "
