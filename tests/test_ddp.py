@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,7 +14,8 @@ import torch
 from hccr import checkpoint
 from hccr.training.history import COLUMNS
 
-SIZE = 32
+from helpers_train import SIZE, make_data
+
 CFG = {
     "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8, 16],
     "convs_per_block": 1, "dropout": 0.1, "batch_size": 16, "gpus": 2,
@@ -27,26 +27,9 @@ CFG = {
 }
 
 
-def make_data(folder, n=255, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 15
-    writers = np.arange(n) // 15
-    images = rng.integers(0, 60, (n, SIZE, SIZE)).astype(np.uint8)
-    for i, label in enumerate(labels):
-        row = rng.integers(4, SIZE - 6)
-        images[i, row : row + 3, 1 : 3 + 2 * int(label)] = 220
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "images.npy", images)
-    pd.DataFrame({"id": np.arange(n), "writer": writers, "sample": 1, "code": labels + 1, "value": labels,
-                  "character": "x", "label": labels, "path": "p.jpg"}).to_csv(folder / "index.csv", index=False)
-    roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
-    pd.DataFrame({"id": np.arange(n), "role": roles}).to_csv(folder / "split.csv", index=False)
-    return folder
-
-
 @pytest.mark.slow
 def test_two_process_gloo_run_completes_and_its_checkpoint_loads(tmp_path):
-    data = make_data(tmp_path / "data")
+    data = make_data(tmp_path / "data", n=255)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "hccr.launch", "--gpus", "2", "--lock-dir", str(tmp_path / "locks"), "--",
            sys.executable, "-m", "hccr.train", "--model", "cnn", "--size", "small",

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-SIZE = 32
+from helpers_train import SIZE, make_data
+
 EPOCHS = 6
 CFG = {
     "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [16, 32],
@@ -29,23 +30,6 @@ CFG = {
 }
 # Columns that measure the machine, not the training.
 TIMING = ["seconds", "images_per_second"]
-
-
-def make_data(folder, n=600, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 15
-    writers = np.arange(n) // 15
-    images = rng.integers(0, 60, (n, SIZE, SIZE)).astype(np.uint8)
-    for i, label in enumerate(labels):
-        row = rng.integers(4, SIZE - 6)
-        images[i, row : row + 3, 1 : 3 + 2 * int(label)] = 220
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "images.npy", images)
-    pd.DataFrame({"id": np.arange(n), "writer": writers, "sample": 1, "code": labels + 1, "value": labels,
-                  "character": "x", "label": labels, "path": "p.jpg"}).to_csv(folder / "index.csv", index=False)
-    roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
-    pd.DataFrame({"id": np.arange(n), "role": roles}).to_csv(folder / "split.csv", index=False)
-    return folder
 
 
 def command(data, out):
@@ -64,7 +48,7 @@ def history_epochs(out) -> int:
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-    data = make_data(tmp_path / "data")
+    data = make_data(tmp_path / "data", n=600)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     clean = tmp_path / "clean"

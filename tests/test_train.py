@@ -16,7 +16,8 @@ from hccr.training.history import COLUMNS
 from hccr.training.schedules import learning_rate
 from hccr.train import main, seed_everything
 
-SIZE = 32
+from helpers_train import SIZE, make_data, train_args
+
 CNN = {
     "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8, 16],
     "convs_per_block": 1, "dropout": 0.1, "batch_size": 32, "gpus": 1,
@@ -26,38 +27,6 @@ CNN = {
     "phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
     "scratch_phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
 }
-
-
-def make_data(folder, n=300, seed=0, learnable=True):
-    """Tiny learnable data: noise plus a bar whose length gives the class; roles by writer.
-
-    With `learnable=False` the labels are shuffled: a model can only memorise them.
-    """
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 15
-    writers = np.arange(n) // 15
-    images = rng.integers(0, 60, (n, SIZE, SIZE)).astype(np.uint8)
-    for i, label in enumerate(labels):
-        row = rng.integers(4, SIZE - 6)
-        images[i, row : row + 3, 1 : 3 + 2 * int(label)] = 220
-    if not learnable:
-        labels = rng.permutation(labels)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "images.npy", images)
-    pd.DataFrame({
-        "id": np.arange(n), "writer": writers, "sample": 1, "code": labels + 1, "value": labels,
-        "character": "x", "label": labels, "path": [f"p{i}.jpg" for i in range(n)],
-    }).to_csv(folder / "index.csv", index=False)
-    # Every class in every role: writers 0-6 of each 10 train, 7-8 validate, 9 test.
-    roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
-    pd.DataFrame({"id": np.arange(n), "role": roles}).to_csv(folder / "split.csv", index=False)
-    return folder
-
-
-def train_args(data, out, cfg, seed=1, extra=()):
-    return ["--model", "cnn", "--size", "small", "--images", str(data / "images.npy"),
-            "--index", str(data / "index.csv"), "--split", str(data / "split.csv"),
-            "--config-json", json.dumps(cfg), "--seed", str(seed), "--threads", "1", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,10 @@
 `setup()` reads the torchrun environment (WORLD_SIZE, RANK, LOCAL_RANK): with more than one
 process it joins the process group (NCCL on CUDA, gloo on CPU). On CUDA the process uses
 `cuda:LOCAL_RANK` (the launcher has already narrowed CUDA_VISIBLE_DEVICES to its slots),
-bf16 autocast, channels_last and TF32; on CPU plain float32.
+bf16 autocast, channels_last and TF32. On CPU: float32 by default, or bf16 autocast when the
+config asks for it (`cpu_precision: bfloat16`) and the processor has native bf16 (oneDNN
+runs the convolutions about twice as fast then); channels_last on both, since oneDNN's
+convolution kernels prefer it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import ContextManager
 
@@ -44,7 +48,7 @@ class Runtime:
 
     @property
     def channels_last(self) -> bool:
-        return self.is_cuda
+        return True
 
     @property
     def precision(self) -> str:
@@ -79,7 +83,15 @@ def distributed_env() -> tuple[int, int, int]:
     return rank, local_rank, world_size
 
 
-def setup(threads: int | None = None, device: str = "auto") -> Runtime:
+def cpu_bf16_supported() -> bool:
+    """Whether oneDNN has native bf16 kernels on this processor (AVX512-BF16, AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def setup(threads: int | None = None, device: str = "auto", cpu_precision: str = "float32") -> Runtime:
     """Pick the device and precision, set CPU threads, and join the DDP group if launched so."""
     if device not in DEVICE_CHOICES:
         raise ConfigError(f"--device: unknown device {device!r}; choose from {', '.join(DEVICE_CHOICES)}")
@@ -105,6 +117,12 @@ def setup(threads: int | None = None, device: str = "auto") -> Runtime:
     else:
         torch_device = torch.device("cpu")
         amp = None
+        if cpu_precision == "bfloat16":
+            if cpu_bf16_supported():
+                amp = torch.bfloat16
+            else:
+                print("warning: cpu_precision bfloat16 asked for, but this CPU has no native bf16; "
+                      "training in float32", file=sys.stderr)
 
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"

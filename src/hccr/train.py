@@ -72,15 +72,16 @@ def _to_cpu(obj: Any) -> Any:
 
 
 class Trainer:
-    def __init__(self, args: argparse.Namespace, runtime: devices.Runtime) -> None:
+    def __init__(self, args: argparse.Namespace, runtime: devices.Runtime, cfg: dict[str, Any],
+                 settings: Settings) -> None:
         from hccr import models  # heavy (timm): imported when a run really starts
 
         self.models = models
         self.args = args
         self.rt = runtime
         self.out = Path(args.out)
-        self.cfg = parse_config(args.config_json)
-        self.settings: Settings = parse_settings(self.cfg)
+        self.cfg = cfg
+        self.settings = settings
         self.pretrained = args.pretrained or self.settings.pretrained
         self.data: RunData = load_run_data(args.images, args.index, args.split)
         size = self.data.image_size
@@ -432,8 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runtime = None
     try:
-        runtime = devices.setup(args.threads, args.device)
-        return Trainer(args, runtime).run()
+        cfg = parse_config(args.config_json)
+        settings = parse_settings(cfg)
+        runtime = devices.setup(args.threads, args.device, cpu_precision=settings.cpu_precision)
+        return Trainer(args, runtime, cfg, settings).run()
     except HccrError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from hccr.errors import ConfigError
 from hccr.training.schedules import check_schedule
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+CPU_PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Settings:
     scratch_phases: tuple[Phase, ...] | None
     compile: bool
     pretrained: str
+    cpu_precision: str = "float32"
 
     def phases_for(self, start: str) -> tuple[Phase, ...]:
         """A run from scratch uses `scratch_phases`: freezing a random backbone only hurts."""
@@ -60,6 +62,13 @@ def _number(cfg: Mapping, key: str, default: Any, kind: type, where: str) -> Any
     if kind is int and converted != value:
         raise ConfigError(f"config.{where}{key}: expected an integer, got {value!r}")
     return converted
+
+
+def _cpu_precision(cfg: Mapping) -> str:
+    value = cfg.get("cpu_precision", "float32")
+    if value not in CPU_PRECISIONS:
+        raise ConfigError(f"config.cpu_precision: {value!r} is not one of {', '.join(CPU_PRECISIONS)}")
+    return value
 
 
 def _phase(spec: Any, key: str) -> Phase:
@@ -128,6 +137,7 @@ def parse_settings(cfg: Mapping[str, Any]) -> Settings:
         phases=phases,
         scratch_phases=_phases(cfg, "scratch_phases"),
         compile=bool(cfg.get("compile", False)),
+        cpu_precision=_cpu_precision(cfg),
         pretrained=str(cfg.get("pretrained", "auto")),
     )
 

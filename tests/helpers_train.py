@@ -1,0 +1,44 @@
+"""Tiny learnable training data shared by the training tests (no real images needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+SIZE = 32
+
+
+def make_data(folder, n=300, seed=0, learnable=True, size=SIZE):
+    """Noise plus a bar whose length gives the class; roles by writer.
+
+    Writers 0-6 of every ten train, 7-8 validate, 9 test, so every class is in every role.
+    With `learnable=False` the labels are shuffled: a model can only memorise them.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 15
+    writers = np.arange(n) // 15
+    images = rng.integers(0, 60, (n, size, size)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row = rng.integers(4, size - 6)
+        images[i, row : row + 3, 1 : 3 + 2 * int(label)] = 220
+    if not learnable:
+        labels = rng.permutation(labels)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "images.npy", images)
+    pd.DataFrame({
+        "id": np.arange(n), "writer": writers, "sample": 1, "code": labels + 1, "value": labels,
+        "character": "x", "label": labels, "path": [f"p{i}.jpg" for i in range(n)],
+    }).to_csv(folder / "index.csv", index=False)
+    roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
+    pd.DataFrame({"id": np.arange(n), "role": roles}).to_csv(folder / "split.csv", index=False)
+    return folder
+
+
+def train_args(data, out, cfg, seed=1, extra=(), model="cnn", size="small", threads=1):
+    """`hccr.train` arguments for a run on `make_data` output."""
+    return ["--model", model, "--size", size, "--images", str(data / "images.npy"),
+            "--index", str(data / "index.csv"), "--split", str(data / "split.csv"),
+            "--config-json", json.dumps(cfg), "--seed", str(seed), "--threads", str(threads),
+            "--out", str(out), *extra]
