@@ -156,6 +156,10 @@ def test_full_report_has_every_section_table_and_embedded_figure(tmp_path):
     assert "| efficientnet/small | 1,234 |" in md and "| cnn/small | 1,235 |" in md
     assert "| cnn/medium | 1,236 | 3 | 4.0 s | 300.0 | 28.5 s | cpu |" in md
     assert "| train | 2 | 32.5 s |" in md and "| evaluate | 1 | 3.0 s |" in md
+    # the cost of each point of accuracy: training seconds and parameters per percentage point
+    cnn_medium = metrics[("cnn", "medium")]["test"]["accuracy"] * 100
+    assert (f"| cnn/medium | 1,236 | 3 | 4.0 s | 300.0 | 28.5 s | cpu | 0 | {report.pct(cnn_medium / 100)} (test) | "
+            f"{report.seconds(28.5 / cnn_medium)} | {int(1236 / cnn_medium):,} |") in md
     # provenance: every run's start stated; scratch runs flagged
     for model, size, start, *_ in RUNS:
         assert f"| {model}/{size} | **{report.start_label(start)}** |" in md

@@ -330,18 +330,37 @@ def section_test(doc: rr.Document, inp: Inputs) -> None:
         doc.add(rr.Figure(path, caption) if path else rr.Para(f"No {kind} figure for {best.name} under `{inp.figures_dir}`."))
 
 
+def headline_accuracy(run) -> tuple[str, float | None]:
+    """The run's test accuracy, or its validation accuracy when there is no test set."""
+    for role in ("test", "val"):
+        value = (run.role(role) or {}).get("accuracy")
+        if value is not None:
+            return role, float(value)
+    return "", None
+
+
 def section_efficiency(doc: rr.Document, inp: Inputs) -> None:
     doc.add(rr.Heading(2, SECTIONS[4]))
     rows = []
     for run in inp.runs:
         s = run.summary or {}
         params = (run.metrics or {}).get("parameters") or summary_parameters(s)
+        role, acc = headline_accuracy(run)
+        total = s.get("seconds_total")
+        # What each point of accuracy cost: training seconds and parameters per percentage point.
+        per_point = acc * 100 if acc else None
         rows.append([run.name, integer(params), integer(s.get("epochs")), seconds(run.seconds_per_epoch),
-                     num(s.get("images_per_second"), 1), seconds(s.get("seconds_total")), str(s.get("device") or DASH),
-                     integer(s.get("gpus", s.get("world_size")))])
+                     num(s.get("images_per_second"), 1), seconds(total), str(s.get("device") or DASH),
+                     integer(s.get("gpus", s.get("world_size"))),
+                     f"{pct(acc)} ({role})" if acc is not None else DASH,
+                     seconds(total / per_point) if per_point and total is not None else DASH,
+                     integer(params / per_point) if per_point and isinstance(params, (int, float)) else DASH])
     if rows:
-        doc.add(rr.Table(["run", "parameters", "epochs", "time per epoch", "images/s", "training time", "device", "GPUs"],
-                         rows, "From each run's train.json and history.csv."))
+        doc.add(rr.Table(["run", "parameters", "epochs", "time per epoch", "images/s", "training time", "device", "GPUs",
+                          "accuracy", "training time per point", "parameters per point"],
+                         rows, "From each run's train.json, history.csv and metrics; accuracy is on the test writers "
+                               "(validation when there is no test set); 'per point' divides by the accuracy in "
+                               "percentage points — the cost of each point of accuracy."))
     else:
         doc.add(rr.Para("No training summaries found."))
     bench = inp.benchmarks
