@@ -156,14 +156,15 @@ def predict(
 ) -> np.ndarray:
     """Logits (len(ids), C) for images[ids], fed as ((uint8 / 255) - mean) / std."""
     device = torch.device(device)
-    model = model.to(device).eval()
+    # channels_last: oneDNN's (and cuDNN's) fast convolution layout, several times faster on CPU.
+    model = model.to(device, memory_format=torch.channels_last).eval()
     out = []
     for start in tqdm(range(0, len(ids), batch_size), desc=desc, unit="batch", file=sys.stderr, leave=False):
         batch_ids = np.sort(ids[start : start + batch_size])  # sorted reads are cheaper on a memmap
         order = np.argsort(np.argsort(ids[start : start + batch_size]))
         x = torch.from_numpy(np.ascontiguousarray(images[batch_ids])[order]).to(device, non_blocking=True)
         x = (x.float().div_(255.0).sub_(mean).div_(std)).unsqueeze(1)
-        out.append(model(x).float().cpu().numpy())
+        out.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
 
 
