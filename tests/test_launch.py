@@ -183,3 +183,15 @@ def test_killed_launcher_takes_its_job_and_lock_with_it(tmp_path):
     while alive(child):
         assert time.monotonic() < deadline, "the job outlived its killed launcher"
         time.sleep(0.05)
+
+
+def test_jobs_get_a_passive_openmp_wait_policy(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["HCCR_NUM_GPUS"] = "0"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hccr.launch", "--gpus", "1", "--lock-dir", str(tmp_path), "--",
+         sys.executable, "-c", "import os; print(os.environ['OMP_WAIT_POLICY'])"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "PASSIVE"

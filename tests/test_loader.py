@@ -182,3 +182,13 @@ def test_loader_rejects_bad_ids(images):
         make_loader(images, [0, 50])
     with pytest.raises(DataError, match="no images"):
         make_loader(images, [])
+
+
+def test_sampling_grid_equals_affine_grid():
+    import torch.nn.functional as F
+
+    from hccr.augment import sampling_grid
+
+    theta = torch.randn(5, 2, 3, dtype=torch.float64)
+    expected = F.affine_grid(theta, [5, 1, 7, 9], align_corners=False)
+    assert torch.allclose(sampling_grid(theta, 7, 9), expected, atol=1e-12)

@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.gpus > 1:
             command = torchrun_command(command, args.gpus)
         env = dict(os.environ)
+        # Idle OpenMP threads sleep instead of spinning: on a busy machine (or several jobs on
+        # one host) spinning threads steal the cores the working ones need. Must be set
+        # before torch loads, hence here and not in hccr.device.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         locks = SlotLocks(args.lock_dir, devices, args.slots_per_gpu)
         if devices and args.gpus == 0:
             env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep it off every GPU

@@ -1,0 +1,172 @@
+"""The bench scripts still run and print the figures they promise (tiny inputs, --smoke).
+
+Speed is not asserted here (figures belong to bench/); these tests only keep the scripts from
+rotting: each runs as a real subprocess, on synthetic data, and its output must carry every
+figure it promises, as positive numbers, consistent with what the script measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+
+
+def run_script(
+    *args: str, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    full_env = dict(
+        os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1"
+    )
+    full_env["PATH"] = (
+        str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
+    )
+    full_env.update(env or {})
+    return subprocess.run(
+        list(args),
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def figure(pattern: str, text: str) -> float:
+    match = re.search(pattern, text, flags=re.MULTILINE)
+    assert match, f"no line matching {pattern!r} in:\n{text}"
+    return float(match.group(1))
+
+
+@pytest.mark.slow
+def test_bench_loader_smoke_prints_both_loaders_ratio_and_step_speeds():
+    proc = run_script(
+        sys.executable, str(BENCH / "bench_loader.py"), "--smoke", "--threads", "1"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "synthetic" in out  # --smoke never needs the archive
+    torchvision = figure(
+        rf"^\(a\) torchvision ImageFolder\+PIL, 2 workers:\s+{NUMBER} images/s", out
+    )
+    batch_loader = figure(
+        rf"^\(b\) hccr BatchLoader \(host array, 1 thread\):\s+{NUMBER} images/s", out
+    )
+    ratio = figure(rf"^ratio \(b\)/\(a\), best: {NUMBER}x", out)
+    assert torchvision > 0 and batch_loader > 0
+    assert ratio == pytest.approx(batch_loader / torchvision, rel=0.06, abs=0.06)
+    for model in ("cnn", "efficientnet"):
+        assert (
+            figure(
+                rf"^train step {model}\s+64 px, batch 16, float32[^:]*:\s+{NUMBER} images/s",
+                out,
+            )
+            > 0
+        )
+
+
+def test_bench_loader_missing_archive_is_a_clear_error(tmp_path):
+    missing = tmp_path / "nowhere.zip"
+    proc = run_script(
+        sys.executable,
+        str(BENCH / "bench_loader.py"),
+        "--archive",
+        str(missing),
+        "--no-steps",
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error:") and str(missing) in proc.stderr
+
+
+def test_bench_models_smoke_table_and_json(tmp_path):
+    import yaml
+
+    from hccr.models import count_parameters, create
+
+    out_json = tmp_path / "models.json"
+    proc = run_script(
+        sys.executable,
+        str(BENCH / "bench_models.py"),
+        "--smoke",
+        "--threads",
+        "1",
+        "--json",
+        str(out_json),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out_json.read_text(encoding="utf-8"))
+    (result,) = data["results"]
+    (row,) = result["variants"]
+    # The default CPU variant is hccr.train's CPU path: float32, channels_last.
+    assert (result["model"], result["size"], row["variant"]) == ("cnn", 32, "fp32-cl")
+    # The parameter count is the model's own, not a figure made up by the script.
+    cfg = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"][
+        "cnn"
+    ]
+    expected, _ = count_parameters(create("cnn", dict(cfg, input_size=32), "none")[0])
+    assert result["parameters"] == expected
+    assert row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
+    assert row["memory_kind"] == "process peak RSS"
+    assert row["peak_memory_mb"] >= result["baseline_rss_mb"] > 0
+    assert result["gflop_forward"] > 0
+    # The printed table carries the same figures.
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("cnn"))
+    assert (
+        f"{row['train_images_per_s']:.1f}" in line and f"{expected / 1e6:.2f}M" in line
+    )
+
+
+def test_bench_models_rejects_unknown_variant():
+    proc = run_script(
+        sys.executable, str(BENCH / "bench_models.py"), "--smoke", "--variants", "fp16"
+    )
+    assert proc.returncode == 2 and "fp16" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_quick_profile_smoke_reports_every_data_job(tmp_path):
+    dest = tmp_path / "project"
+    out_json = tmp_path / "quick.json"
+    proc = run_script(
+        sys.executable,
+        str(BENCH / "bench_quick_profile.py"),
+        "--smoke",
+        "--cores",
+        "1",
+        "--dest",
+        str(dest),
+        "--json",
+        str(out_json),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out_json.read_text(encoding="utf-8"))
+    jobs = {row["job"]: row["seconds"] for row in summary["jobs"]}
+    assert {"fetch", "index", "resize/64", "subset"} <= set(jobs)
+    assert all(seconds > 0 for seconds in jobs.values())
+    # Benchmark files are Snakemake's own: one per job under the copy's logs/benchmarks.
+    assert len(list((dest / "logs" / "benchmarks").rglob("*.tsv"))) == len(jobs)
+    assert summary["sum_of_jobs_s"] == pytest.approx(sum(jobs.values()))
+    for job, seconds in jobs.items():
+        assert figure(rf"^{re.escape(job)}\s+{NUMBER}", proc.stdout) == pytest.approx(
+            seconds, abs=0.06
+        )
+    wall = figure(rf"^end-to-end wall: {NUMBER} s", proc.stdout)
+    assert wall == pytest.approx(summary["wall_s"], abs=0.06)
+    # One job at a time (--cores 1): the jobs fit inside the end-to-end wall time.
+    assert summary["sum_of_jobs_s"] <= wall
+
+
+def test_gpu_check_script_parses():
+    proc = run_script("bash", "-n", str(BENCH / "gpu_check.sh"))
+    assert proc.returncode == 0, proc.stderr
