@@ -19,7 +19,6 @@ Writes three artifacts (atomically; all three or none are replaced):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -33,11 +32,12 @@ from tqdm import tqdm
 
 from hccr import CHARACTERS, NUM_CLASSES, VALUES, metrics
 from hccr.atomic import write_csv, write_json
+from hccr import index as hccr_index
 from hccr.errors import DataError, HccrError
+from hccr.files import read_json_object, read_table
 
 ROLES = ("val", "test")
 PROTOCOLS = ("writer", "paper")
-INDEX_COLUMNS = ("id", "writer", "label")
 PREDICTION_COLUMNS = ["id", "writer", "role", "true", "predicted", "confidence", "true_character", "predicted_character"]
 
 
@@ -63,15 +63,7 @@ class RolePredictions:
 
 
 def read_index(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: index file not found")
-    index = pd.read_csv(path)
-    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    if not index["id"].equals(pd.Series(range(len(index)), name="id")):
-        raise DataError(f"{path}: column id must be 0..N-1 in row order")
+    index = hccr_index.read_index(path)
     bad = index[(index["label"] < 0) | (index["label"] >= NUM_CLASSES)]
     if len(bad):
         raise DataError(f"{path}: row {int(bad.index[0]) + 2}: label {bad['label'].iloc[0]} outside 0..{NUM_CLASSES - 1}")
@@ -80,12 +72,7 @@ def read_index(path: str | Path) -> pd.DataFrame:
 
 def read_split(path: str | Path, n_images: int) -> pd.DataFrame:
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: split file not found")
-    split = pd.read_csv(path)
-    for column in ("id", "role"):
-        if column not in split.columns:
-            raise DataError(f"{path}: missing column {column}")
+    split = read_table(path, ("id", "role"), "split file")
     unknown = split[~split["role"].isin(("train", "val", "test"))]
     if len(unknown):
         raise DataError(f"{path}: row {int(unknown.index[0]) + 2}: unknown role {unknown['role'].iloc[0]!r}")
@@ -112,16 +99,7 @@ def load_images(path: str | Path, n_images: int, input_size: int) -> np.ndarray:
 
 
 def read_train_summary(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: train summary not found")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(summary, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return summary
+    return read_json_object(path, "train summary")
 
 
 def summary_parameters(summary: dict[str, Any]) -> int | None:

@@ -45,6 +45,7 @@ from tqdm import tqdm
 from hccr import CHARACTERS, VALUES
 from hccr.atomic import atomic_dir, write_json, write_text
 from hccr.errors import ConfigError, DataError, HccrError
+from hccr.files import read_table
 
 # metric name -> (role, key, higher is better)
 SELECTORS = {
@@ -278,13 +279,7 @@ def find_images(paths: list[Path], input_size: int) -> Path:
 
 
 def read_split(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: split file not found")
-    split = pd.read_csv(path)
-    missing = {"id", "role"} - set(split.columns)
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    return split
+    return read_table(path, ("id", "role"), "split file")
 
 
 def split_counts(split: pd.DataFrame, index: pd.DataFrame | None) -> dict[str, dict[str, int]]:

@@ -35,6 +35,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from hccr import fonts  # noqa: E402
 from hccr.atomic import atomic_path, write_csv  # noqa: E402
 from hccr.errors import DataError, HccrError  # noqa: E402
+from hccr.files import read_table  # noqa: E402
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -46,13 +47,7 @@ STUDY_LABEL = "study (phase 2)"
 
 
 def read_history(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: history not found")
-    history = pd.read_csv(path)
-    missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    history = read_table(path, HISTORY_COLUMNS, "history")
     if history.empty:
         raise DataError(f"{path}: no epochs recorded")
     return history.sort_values("epoch").reset_index(drop=True)

@@ -6,7 +6,6 @@ Every reader tolerates absence (returns None / an empty table) so the report can
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import pandas as pd
 
 from hccr import plots
 from hccr.errors import DataError
+from hccr.files import read_json_object
 
 SIZE_ORDER = ("small", "medium", "large", "full")
 NOT_RUNS = {"sweep", "export", "runs"}  # folders under models/ that are not {model}/{size} runs
@@ -24,15 +24,7 @@ FIGURE_KINDS = ("curves", "sizes", "sweep", "confusion", "misclassified")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path, "JSON file", missing_ok=True)
 
 
 def size_key(size: str) -> tuple[int, str]:

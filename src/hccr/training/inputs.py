@@ -13,6 +13,7 @@ import pandas as pd
 
 from hccr import NUM_CLASSES
 from hccr.errors import DataError
+from hccr.files import read_table
 
 ROLES = ("train", "val", "test")
 
@@ -28,19 +29,6 @@ class RunData:
     @property
     def image_size(self) -> int:
         return int(self.images.shape[1])
-
-
-def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read {what}: {err}") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: {what} lacks column(s) {missing} (has {list(frame.columns)})")
-    return frame
 
 
 def _int_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
@@ -69,8 +57,8 @@ def load_run_data(images_path: str | Path, index_path: str | Path, split_path: s
     """Read the arrays and CSVs, check they agree, and return train/val ids with labels."""
     images = load_images(images_path)
     index_path, split_path = Path(index_path), Path(split_path)
-    index = _read_csv(index_path, ("id", "label"), "index")
-    split = _read_csv(split_path, ("id", "role"), "split file")
+    index = read_table(index_path, ("id", "label"), "index")
+    split = read_table(split_path, ("id", "role"), "split file")
 
     index_ids = _int_column(index, "id", index_path)
     labels = _int_column(index, "label", index_path)
