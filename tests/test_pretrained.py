@@ -134,8 +134,8 @@ def test_auto_offline_falls_back_to_scratch(caplog):
 
 
 def test_imagenet_comes_from_the_hf_cache_without_network(tmp_path, effnet_weights):
-    # The layout huggingface_hub leaves behind after a download of the arch's default tag.
-    repo = timm.models.get_pretrained_cfg(EFFNET).hf_hub_id
+    # The layout huggingface_hub leaves behind after a download of the configured arch.tag.
+    repo = timm.models.get_pretrained_cfg(cfg_for("efficientnet")["arch"]).hf_hub_id
     folder = Path(huggingface_hub.constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
     commit = "0" * 40
     (folder / "refs").mkdir(parents=True)
