@@ -66,7 +66,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     done = history_epochs(out)
     assert 2 <= done < EPOCHS, f"killed after {done} epochs: too late to test resuming"
     state = torch.load(out / "last.pt", weights_only=True)
-    assert not state["finished"] and state["epoch"] >= 2
+    # history.csv is written just before last.pt: a kill between the two replays that epoch.
+    assert not state["finished"] and done - 1 <= state["epoch"] <= done
     assert not (out / "train.json").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
 
