@@ -33,7 +33,7 @@ from tqdm import tqdm
 from hccr import CHARACTERS, NUM_CLASSES, VALUES, metrics
 from hccr.atomic import write_csv, write_json
 from hccr import index as hccr_index
-from hccr.errors import DataError, HccrError
+from hccr.errors import DataError, HccrError, reports_errors
 from hccr.files import read_json_object, read_table
 
 ROLES = ("val", "test")
@@ -354,13 +354,10 @@ def run(args: argparse.Namespace) -> None:
     print(line, file=sys.stderr)
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        run(args)
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    run(args)
     return 0
 
 

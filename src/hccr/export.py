@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from hccr import CHARACTERS, VALUES
 from hccr.atomic import atomic_dir, write_json, write_text
-from hccr.errors import ConfigError, DataError, HccrError
+from hccr.errors import ConfigError, DataError, HccrError, reports_errors
 from hccr.files import read_table
 
 # metric name -> (role, key, higher is better)
@@ -397,21 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    try:
-        if args.tolerance < 0 or not math.isfinite(args.tolerance):
-            raise ConfigError(f"export.tolerance: {args.tolerance} must be a non-negative number")
-        if args.max_images < 1:
-            raise ConfigError("--max-images must be positive")
-        parity = export_best(args)
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.tolerance < 0 or not math.isfinite(args.tolerance):
+        raise ConfigError(f"export.tolerance: {args.tolerance} must be a non-negative number")
+    if args.max_images < 1:
+        raise ConfigError("--max-images must be positive")
+    parity = export_best(args)
     print(
         f"exported {parity['model']}/{parity['size']} to {args.out_dir}: parity on {parity['n_images']} "
         f"{parity['role']} images, max |p_onnx - p_torch| = {parity['max_abs_diff']:.2e}, "

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from hccr import CHARACTERS, NUM_CLASSES, VALUES
 from hccr.atomic import atomic_dir, write_json
-from hccr.errors import DataError, HccrError
+from hccr.errors import DataError, reports_errors
 
 CSV_NAME = "chinese_mnist.csv"
 IMAGE_DIR = Path("data") / "data"
@@ -332,6 +332,7 @@ def fetch(
     return provenance
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hccr fetch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", required=True, help="kaggle | synthetic | path to a .zip archive or unpacked folder")
@@ -341,14 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-samples", type=int, default=10, help="samples per writer per character")
     parser.add_argument("--workers", type=int, default=None, help="decode processes for verification (default: up to 2)")
     args = parser.parse_args(argv)
-    try:
-        result = fetch(
-            args.source, args.out, seed=args.seed, synthetic_writers=args.synthetic_writers,
-            synthetic_samples=args.synthetic_samples, workers=args.workers,
-        )
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = fetch(
+        args.source, args.out, seed=args.seed, synthetic_writers=args.synthetic_writers,
+        synthetic_samples=args.synthetic_samples, workers=args.workers,
+    )
     counts = result["counts"]
     print(f"{args.out}: {counts['images']} images, {counts['writers']} writers, {counts['classes']} classes ({result['kind']})")
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hccr.atomic import write_csv
-from hccr.errors import DataError, HccrError
+from hccr.errors import DataError, reports_errors
 from hccr.fetch import CSV_NAME, IMAGE_DIR, check_rows, image_name, read_raw_csv
 
 INDEX_COLUMNS = ("id", "writer", "sample", "code", "value", "character", "label", "path")
@@ -69,17 +69,14 @@ def read_index(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hccr index", description=__doc__.split("\n\n")[0])
     parser.add_argument("--raw", required=True, help="raw folder (Kaggle layout)")
     parser.add_argument("--out", required=True, help="index CSV to write")
     args = parser.parse_args(argv)
-    try:
-        table = build_index(args.raw)
-        write_csv(args.out, table)
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    table = build_index(args.raw)
+    write_csv(args.out, table)
     print(f"{args.out}: {len(table)} images, {table['writer'].nunique()} writers, {table['code'].nunique()} classes")
     return 0
 

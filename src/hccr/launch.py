@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from hccr.errors import ConfigError, HccrError
+from hccr.errors import ConfigError, reports_errors
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -185,40 +185,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ConfigError("launch: no command given (usage: hccr launch --gpus K -- CMD ...)")
+    if args.gpus < 0:
+        raise ConfigError(f"--gpus: must be >= 0, got {args.gpus}")
+    if args.slots_per_gpu < 1:
+        raise ConfigError(f"--slots-per-gpu: must be >= 1, got {args.slots_per_gpu}")
+    devices = device_ids()
+    if devices and args.gpus > len(devices):
+        raise ConfigError(f"--gpus {args.gpus}: this machine has only {len(devices)} GPU(s)")
+    if args.gpus > 1:
+        command = torchrun_command(command, args.gpus)
+    env = dict(os.environ)
+    # Idle OpenMP threads sleep instead of spinning: on a busy machine (or several jobs on
+    # one host) spinning threads steal the cores the working ones need. Must be set
+    # before torch loads, hence here and not in hccr.device.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    locks = SlotLocks(args.lock_dir, devices, args.slots_per_gpu)
+    if devices and args.gpus == 0:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep it off every GPU
+    elif devices:
+        chosen = locks.acquire(args.gpus, args.poll)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
+        print(f"launch: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", file=sys.stderr)
     try:
-        if not command:
-            raise ConfigError("launch: no command given (usage: hccr launch --gpus K -- CMD ...)")
-        if args.gpus < 0:
-            raise ConfigError(f"--gpus: must be >= 0, got {args.gpus}")
-        if args.slots_per_gpu < 1:
-            raise ConfigError(f"--slots-per-gpu: must be >= 1, got {args.slots_per_gpu}")
-        devices = device_ids()
-        if devices and args.gpus > len(devices):
-            raise ConfigError(f"--gpus {args.gpus}: this machine has only {len(devices)} GPU(s)")
-        if args.gpus > 1:
-            command = torchrun_command(command, args.gpus)
-        env = dict(os.environ)
-        # Idle OpenMP threads sleep instead of spinning: on a busy machine (or several jobs on
-        # one host) spinning threads steal the cores the working ones need. Must be set
-        # before torch loads, hence here and not in hccr.device.
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        locks = SlotLocks(args.lock_dir, devices, args.slots_per_gpu)
-        if devices and args.gpus == 0:
-            env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep it off every GPU
-        elif devices:
-            chosen = locks.acquire(args.gpus, args.poll)
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
-            print(f"launch: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", file=sys.stderr)
-        try:
-            return run_command(command, env, locks.fds)
-        finally:
-            locks.release()
-    except HccrError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return run_command(command, env, locks.fds)
+    finally:
+        locks.release()
 
 
 if __name__ == "__main__":

@@ -113,12 +113,18 @@ def softmax(logits: Any) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _per_sample_scores(y_true: Any, scores: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and an (N, C) score array checked to match them."""
+    t = _labels(y_true, "y_true")
+    z = _array(scores, float)
+    if z.ndim != 2 or z.shape[0] != t.size:
+        raise ValueError(f"{what} must have shape ({t.size}, C), got {z.shape}")
+    return t, z
+
+
 def log_loss(y_true: Any, probabilities: Any, eps: float = 1e-12) -> float:
     """Mean cross-entropy -log p[true] from class probabilities (clipped at eps)."""
-    t = _labels(y_true, "y_true")
-    p = _array(probabilities, float)
-    if p.ndim != 2 or p.shape[0] != t.size:
-        raise ValueError(f"probabilities must have shape ({t.size}, C), got {p.shape}")
+    t, p = _per_sample_scores(y_true, probabilities, "probabilities")
     if not t.size:
         return float("nan")
     return float(-np.mean(np.log(np.clip(p[np.arange(t.size), t], eps, 1.0))))
@@ -126,10 +132,7 @@ def log_loss(y_true: Any, probabilities: Any, eps: float = 1e-12) -> float:
 
 def cross_entropy_from_logits(y_true: Any, logits: Any) -> float:
     """Mean cross-entropy from raw logits (log-softmax computed stably)."""
-    t = _labels(y_true, "y_true")
-    z = _array(logits, float)
-    if z.ndim != 2 or z.shape[0] != t.size:
-        raise ValueError(f"logits must have shape ({t.size}, C), got {z.shape}")
+    t, z = _per_sample_scores(y_true, logits, "logits")
     if not t.size:
         return float("nan")
     m = z.max(axis=1, keepdims=True)

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from hccr import fonts  # noqa: E402
 from hccr.atomic import atomic_path, write_csv  # noqa: E402
-from hccr.errors import DataError, HccrError  # noqa: E402
+from hccr.errors import DataError, HccrError, reports_errors  # noqa: E402
 from hccr.files import read_table  # noqa: E402
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -425,13 +425,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        args.func(args)
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args.func(args)
     return 0
 
 

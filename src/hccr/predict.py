@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hccr import CHARACTERS, VALUES
-from hccr.errors import DataError, HccrError
+from hccr.errors import DataError, HccrError, reports_errors
 from hccr.preprocess import canonical_glyph, glyph_to_size, normalize, open_image, resample_filter
 
 IMAGE_EXTENSIONS = frozenset(
@@ -300,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -309,21 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_k < 1 or args.batch_size < 1:
         print("error: --top-k and --batch-size must be positive", file=sys.stderr)
         return 2
-    try:
-        if args.threads:
-            import torch
+    if args.threads:
+        import torch
 
-            torch.set_num_threads(args.threads)
-        predictor = load_predictor(args.model)
-        if args.resize_filter:
-            resample_filter(args.resize_filter)
-            predictor.resize_filter = args.resize_filter
-        predictions = list(
-            predict_sources(predictor, iter_sources(args.paths), args.top_k, args.batch_size, progress=sys.stderr.isatty())
-        )
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        torch.set_num_threads(args.threads)
+    predictor = load_predictor(args.model)
+    if args.resize_filter:
+        resample_filter(args.resize_filter)
+        predictor.resize_filter = args.resize_filter
+    predictions = list(
+        predict_sources(predictor, iter_sources(args.paths), args.top_k, args.batch_size, progress=sys.stderr.isatty())
+    )
     write_predictions(predictions, args.format, sys.stdout)
     sys.stdout.flush()
     failed = [p for p in predictions if p.error]

@@ -29,7 +29,7 @@ from hccr.config import json_object_arg
 from hccr import report_data as rd
 from hccr import report_render as rr
 from hccr.atomic import write_text
-from hccr.errors import HccrError
+from hccr.errors import reports_errors
 from hccr.evaluate import summary_parameters
 from hccr.plots import REFERENCE_DIR, read_study_table2
 
@@ -531,17 +531,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        doc = build_document(gather(args))
-        markdown = rr.to_markdown(doc, Path(args.out_md).resolve().parent)
-        page = rr.to_html(doc)
-        write_text(args.out_md, markdown)
-        write_text(args.out_html, page)
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    doc = build_document(gather(args))
+    markdown = rr.to_markdown(doc, Path(args.out_md).resolve().parent)
+    page = rr.to_html(doc)
+    write_text(args.out_md, markdown)
+    write_text(args.out_html, page)
     print(f"report: {args.out_md}, {args.out_html}", file=sys.stderr)
     return 0
 

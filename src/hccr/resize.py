@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from hccr.atomic import atomic_path
-from hccr.errors import ConfigError, DataError, HccrError
+from hccr.errors import ConfigError, DataError, reports_errors
 from hccr.fetch import IMAGE_SIZE, decode_image, default_workers
 from hccr.index import read_index
 
@@ -156,6 +156,7 @@ def load_images(path: str | os.PathLike) -> np.ndarray:
     return array
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hccr resize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--raw", required=True, help="raw folder (Kaggle layout)")
@@ -165,11 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output .npy (N, S, S) uint8")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     args = parser.parse_args(argv)
-    try:
-        shape = make_images(args.raw, args.index, args.size, args.filter, args.out, workers=args.workers)
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    shape = make_images(args.raw, args.index, args.size, args.filter, args.out, workers=args.workers)
     print(f"{args.out}: uint8 {shape}")
     return 0
 

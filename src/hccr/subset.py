@@ -42,7 +42,7 @@ import pandas as pd
 from hccr import CHARACTERS
 from hccr.atomic import atomic_dir, write_csv, write_json
 from hccr.config import json_object_arg
-from hccr.errors import ConfigError, DataError, HccrError
+from hccr.errors import ConfigError, DataError, reports_errors
 from hccr.index import read_index
 
 PROTOCOLS = ("paper", "writer")
@@ -276,6 +276,7 @@ def write_splits(
         write_json(tmp / "summary.json", summary)
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hccr subset", description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", required=True, help="index CSV (hccr index)")
@@ -283,15 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out-dir", required=True, help="folder for {scheme}/{size}.csv and summary.json")
     args = parser.parse_args(argv)
-    try:
-        cfg = json_object_arg(args.config_json, "--config-json")
-        index = read_index(args.index)
-        splits = make_splits(index, cfg, args.seed)
-        summary = summarize(splits, index, cfg, args.seed)
-        write_splits(splits, summary, args.out_dir)
-    except HccrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = json_object_arg(args.config_json, "--config-json")
+    index = read_index(args.index)
+    splits = make_splits(index, cfg, args.seed)
+    summary = summarize(splits, index, cfg, args.seed)
+    write_splits(splits, summary, args.out_dir)
     for (scheme, size), table in splits.items():
         counts = table["role"].value_counts()
         print(f"{scheme}/{size}: " + ", ".join(f"{r} {int(counts.get(r, 0))}" for r in ROLES if r in counts))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from hccr.atomic import write_csv
-from hccr.errors import DataError, HccrError
+from hccr.errors import DataError, reports_errors
 
 CELL = re.compile(r"^g(?P<gpus>\d+)-lr(?P<lr>[0-9.e+-]+)-b(?P<batch>\d+)$")
 COLUMNS = [
@@ -68,6 +68,7 @@ def gather(root: Path, model: str, size: str) -> pd.DataFrame:
     return table.sort_values(["gpus", "learning_rate", "batch_size"], ignore_index=True)
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hccr sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("models/sweep"))
@@ -75,12 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        table = gather(args.root, args.model, args.size)
-        write_csv(args.out, table)
-    except HccrError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    table = gather(args.root, args.model, args.size)
+    write_csv(args.out, table)
     print(f"{len(table)} sweep cells -> {args.out}", file=sys.stderr)
     return 0
 

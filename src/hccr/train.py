@@ -35,7 +35,7 @@ from tqdm import tqdm
 from hccr import device as devices
 from hccr.atomic import write_json
 from hccr.config import json_object_arg
-from hccr.errors import ConfigError, HccrError
+from hccr.errors import ConfigError, reports_errors
 from hccr.loader import BatchLoader, compute_stats, epoch_seed
 from hccr.training.history import write_history
 from hccr.training.inputs import RunData, load_run_data
@@ -429,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runtime = None
@@ -437,9 +438,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = parse_settings(cfg)
         runtime = devices.setup(args.threads, args.device, cpu_precision=settings.cpu_precision)
         return Trainer(args, runtime, cfg, settings).run()
-    except HccrError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     finally:
         if runtime is not None:
             devices.teardown(runtime)
