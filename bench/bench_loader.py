@@ -2,7 +2,7 @@
 
     python bench/bench_loader.py [--archive ../shared/data/chinese-mnist.zip] [--batches 60]
         [--batch-size 128] [--workers 2] [--threads N] [--device cpu|cuda] [--smoke]
-        [--no-steps] [--step-batches 3] [--synthetic WRITERS]
+        [--no-steps] [--step-batches 3] [--synthetic WRITERS] [--windows 5] [--default-malloc]
 
 Both loaders produce the same thing: normalised (B, 1, 64, 64) float batches of the real
 JPEGs with the same small random affine (rotation +-8 deg, translate +-8 %, scale +-10 %,
@@ -11,7 +11,9 @@ shear +-5 deg, bilinear, black fill, no flips) and the same mean/std. (a) is the
 `RandomAffine` -> `ToTensor` -> `Normalize`, a `DataLoader` with worker processes; (b) is
 `BatchLoader` over the decoded uint8 array (one gather + one batched grid_sample per batch),
 timed at 1 torch thread and at `--threads` (it runs inside the training process, on its
-threads; on a busy machine extra threads can be slower). Prints images/s of each, the
+threads; on a busy machine extra threads can be slower). Each figure is the median of
+`--windows` timed windows. Both run with glibc malloc tuned as hccr's training processes
+tune it (hccr.device.retain_freed_memory; `--default-malloc` to compare). Prints images/s of each, the
 ratios, and the training step's images/s for the cnn and EfficientNetV2-S at 64 px on the
 same batches (forward + backward + optimizer step), to show which side is the bottleneck.
 Asserts nothing; `--smoke` runs it on a tiny synthetic set.
@@ -95,27 +97,37 @@ def cycle(make_iter):
 
 
 def time_batches(
-    batches, count: int, device, to_device: bool
+    batches, count: int, device, to_device: bool, windows: int = 1
 ) -> tuple[float, int, float]:
-    """images/s over `count` batches after one warm-up batch (worker start-up excluded)."""
+    """images/s over `count` batches after one warm-up batch (worker start-up excluded).
+
+    With `windows` > 1 it times that many back-to-back windows of `count` batches and reports
+    the median one: this VM's speed drifts by 2x from second to second, and a median of
+    short windows is steadier than one long one.
+    """
+    import statistics
+
     import torch
 
     first = next(batches)
     if to_device:
         first[0].to(device, non_blocking=True)
     _common.synchronize(device)
-    images = 0
-    start = time.perf_counter()
-    for _ in range(count):
-        x, y = next(batches)
-        if to_device:
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-        images += int(y.shape[0])
-    _common.synchronize(device)
-    seconds = time.perf_counter() - start
+    results = []
+    for _ in range(windows):
+        images = 0
+        start = time.perf_counter()
+        for _ in range(count):
+            x, y = next(batches)
+            if to_device:
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+            images += int(y.shape[0])
+        _common.synchronize(device)
+        seconds = time.perf_counter() - start
+        results.append((images / seconds, images, seconds))
     assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.ndim == 4
-    return images / seconds, images, seconds
+    return statistics.median_low(results)
 
 
 def step_speed(name: str, batches: list, device, budget_s: float) -> tuple[float, int]:
@@ -177,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--windows",
+        type=int,
+        default=5,
+        help="timed windows of --batches per loader; the median is reported",
+    )
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc malloc at its defaults (hccr.device.setup tunes it, as here)",
+    )
+    parser.add_argument(
         "--no-steps", action="store_true", help="skip the training-step comparison"
     )
     parser.add_argument(
@@ -210,8 +233,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.smoke:
         args.batches = min(args.batches, 3)
+        args.windows = min(args.windows, 2)
         args.batch_size = min(args.batch_size, 16)
         args.step_batches = min(args.step_batches, 1)
+    from hccr.device import retain_freed_memory
+
+    # Both loaders run under the allocator setting hccr's training processes use (the
+    # DataLoader workers fork from this process and inherit it).
+    malloc = "glibc defaults" if args.default_malloc else (
+        "retain freed memory" if retain_freed_memory() else "defaults (not glibc)"
+    )
     threads = _common.set_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -221,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             "device": str(device),
             "torch threads (main process)": str(threads),
             "batch": str(args.batch_size),
+            "malloc": malloc,
+            "timing": f"median of {args.windows} windows of {args.batches} batches",
             "augment": str(AugmentConfig.from_dict(_common.AUGMENT)),
         },
     )
@@ -248,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 tv_batches = cycle(loader.__iter__)
                 tv_speed, tv_images, tv_seconds = time_batches(
-                    tv_batches, args.batches, device, cuda
+                    tv_batches, args.batches, device, cuda, args.windows
                 )
                 # Stop the persistent workers (they would keep prefetching into (b)'s timing).
                 tv_batches.close()
@@ -288,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             for loader_threads in sorted({1, threads}):
                 torch.set_num_threads(loader_threads)
                 bl_speed, bl_images, bl_seconds = time_batches(
-                    cycle(one_epoch), args.batches, device, False
+                    cycle(one_epoch), args.batches, device, False, args.windows
                 )
                 best = max(best, bl_speed)
                 print(

@@ -1,5 +1,8 @@
 """hccr.device: precision and memory layout per device."""
 
+import platform
+
+import pytest
 import torch
 
 from hccr import device
@@ -45,3 +48,42 @@ def test_a_bf16_run_records_its_precision(tmp_path):
     expected = "bfloat16-autocast" if device.cpu_bf16_supported() else "float32"
     assert summary["precision"] == expected
     assert math.isfinite(summary["final_train_loss"])
+
+
+# Five epochs of 64 px batches of 128 (the loader's steady state); prints minor page faults.
+FAULTS_SCRIPT = """
+import resource, sys, numpy as np, torch
+from hccr.device import retain_freed_memory
+from hccr.loader import BatchLoader
+if sys.argv[1] == "retain":
+    assert retain_freed_memory()
+torch.set_num_threads(1)
+images = np.random.default_rng(0).integers(0, 256, (512, 64, 64), dtype=np.uint8)
+augment = dict(enabled=True, degrees=8.0, translate=0.08, scale=0.1, shear=5.0)
+loader = BatchLoader(images, np.arange(512), np.zeros(512), 128, shuffle=True, seed=0, mean=0.1, std=0.3,
+                     augment_cfg=augment)
+for epoch in range(6):
+    if epoch == 1:  # after a warm-up epoch
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    loader.set_epoch(epoch)
+    for x, _ in loader:
+        pass
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_retain_freed_memory_stops_the_loader_page_faulting():
+    import subprocess
+    import sys
+
+    def faults(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True,
+                              check=True)
+        return int(done.stdout.strip())
+
+    # With glibc's defaults each batch's multi-MB tensors are mapped, faulted in and given
+    # back (measured 6,000-9,000 faults here); retained, the steady state reuses them (0-130).
+    default, retained = faults("default"), faults("retain")
+    assert default > 1_000
+    assert retained * 10 < default

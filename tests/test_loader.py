@@ -192,3 +192,43 @@ def test_sampling_grid_equals_affine_grid():
     theta = torch.randn(5, 2, 3, dtype=torch.float64)
     expected = F.affine_grid(theta, [5, 1, 7, 9], align_corners=False)
     assert torch.allclose(sampling_grid(theta, 7, 9), expected, atol=1e-12)
+
+
+def test_warp_batch_is_the_same_in_any_block_size_and_from_uint8():
+    from hccr.augment import draw_matrices, warp_batch
+
+    pixels = torch.randint(0, 256, (10, 1, 16, 16), dtype=torch.uint8)
+    theta = draw_matrices(10, AUG, torch.Generator().manual_seed(5))
+    whole = warp_batch(pixels, theta, block=10)
+    assert whole.dtype == torch.float32 and whole.shape == pixels.shape
+    for block in (1, 3, 4):
+        torch.testing.assert_close(warp_batch(pixels, theta, block=block), whole, rtol=0, atol=0)
+    # uint8 in equals float in; the fused scale/offset equals normalising afterwards.
+    torch.testing.assert_close(warp_batch(pixels.float(), theta), whole)
+    fused = warp_batch(pixels, theta, scale=0.5, offset=-2.0, block=3)
+    torch.testing.assert_close(fused, whole * 0.5 - 2.0, rtol=0, atol=1e-5)
+
+
+def test_warp_batch_rejects_mismatched_matrices():
+    from hccr.augment import warp_batch
+
+    with pytest.raises(ValueError, match="theta"):
+        warp_batch(torch.zeros(4, 1, 8, 8), torch.zeros(3, 2, 3))
+
+
+def test_loader_batches_equal_a_per_batch_warp_of_the_same_draws(images):
+    # The loader draws a whole epoch's matrices at once; batch k must be the warp of rows k of
+    # that draw, normalised, whatever the batch split.
+    from hccr.augment import draw_matrices, warp_batch
+    from hccr.loader import epoch_seed
+
+    cfg = dict(enabled=True, degrees=10.0, translate=0.1, scale=0.1, shear=5.0)
+    loader = make_loader(images, shuffle=True, seed=4, batch_size=7, augment_cfg=cfg)
+    loader.set_epoch(2)
+    got = torch.cat([x for x, _ in loader])
+    order = loader.epoch_indices(2)
+    theta = draw_matrices(len(order), AugmentConfig.from_dict(cfg),
+                          torch.Generator().manual_seed(epoch_seed(4, 2, 0, 1)))
+    pixels = torch.from_numpy(np.asarray(images))[order.numpy()].unsqueeze(1)
+    expected = (warp_batch(pixels, theta) / 255 - loader.mean) / loader.std
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)

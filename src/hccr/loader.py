@@ -19,7 +19,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from hccr.augment import AugmentConfig, random_affine
+from hccr.augment import AugmentConfig, draw_matrices, warp_batch
 from hccr.errors import DataError
 
 # Keep the whole uint8 set on the GPU when it needs at most this share of free memory.
@@ -168,19 +168,26 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.epoch_indices()
-        aug_generator = None
+        theta = None
         if self.augment.enabled:
-            aug_generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, self.rank, 1))
+            # The whole epoch's affines at once: a few dozen small ops per epoch, not per batch.
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, self.rank, 1))
+            theta = draw_matrices(len(order), self.augment, generator, device=self.device)
         if self.resident:
             order = order.to(self.device)
+        scale = 1.0 / (255.0 * self.std)
+        offset = torch.tensor(-self.mean / self.std, dtype=torch.float32, device=self.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             pixels = self.data.index_select(0, index)
             if not self.resident:
                 pixels = pixels.pin_memory().to(self.device, non_blocking=True)
-            x = pixels.unsqueeze(1).to(torch.float32).div_(255.0)
-            if aug_generator is not None:
-                x = random_affine(x, self.augment, aug_generator)
-            x = x.sub_(self.mean).div_(self.std)
+            # ((x / 255) - mean) / std as one multiply-add (fused into the warp when augmenting).
+            pixels = pixels.unsqueeze(1)
+            if theta is not None:
+                x = warp_batch(pixels, theta[start : start + self.batch_size], scale=scale,
+                               offset=-self.mean / self.std)
+            else:
+                x = torch.add(offset, pixels.to(torch.float32), alpha=scale)
             y = self.targets.index_select(0, index.to(self.targets.device))
             yield x, y
