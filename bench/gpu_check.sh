@@ -9,14 +9,14 @@
 # Steps (each capped so the whole script stays inside BUDGET_S, default 440 s):
 #   1. nvidia-smi and torch's view of the device
 #   2. the CUDA path: a 1-epoch tiny `hccr.train` on synthetic data with --device cuda, checking
-#      that train.json says bfloat16-autocast on the GPU
+#      that train.json says bfloat16-autocast on the GPU; then the same with 4 ranks (gloo)
 #   3. bench_models.py on CUDA: fp32 and bf16 autocast + channels_last
 #   4. bench_loader.py with the uint8 array resident on the GPU
-#   5. the study at its settings (efficientnet + inception_gru x small/medium/large, the
-#      sweep's 1-GPU cells) through Snakemake with SLOTS jobs sharing the GPU; what finishes
-#      within the remaining time is reported per job (bench_quick_profile.py --timeout)
+#   5. the study at its settings (efficientnet + inception_gru x small/medium/large and the
+#      18 sweep cells) through Snakemake with SLOTS slots per GPU; what finishes within the
+#      remaining time is reported per job (bench_quick_profile.py --timeout)
 #   6. bench_models.py with torch.compile (bf16 + channels_last), in the time left
-# The sweep's 4-GPU cells need 4 devices (hccr.launch refuses --gpus 4 on one GPU).
+# Step 2 also runs a 4-rank job on the one GPU, as the sweep's 4-GPU cells run there.
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -97,8 +97,14 @@ EOF
 $PY -m hccr.train --model cnn --size small --images '$TINY/images_64.npy' --index '$TINY/index.csv' \
     --split '$TINY/split.csv' --config-json '$TINY/cnn.json' --seed 1 --threads 2 --device $DEVICE --out '$TINY/run'
 $PY -c \"import json; s = json.load(open('$TINY/run/train.json')); print('device', s['device'], 'precision', s['precision'], 'images/s', s['images_per_second'])\"
+# a 4-GPU sweep cell on this machine: 4 ranks sharing its device(s) (gloo), one slot each
+$PY -c \"import json; c = json.load(open('$TINY/cnn.json')); c['gpus'] = 4; json.dump(c, open('$TINY/cnn4.json', 'w'))\"
+$PY -m hccr.launch --gpus 4 --slots-per-gpu 4 --lock-dir '$TINY/locks' -- $PY -m hccr.train --model cnn --size small \
+    --images '$TINY/images_64.npy' --index '$TINY/index.csv' --split '$TINY/split.csv' --config-json '$TINY/cnn4.json' \
+    --seed 1 --threads 4 --device $DEVICE --out '$TINY/run4'
+$PY -c \"import json; s = json.load(open('$TINY/run4/train.json')); print('4 ranks: world', s['world_size'], 'backend', s['backend'], 'ranks/device', s['ranks_per_device'], 'device', s['device'], 'images/s', s['images_per_second'])\"
 "
-note "tiny train: $(tail -1 "$OUT/tiny_train.txt")"
+note "tiny train: $(tail -2 "$OUT/tiny_train.txt" | tr '\n' ' ')"
 
 # 3. models on CUDA, with and without torch.compile -----------------------------------------
 if [ "$SMOKE" = 1 ]; then
@@ -131,12 +137,13 @@ if [ "$SMOKE" = 1 ]; then
 else
     if [ -f "$ARCHIVE" ]; then SOURCE="$ARCHIVE"; else SOURCE=synthetic; fi
     cat >"$OUT/study.yaml" <<EOF
-# The study's settings (params.yaml defaults) on one machine: its 6 runs and the sweep's 1-GPU cells.
+# The study's settings (params.yaml defaults) on one machine: its 6 runs and all 18 sweep cells
+# (the 4-GPU cells as 4 ranks sharing this machine's GPUs, one slot each).
 data_source: $SOURCE
 models: [efficientnet, inception_gru]
 sizes: [small, medium, large]
 resize: {sizes: [64, 299]}
-sweep: {enabled: true, gpus: [1]}
+sweep: {enabled: true}
 resources: {slots_per_gpu: $SLOTS, train_threads: 2}
 model:
   efficientnet: {pretrained: none}

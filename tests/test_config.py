@@ -98,3 +98,25 @@ def test_json_object_arg_inline_file_and_errors(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="expected a JSON object"):
         hccr_config.json_object_arg(str(path))
+
+
+def test_cli_strings_get_the_schema_types(params):
+    # What Snakemake hands over for --config 'model={"cnn": {"batch_size": "64", ...}}'.
+    params["model"]["cnn"]["batch_size"] = "64"
+    params["model"]["cnn"]["dropout"] = "0.25"
+    params["model"]["cnn"]["early_stopping"]["enabled"] = "true"
+    params["model"]["cnn"]["arch"] = "cnn"
+    converted = hccr_config.coerce_cli_strings(params)
+    assert sorted(converted) == ["model.cnn.batch_size", "model.cnn.dropout", "model.cnn.early_stopping.enabled"]
+    assert params["model"]["cnn"]["batch_size"] == 64
+    assert params["model"]["cnn"]["dropout"] == 0.25
+    assert params["model"]["cnn"]["early_stopping"]["enabled"] is True
+    hccr_config.validate(params)
+
+
+def test_cli_strings_that_do_not_parse_are_left_for_validation_to_name(params):
+    params["model"]["cnn"]["batch_size"] = "sixty"
+    params["model"]["cnn"]["gpus"] = "true"  # a boolean is no integer
+    assert hccr_config.coerce_cli_strings(params) == []
+    with pytest.raises(ConfigError, match="model.cnn.batch_size"):
+        hccr_config.validate(params)

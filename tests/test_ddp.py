@@ -60,3 +60,19 @@ def test_two_process_gloo_run_completes_and_its_checkpoint_loads(tmp_path):
     assert saved.keys() == model.state_dict().keys()  # no DDP "module." prefixes
     with torch.no_grad():
         assert model(torch.zeros(3, 1, SIZE, SIZE)).shape == (3, 15)
+    assert summary["backend"] == "gloo" and summary["ranks_per_device"] == 1
+
+
+def test_a_multi_gpu_config_in_one_process_is_refused(tmp_path):
+    # A 2-GPU sweep cell run by one process would train at half the global batch: refused
+    # before training starts or any output is written.
+    data = make_data(tmp_path / "data", n=255)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hccr.train", "--model", "cnn", "--size", "small",
+           "--images", str(data / "images.npy"), "--index", str(data / "index.csv"),
+           "--split", str(data / "split.csv"), "--config-json", json.dumps(CFG), "--seed", "3",
+           "--threads", "1", "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "config.gpus is 2 but this run has 1 process(es)" in result.stderr
+    assert not out.exists() or not any(out.iterdir())

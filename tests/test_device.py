@@ -8,6 +8,17 @@ import torch
 from hccr import device
 
 
+def test_device_slot_one_rank_per_gpu_or_round_robin_when_ranks_outnumber_gpus():
+    assert device.device_slot(1, 2, 4) == (1, 1)
+    assert [device.device_slot(r, 4, 1) for r in range(4)] == [(0, 4)] * 4
+    assert [device.device_slot(r, 3, 2)[0] for r in range(3)] == [0, 1, 0]
+    assert device.device_slot(2, 3, 2)[1] == 2
+    with pytest.raises(device.ConfigError, match="LOCAL_RANK 3"):
+        device.device_slot(3, 2, 2)
+    with pytest.raises(device.ConfigError, match="no CUDA device"):
+        device.device_slot(0, 1, 0)
+
+
 def test_cpu_defaults_to_float32_with_channels_last():
     runtime = device.setup(threads=1, device="cpu")
     assert runtime.precision == "float32"

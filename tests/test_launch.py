@@ -120,7 +120,52 @@ def test_more_gpus_than_the_machine_has_is_an_error(tmp_path):
     proc = launcher(tmp_path, 5, sys.executable, "-c", "pass")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
-    assert "error:" in err and "--gpus 5" in err and "4 GPU" in err
+    assert "error:" in err and "--gpus 5" in err and "4 GPU" in err and "slots_per_gpu >= 2" in err
+
+
+# A torchrun rank: record its environment and when it ran.
+RANK_PROBE = (
+    "import json, os, sys, time\n"
+    "start = time.time(); time.sleep(float(sys.argv[2])); end = time.time()\n"
+    "keys = ('CUDA_VISIBLE_DEVICES', 'WORLD_SIZE', 'RANK', 'LOCAL_WORLD_SIZE')\n"
+    "with open(os.path.join(sys.argv[1], f\"rank{os.environ['RANK']}.json\"), 'w') as f:\n"
+    "    json.dump({**{k: os.environ.get(k) for k in keys}, 'start': start, 'end': end}, f)\n"
+)
+
+
+def test_more_ranks_than_gpus_share_the_devices_and_hold_one_slot_each(tmp_path):
+    # A sweep's 4-GPU cell on a 1-GPU machine with 4 slots: four ranks on device 0, and the
+    # device is full while they run (a 1-GPU job waits for them).
+    (tmp_path / "rank_probe.py").write_text(RANK_PROBE)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    cell = launcher(tmp_path, 4, sys.executable, "-m", "rank_probe", str(tmp_path), "3", slots=4,
+                    num_gpus="1", env=env)
+    locks = tmp_path / "locks"
+    deadline = time.monotonic() + 60
+    while len(list(locks.glob("*.lock"))) < 4:  # all four slots taken
+        assert time.monotonic() < deadline and cell.poll() is None, cell.communicate()
+        time.sleep(0.05)
+    single = launcher(tmp_path, 1, sys.executable, "-c", JOB, str(tmp_path / "single.json"), "0", slots=4,
+                      num_gpus="1")
+    _, err = cell.communicate(timeout=120)
+    assert cell.returncode == 0, err
+    assert "4 ranks on 1 GPU(s), up to 4 per device" in err
+    _, err = single.communicate(timeout=120)
+    assert single.returncode == 0, err
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(4)]
+    assert [r["CUDA_VISIBLE_DEVICES"] for r in ranks] == ["0"] * 4
+    assert {r["WORLD_SIZE"] for r in ranks} == {"4"} and {r["LOCAL_WORLD_SIZE"] for r in ranks} == {"4"}
+    job = json.loads((tmp_path / "single.json").read_text())
+    assert job["start"] >= max(r["end"] for r in ranks)
+
+
+def test_ranks_per_device_spreads_round_robin():
+    from hccr.launch import ranks_per_device
+
+    assert ranks_per_device(2, 4) == [1, 1]
+    assert ranks_per_device(4, 1) == [4]
+    assert ranks_per_device(3, 2) == [2, 1]  # ranks 0, 2 on device 0; rank 1 on device 1
+    assert ranks_per_device(8, 3) == [3, 3, 2]
 
 
 WAITER = (

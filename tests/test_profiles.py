@@ -58,3 +58,24 @@ def test_slurm_profile_maps_each_runs_gpus_to_the_plugin_request(project):
         gpu_counts.append(int(re.search(r"--gpus=(\d+)", gres)[1]))
     assert sorted(set(gpu_counts)) == [1, 4]
     assert gpu_counts.count(4) == 9
+
+
+def test_four_gpu_cells_keep_four_ranks_on_a_one_gpu_machine(project):
+    # Snakemake lowers a job's gpu resource to the --resources total (4 -> 1 here); the rank
+    # count the launcher gets must still be the cell's own.
+    proc = snakemake(project, "sweep", "-n", "--printshellcmds", "--resources", "gpu=1")
+    assert proc.returncode == 0, describe(proc)
+    launches = re.findall(r"hccr\.launch --gpus (\d+) .*?--out (\S+)", proc.stdout)
+    assert len(launches) == 18
+    for ranks, out in launches:
+        assert f"/g{ranks}-lr" in out, (ranks, out)
+    assert sorted(r for r, _ in launches).count("4") == 9
+
+
+def test_nested_config_override_reaches_the_jobs_with_its_type(project):
+    # Snakemake leaves nested --config leaves as strings ('64'); the job must get the number.
+    proc = snakemake(project, "models/runs/cnn/small/train.json", "-n", "--printshellcmds",
+                     "--config", 'model={"cnn": {"batch_size": 64}}')
+    assert proc.returncode == 0, describe(proc)
+    assert '"batch_size": 64' in proc.stdout
+    assert '"batch_size": "64"' not in proc.stdout

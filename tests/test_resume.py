@@ -32,10 +32,10 @@ CFG = {
 TIMING = ["seconds", "images_per_second"]
 
 
-def command(data, out):
+def command(data, out, cfg=CFG):
     return [sys.executable, "-m", "hccr.train", "--model", "cnn", "--size", "small",
             "--images", str(data / "images.npy"), "--index", str(data / "index.csv"),
-            "--split", str(data / "split.csv"), "--config-json", json.dumps(CFG), "--seed", "5",
+            "--split", str(data / "split.csv"), "--config-json", json.dumps(cfg), "--seed", "5",
             "--threads", "1", "--out", str(out)]
 
 
@@ -47,31 +47,40 @@ def history_epochs(out) -> int:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_result(tmp_path):
+@pytest.mark.parametrize("resume_every_s", [0, 3600])
+def test_killed_run_resumes_to_the_same_result(tmp_path, resume_every_s):
+    # 0: last.pt after every epoch. 3600: only at the end of each phase (epoch 3 of 6 here),
+    # so a kill in phase b replays from epoch 3, to the same result.
     data = make_data(tmp_path / "data", n=600)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cfg = {**CFG, "resume_every_s": resume_every_s}
+    kill_after = 2 if resume_every_s == 0 else 4
 
     clean = tmp_path / "clean"
     subprocess.run(command(data, clean), check=True, env=env, stderr=subprocess.DEVNULL, timeout=300)
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(command(data, out), env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command(data, out, cfg), env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    while history_epochs(out) < 2:
+    while history_epochs(out) < kill_after:
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = history_epochs(out)
-    assert 2 <= done < EPOCHS, f"killed after {done} epochs: too late to test resuming"
+    assert kill_after <= done < EPOCHS, f"killed after {done} epochs: too late to test resuming"
     state = torch.load(out / "last.pt", weights_only=True)
-    # history.csv is written just before last.pt: a kill between the two replays that epoch.
-    assert not state["finished"] and done - 1 <= state["epoch"] <= done
+    assert not state["finished"]
+    if resume_every_s == 0:
+        # history.csv is written just before last.pt: a kill between the two replays that epoch.
+        assert done - 1 <= state["epoch"] <= done
+    else:
+        assert state["epoch"] == 3
     assert not (out / "train.json").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
 
-    resumed = subprocess.run(command(data, out), env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command(data, out, cfg), env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after epoch" in resumed.stderr
 
@@ -96,6 +105,6 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
     # The finished run, rerun, does nothing.
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = subprocess.run(command(data, out), env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(command(data, out, cfg), env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "already finished" in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps

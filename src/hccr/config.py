@@ -37,6 +37,41 @@ def load(path: str | Path = "params.yaml", schema: str | Path = SCHEMA) -> dict[
     return config
 
 
+_SCALAR_TYPES = {"integer": (int,), "number": (int, float), "boolean": (bool,)}
+
+
+def coerce_cli_strings(config: dict[str, Any], schema: str | Path = SCHEMA) -> list[str]:
+    """Turn strings into the numbers and booleans the schema asks for, in place.
+
+    Snakemake parses a nested `--config 'model={"cnn": {"batch_size": 64}}'` with YAML's
+    BaseLoader, which leaves every leaf a string ('64'). Only a leaf whose schema type is
+    integer, number or boolean, and whose text parses as that type, is converted; anything
+    else is left for `validate` to report. Returns the dotted keys it converted.
+    """
+    spec = yaml.safe_load(Path(schema).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(spec)
+    converted = []
+    for err in validator.iter_errors(config):
+        wanted = err.validator_value if err.validator == "type" else None
+        wanted = [wanted] if isinstance(wanted, str) else (wanted or [])
+        kinds = tuple(t for w in wanted for t in _SCALAR_TYPES.get(w, ()))
+        if not kinds or not isinstance(err.instance, str) or not err.absolute_path:
+            continue
+        try:
+            value = yaml.safe_load(err.instance)
+        except yaml.YAMLError:
+            continue
+        if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+            continue
+        *parents, leaf = err.absolute_path
+        holder = config
+        for part in parents:
+            holder = holder[part]
+        holder[leaf] = value
+        converted.append(".".join(str(p) for p in err.absolute_path))
+    return converted
+
+
 def validate(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
     """Schema validation naming the offending key, then the cross-key checks."""
     spec = yaml.safe_load(Path(schema).read_text(encoding="utf-8"))

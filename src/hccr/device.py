@@ -1,8 +1,10 @@
 """Where a training process runs: device, precision, threads and its place in a DDP group.
 
-`setup()` reads the torchrun environment (WORLD_SIZE, RANK, LOCAL_RANK): with more than one
-process it joins the process group (NCCL on CUDA, gloo on CPU). On CUDA the process uses
-`cuda:LOCAL_RANK` (the launcher has already narrowed CUDA_VISIBLE_DEVICES to its slots),
+`setup()` reads the torchrun environment (WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE):
+with more than one process it joins the process group (NCCL on CUDA, gloo on CPU, and gloo
+when ranks share a GPU). On CUDA the process uses `cuda:LOCAL_RANK`, or device LOCAL_RANK
+mod D when the job has more ranks than its D visible devices (the launcher has already
+narrowed CUDA_VISIBLE_DEVICES to its slots),
 bf16 autocast, channels_last and TF32. On CPU: float32 by default, or bf16 autocast when the
 config asks for it (`cpu_precision: bfloat16`) and the processor has native bf16 (oneDNN
 runs the convolutions about twice as fast then); channels_last on both, since oneDNN's
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import math
 import os
 import platform
 import sys
@@ -35,6 +38,8 @@ class Runtime:
     local_rank: int = 0
     world_size: int = 1
     amp_dtype: torch.dtype | None = None  # autocast dtype, None = float32
+    backend: str | None = None  # the process group's backend when distributed
+    ranks_per_device: int = 1  # > 1 when ranks share a GPU (hccr.launch with few devices)
 
     @property
     def is_cuda(self) -> bool:
@@ -75,6 +80,22 @@ class Runtime:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+
+def device_slot(local_rank: int, local_world_size: int, device_count: int) -> tuple[int, int]:
+    """(the CUDA device index for this rank, ranks per device) on a node with `device_count` GPUs.
+
+    One rank per device when there are enough; otherwise ranks share them round-robin (rank r
+    on device r mod D), as hccr.launch hands out slots when a job asks for more GPUs than the
+    machine has: four ranks then do the same arithmetic as four GPUs, on one.
+    """
+    if device_count < 1:
+        raise ConfigError("no CUDA device is visible")
+    if local_world_size <= device_count:
+        if local_rank >= device_count:
+            raise ConfigError(f"LOCAL_RANK {local_rank} but only {device_count} visible CUDA devices")
+        return local_rank, 1
+    return local_rank % device_count, math.ceil(local_world_size / device_count)
 
 
 def distributed_env() -> tuple[int, int, int]:
@@ -131,12 +152,11 @@ def setup(threads: int | None = None, device: str = "auto", cpu_precision: str =
         # The job's cores are shared by its processes.
         torch.set_num_threads(max(1, int(threads) // world_size))
 
+    ranks_per_device = 1
     if use_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(
-                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} visible CUDA devices"
-            )
-        torch_device = torch.device("cuda", local_rank)
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+        index, ranks_per_device = device_slot(local_rank, local_world_size, torch.cuda.device_count())
+        torch_device = torch.device("cuda", index)
         torch.cuda.set_device(torch_device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -152,11 +172,15 @@ def setup(threads: int | None = None, device: str = "auto", cpu_precision: str =
                 print("warning: cpu_precision bfloat16 asked for, but this CPU has no native bf16; "
                       "training in float32", file=sys.stderr)
 
-    if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if use_cuda else "gloo"
-        kwargs = {"device_id": torch_device} if use_cuda else {}
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
-    return Runtime(device=torch_device, rank=rank, local_rank=local_rank, world_size=world_size, amp_dtype=amp)
+    backend = None
+    if world_size > 1:
+        # NCCL refuses two ranks on one GPU; gloo all-reduces CUDA tensors through the host.
+        backend = "nccl" if use_cuda and ranks_per_device == 1 else "gloo"
+        if not dist.is_initialized():
+            kwargs = {"device_id": torch_device} if backend == "nccl" else {}
+            dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
+    return Runtime(device=torch_device, rank=rank, local_rank=local_rank, world_size=world_size, amp_dtype=amp,
+                   backend=backend, ranks_per_device=ranks_per_device)
 
 
 def teardown(runtime: Runtime) -> None:

@@ -4,8 +4,11 @@
 
 Snakemake counts `--resources gpu=N` but never says which GPU a job gets. Each device has N
 slots, each a lock file (`gpu{id}.slot{j}.lock`) held with `fcntl.flock`: the launcher tries
-them without blocking, needs K *distinct* devices, and polls until it has them (holding
-nothing while it waits, so two waiting jobs cannot starve each other). The kernel drops a
+them without blocking, takes one slot per rank on K *distinct* devices, and polls until it
+has them (holding nothing while it waits, so two waiting jobs cannot starve each other).
+On a machine with fewer than K devices the ranks share them round-robin, one slot each,
+when `--slots-per-gpu` allows it (hccr.device then uses gloo: NCCL forbids two ranks on a
+GPU); a sweep's 4-GPU cell thus runs on one GPU as four ranks with the same global batch. The kernel drops a
 flock when its holder dies, so no stale lock survives a killed job; the job inherits the
 lock descriptors, so its devices stay taken until the job itself has exited.
 
@@ -59,36 +62,62 @@ def device_ids() -> list[str]:
     return [str(i) for i in range(count)]
 
 
+def ranks_per_device(k: int, devices: int) -> list[int]:
+    """How many of a K-rank job's ranks each of D devices carries: one each on K of them when
+    K <= D, else K spread round-robin (device d gets ranks d, d + D, ...)."""
+    if k <= devices:
+        return [1] * k
+    base, extra = divmod(k, devices)
+    return [base + (d < extra) for d in range(devices)]
+
+
 class SlotLocks:
-    """Non-blocking flock on per-device slot files; `acquire` polls until K devices are held."""
+    """Non-blocking flock on per-device slot files; `acquire` polls until a job's slots are held.
+
+    A K-rank job holds one slot per rank: on K distinct devices when the machine has K, else
+    on every device, several per device (`ranks_per_device`), which `slots_per_gpu` must allow.
+    """
 
     def __init__(self, lock_dir: str | os.PathLike, devices: list[str], slots_per_gpu: int) -> None:
         self.lock_dir = Path(lock_dir)
         self.devices = devices
         self.slots = slots_per_gpu
-        self.held: dict[str, int] = {}  # device id -> fd of its slot lock
+        self.held: list[tuple[str, int]] = []  # (device id, fd of one of its slot locks)
 
     def _path(self, device: str, slot: int) -> Path:
         return self.lock_dir / f"gpu{device}.slot{slot}.lock"
 
+    def _try_slot(self, device: str, slot: int) -> bool:
+        fd = os.open(self._path(device, slot), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.held.append((device, fd))
+        return True
+
     def try_acquire(self, k: int) -> bool:
-        """One pass: fill lower slots first (spreads jobs over devices before sharing one)."""
+        """One pass, all or nothing. One rank per device: lower slots first, which spreads jobs
+        over the devices before any two share one. Several per device: every device must give
+        its share of the ranks."""
         self.lock_dir.mkdir(parents=True, exist_ok=True)
-        for slot in range(self.slots):
-            for device in self.devices:
-                if len(self.held) == k:
-                    return True
-                if device in self.held:
-                    continue
-                fd = os.open(self._path(device, slot), os.O_RDWR | os.O_CREAT, 0o666)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self.held[device] = fd
+        if k <= len(self.devices):
+            for slot in range(self.slots):
+                for device in self.devices:
+                    if len(self.held) == k:
+                        return True
+                    if device not in self.chosen:
+                        self._try_slot(device, slot)
+        else:
+            for device, share in zip(self.devices, ranks_per_device(k, len(self.devices))):
+                taken = 0
+                for slot in range(self.slots):
+                    if taken == share:
+                        break
+                    taken += self._try_slot(device, slot)
         if len(self.held) == k:
             return True
         self.release()  # hold nothing while waiting
@@ -101,16 +130,21 @@ class SlotLocks:
                 print(f"launch: waiting for {k} free GPU slot(s) in {self.lock_dir}", file=sys.stderr)
                 waited = True
             time.sleep(poll)
-        return sorted(self.held, key=self.devices.index)
+        return self.chosen
+
+    @property
+    def chosen(self) -> list[str]:
+        """The distinct devices held, in the machine's order."""
+        return sorted({device for device, _ in self.held}, key=self.devices.index)
 
     def release(self) -> None:
-        for fd in self.held.values():
+        for _, fd in self.held:
             os.close(fd)  # closing the last descriptor drops the flock
         self.held.clear()
 
     @property
     def fds(self) -> list[int]:
-        return list(self.held.values())
+        return [fd for _, fd in self.held]
 
 
 def torchrun_command(command: list[str], nproc: int) -> list[str]:
@@ -197,7 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--slots-per-gpu: must be >= 1, got {args.slots_per_gpu}")
     devices = device_ids()
     if devices and args.gpus > len(devices):
-        raise ConfigError(f"--gpus {args.gpus}: this machine has only {len(devices)} GPU(s)")
+        most = max(ranks_per_device(args.gpus, len(devices)))
+        if most > args.slots_per_gpu:
+            raise ConfigError(
+                f"--gpus {args.gpus}: this machine has {len(devices)} GPU(s), so {most} ranks must share one, "
+                f"but --slots-per-gpu is {args.slots_per_gpu}; set resources.slots_per_gpu >= {most} in params "
+                f"to run it with ranks sharing devices"
+            )
+        print(f"launch: {args.gpus} ranks on {len(devices)} GPU(s), up to {most} per device (gloo)", file=sys.stderr)
     if args.gpus > 1:
         command = torchrun_command(command, args.gpus)
     env = dict(os.environ)

@@ -5,7 +5,9 @@ import json
 
 from hccr import config as hccr_config
 
-# Schema (types, unknown keys) and cross-key checks; the error names the key.
+# Nested --config overrides arrive as strings ('64'); give them the schema's types, then
+# check the schema (types, unknown keys) and the cross-key rules; an error names the key.
+hccr_config.coerce_cli_strings(config)
 hccr_config.validate(config)
 
 RUNS = hccr_config.runs(config)

@@ -1,11 +1,14 @@
 # Training: every model x size of the grid, and the study's sweep (Table 2). Each job goes
 # through hccr.launch, which takes its own GPU slots (lock files) and sets
 # CUDA_VISIBLE_DEVICES, and starts torchrun when the run asks for more than one GPU.
+# The rank count comes from params, never from {resources.gpu}: Snakemake lowers a job's
+# resources to the --resources total, which would silently turn a 4-GPU cell into a 1-GPU
+# one. On a machine with fewer GPUs the launcher lets the ranks share devices instead.
 
 TRAIN_OUTPUTS = ["checkpoint.pt", "history.csv", "train.json"]
 
 TRAIN_CMD = (
-    "python -m hccr.launch --gpus {resources.gpu} --slots-per-gpu {params.slots}"
+    "python -m hccr.launch --gpus {params.gpus} --slots-per-gpu {params.slots}"
     " --lock-dir .hccr/gpu-locks --"
     " python -m hccr.train --model {params.model} --size {params.size}"
     " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
@@ -51,6 +54,7 @@ rule train_run:
         seed=config["seed"],
         filter=config["resize"]["filter"],
         slots=config["resources"]["slots_per_gpu"],
+        gpus=lambda w: config["model"][w.model]["gpus"],
         out=lambda w: f"models/runs/{w.model}/{w.size}",
     threads: config["resources"]["train_threads"]
     resources:
@@ -81,6 +85,7 @@ rule sweep_run:
         seed=config["seed"],
         filter=config["resize"]["filter"],
         slots=config["resources"]["slots_per_gpu"],
+        gpus=lambda w: int(w.gpus),
         out=lambda w: f"models/sweep/{w.model}/{w.size}/g{w.gpus}-lr{w.lr}-b{w.batch}",
     threads: config["resources"]["train_threads"]
     resources:

@@ -6,6 +6,8 @@ params.yaml is reported before any model is built.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -43,6 +45,7 @@ class Settings:
     compile: bool
     pretrained: str
     cpu_precision: str = "float32"
+    resume_every_s: float = 0.0  # write last.pt at most this often (0: every epoch)
 
     def phases_for(self, start: str) -> tuple[Phase, ...]:
         """A run from scratch uses `scratch_phases`: freezing a random backbone only hurts."""
@@ -121,6 +124,10 @@ def parse_settings(cfg: Mapping[str, Any]) -> Settings:
     if patience < 1:
         raise ConfigError(f"config.early_stopping.patience: must be >= 1, got {patience}")
 
+    resume_every_s = _number(cfg, "resume_every_s", 0.0, float, "")
+    if not math.isfinite(resume_every_s) or resume_every_s < 0:
+        raise ConfigError(f"config.resume_every_s: must be a number of seconds >= 0, got {resume_every_s}")
+
     phases = _phases(cfg, "phases")
     if phases is None:
         raise ConfigError("config.phases: missing (a list of {name, epochs, lr, freeze})")
@@ -138,6 +145,7 @@ def parse_settings(cfg: Mapping[str, Any]) -> Settings:
         scratch_phases=_phases(cfg, "scratch_phases"),
         compile=bool(cfg.get("compile", False)),
         cpu_precision=_cpu_precision(cfg),
+        resume_every_s=resume_every_s,
         pretrained=str(cfg.get("pretrained", "auto")),
     )
 
