@@ -201,6 +201,49 @@ def test_cli_end_to_end_on_a_tiny_cnn_checkpoint(tmp_path):
     images = np.load(paths["images"])
     logits = evaluate.predict(loaded, images, preds["id"].to_numpy(), MEAN, STD)
     assert logits.argmax(axis=1).tolist() == preds["predicted"].tolist()
+    assert d["evaluation_precision"] == "float32"  # SUMMARY has no bf16 precision
+
+
+def test_auto_precision_scores_a_run_the_way_it_trained(monkeypatch):
+    import hccr.device
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hccr.device, "cpu_bf16_supported", lambda: True)
+    assert evaluate.pick_precision("auto", {"precision": "bfloat16-autocast"}, cpu) is torch.bfloat16
+    assert evaluate.pick_precision("auto", {"precision": "float32"}, cpu) is None
+    assert evaluate.pick_precision("auto", {}, cpu) is None
+    assert evaluate.pick_precision("bfloat16", {"precision": "float32"}, cpu) is torch.bfloat16
+    assert evaluate.pick_precision("float32", {"precision": "bfloat16-autocast"}, cpu) is None
+    monkeypatch.setattr(hccr.device, "cpu_bf16_supported", lambda: False)
+    assert evaluate.pick_precision("auto", {"precision": "bfloat16-autocast"}, cpu) is None
+    with pytest.raises(evaluate.HccrError, match="no native bf16"):
+        evaluate.pick_precision("bfloat16", {}, cpu)
+
+
+def test_bf16_scoring_runs_under_autocast_and_agrees_with_float32(tmp_path):
+    # A model that records the dtype its linear layer computed in.
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(SIZE * SIZE, NUM_CLASSES)
+
+        def forward(self, x):
+            out = self.fc(x.flatten(1))
+            seen.append(out.dtype)
+            return out
+
+    torch.manual_seed(0)
+    model = Probe()
+    images = np.random.default_rng(0).integers(0, 256, (40, SIZE, SIZE), dtype=np.uint8)
+    ids = np.arange(40)
+    full = evaluate.predict(model, images, ids, MEAN, STD, batch_size=16)
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    half = evaluate.predict(model, images, ids, MEAN, STD, batch_size=16, amp_dtype=torch.bfloat16)
+    assert set(seen) == {torch.bfloat16} and half.dtype == np.float32
+    np.testing.assert_allclose(half, full, atol=0.1)
 
 
 def test_summary_parameters_reads_both_forms():

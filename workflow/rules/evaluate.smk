@@ -22,6 +22,8 @@ rule evaluate_run:
         protocol=config["subsets"]["protocol"],
         batch=config["evaluate"]["batch_size"],
         bins=config["evaluate"]["calibration_bins"],
+        precision=config["evaluate"]["precision"],
+    threads: config["evaluate"]["threads"]
     conda:
         CONDA_ENV
     log:
@@ -32,5 +34,6 @@ rule evaluate_run:
         "python -m hccr.evaluate --checkpoint {input.checkpoint:q} --train-summary {input.summary:q}"
         " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
         " --protocol {params.protocol} --model {wildcards.model} --size {wildcards.size}"
-        " --batch-size {params.batch} --bins {params.bins} --out-metrics {output.metrics:q}"
+        " --batch-size {params.batch} --bins {params.bins} --precision {params.precision}"
+        " --threads {threads} --out-metrics {output.metrics:q}"
         " --out-details {output.details:q} --out-predictions {output.predictions:q} 2> {log:q}"
