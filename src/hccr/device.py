@@ -83,7 +83,7 @@ class Runtime:
 
 
 def device_slot(local_rank: int, local_world_size: int, device_count: int) -> tuple[int, int]:
-    """(the CUDA device index for this rank, ranks per device) on a node with `device_count` GPUs.
+    """(this rank's CUDA device index, the most ranks any device carries) on `device_count` GPUs.
 
     One rank per device when there are enough; otherwise ranks share them round-robin (rank r
     on device r mod D), as hccr.launch hands out slots when a job asks for more GPUs than the
@@ -123,16 +123,16 @@ def retain_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 
 
     By default every tensor over ~128 KB is a fresh mmap, and freeing it (or trimming the heap
     top) returns the pages; the next batch then page-faults all of them in again. On a VM
-    that fault cost dominated the loader (22k -> 47k images/s on one thread, 26k -> 98k on
-    two; bench/bench_loader.py). This is what PyTorch's CPU tuning guide gets from swapping
-    in jemalloc or tcmalloc, done with the allocator already loaded. Returns False (and
-    changes nothing) where the C library is not glibc.
+    that fault cost dominated the loader in a fresh process (24k -> 47k images/s on one
+    thread, 26k -> 99k on two; docs/performance.md). This is what PyTorch's CPU tuning guide
+    gets from swapping in jemalloc or tcmalloc, done with the allocator already loaded.
+    Returns False (and changes nothing) where the C library is not glibc.
     """
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL(None)
-        # 32 MiB is glibc's ceiling for the mmap threshold on 64-bit.
+        # 32 MiB: glibc's documented maximum mmap threshold on 64-bit.
         ok = libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
         return ok and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
     except (OSError, AttributeError):

@@ -8,9 +8,9 @@ them without blocking, takes one slot per rank on K *distinct* devices, and poll
 has them (holding nothing while it waits, so two waiting jobs cannot starve each other).
 On a machine with fewer than K devices the ranks share them round-robin, one slot each,
 when `--slots-per-gpu` allows it (hccr.device then uses gloo: NCCL forbids two ranks on a
-GPU); a sweep's 4-GPU cell thus runs on one GPU as four ranks with the same global batch. The kernel drops a
-flock when its holder dies, so no stale lock survives a killed job; the job inherits the
-lock descriptors, so its devices stay taken until the job itself has exited.
+GPU); a sweep's 4-GPU cell thus runs on one GPU as four ranks with the same global batch.
+The kernel drops a flock when its holder dies, so no stale lock survives a killed job; the
+job inherits the lock descriptors, so its devices stay taken until the job itself has exited.
 
 With K > 1 the command `python -m MODULE ARGS` (or `hccr COMMAND ARGS`) runs as
 `python -m torch.distributed.run --standalone --nproc_per_node K -m MODULE ARGS`
