@@ -37,6 +37,10 @@ def load(path: str | Path = "params.yaml", schema: str | Path = SCHEMA) -> dict[
     return config
 
 
+def schema_validator(schema: str | Path = SCHEMA) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text(encoding="utf-8")))
+
+
 _SCALAR_TYPES = {"integer": (int,), "number": (int, float), "boolean": (bool,)}
 
 
@@ -48,9 +52,8 @@ def coerce_cli_strings(config: dict[str, Any], schema: str | Path = SCHEMA) -> l
     integer, number or boolean, and whose text parses as that type, is converted; anything
     else is left for `validate` to report. Returns the dotted keys it converted.
     """
-    spec = yaml.safe_load(Path(schema).read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(spec)
     converted = []
+    validator = schema_validator(schema)
     for err in validator.iter_errors(config):
         wanted = err.validator_value if err.validator == "type" else None
         wanted = [wanted] if isinstance(wanted, str) else (wanted or [])
@@ -74,9 +77,7 @@ def coerce_cli_strings(config: dict[str, Any], schema: str | Path = SCHEMA) -> l
 
 def validate(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
     """Schema validation naming the offending key, then the cross-key checks."""
-    spec = yaml.safe_load(Path(schema).read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(spec)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(schema_validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
