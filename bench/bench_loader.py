@@ -9,13 +9,13 @@ JPEGs with the same small random affine (rotation +-8 deg, translate +-8 %, scal
 shear +-5 deg, bilinear, black fill, no flips) and the same mean/std. (a) is the usual way:
 `datasets.ImageFolder` over a tree of per-class symlinks to the JPEGs, PIL
 `RandomAffine` -> `ToTensor` -> `Normalize`, a `DataLoader` with worker processes; (b) is
-`BatchLoader` over the decoded uint8 array (one gather + one batched grid_sample per batch),
-timed at 1 torch thread and at `--threads` (it runs inside the training process, on its
-threads; on a busy machine extra threads can be slower). Each figure is the median of
-`--windows` timed windows. Both run with glibc malloc tuned as hccr's training processes
-tune it (hccr.device.retain_freed_memory; `--default-malloc` to compare). Prints images/s of each, the
-ratios, and the training step's images/s for the cnn and EfficientNetV2-S at 64 px on the
-same batches (forward + backward + optimizer step), to show which side is the bottleneck.
+`BatchLoader` over the decoded uint8 array (one gather, then grid_sample in blocks of 32
+images), timed at 1 torch thread and at `--threads` (it runs inside the training process,
+on its threads; on a busy machine extra threads can be slower). Each figure is the median
+of `--windows` timed windows. Both run with glibc malloc tuned as hccr's training
+processes tune it (hccr.device.retain_freed_memory; `--default-malloc` to compare).
+Prints images/s of each, the ratios, and the training step's images/s for the cnn and
+EfficientNetV2-S at 64 px on the same batches (forward + backward + optimizer step), to show which side is the bottleneck.
 Asserts nothing; `--smoke` runs it on a tiny synthetic set.
 """
 
@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     from hccr.errors import HccrError
     from hccr.loader import BatchLoader, compute_stats
 
+    if args.windows < 1 or args.batches < 1:
+        parser.error("--windows and --batches must be >= 1")
     if args.smoke:
         args.batches = min(args.batches, 3)
         args.windows = min(args.windows, 2)
