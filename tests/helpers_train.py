@@ -36,6 +36,21 @@ def make_data(folder, n=300, seed=0, learnable=True, size=SIZE):
     return folder
 
 
+def cnn_config(**overrides):
+    """A tiny cnn training config for `make_data` images; keys in `overrides` replace its own."""
+    cfg = {
+        "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8, 16],
+        "convs_per_block": 1, "dropout": 0.1, "batch_size": 32, "gpus": 1,
+        "optimizer": {"name": "adamw", "weight_decay": 1e-4}, "schedule": "cosine", "label_smoothing": 0.05,
+        "early_stopping": {"enabled": False, "patience": 3},
+        "augment": {"enabled": True, "degrees": 8.0, "translate": 0.08, "scale": 0.1, "shear": 5.0},
+        "phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
+        "scratch_phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
+    }
+    cfg.update(overrides)
+    return cfg
+
+
 def train_args(data, out, cfg, seed=1, extra=(), model="cnn", size="small", threads=1):
     """`hccr.train` arguments for a run on `make_data` output."""
     return ["--model", model, "--size", size, "--images", str(data / "images.npy"),

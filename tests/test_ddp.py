@@ -14,17 +14,10 @@ import torch
 from hccr import checkpoint
 from hccr.training.history import COLUMNS
 
-from helpers_train import SIZE, make_data
+from helpers_train import SIZE, cnn_config, make_data, train_args
 
-CFG = {
-    "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8, 16],
-    "convs_per_block": 1, "dropout": 0.1, "batch_size": 16, "gpus": 2,
-    "optimizer": {"name": "adam", "weight_decay": 0.0}, "schedule": "inverse_time", "label_smoothing": 0.0,
-    "early_stopping": {"enabled": False, "patience": 3},
-    "augment": {"enabled": True, "degrees": 8.0, "translate": 0.08, "scale": 0.1, "shear": 5.0},
-    "phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
-    "scratch_phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
-}
+CFG = cnn_config(batch_size=16, gpus=2, optimizer={"name": "adam", "weight_decay": 0.0},
+                 schedule="inverse_time", label_smoothing=0.0)
 
 
 @pytest.mark.slow
@@ -32,10 +25,7 @@ def test_two_process_gloo_run_completes_and_its_checkpoint_loads(tmp_path):
     data = make_data(tmp_path / "data", n=255)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "hccr.launch", "--gpus", "2", "--lock-dir", str(tmp_path / "locks"), "--",
-           sys.executable, "-m", "hccr.train", "--model", "cnn", "--size", "small",
-           "--images", str(data / "images.npy"), "--index", str(data / "index.csv"),
-           "--split", str(data / "split.csv"), "--config-json", json.dumps(CFG), "--seed", "3",
-           "--threads", "2", "--out", str(out)]
+           sys.executable, "-m", "hccr.train", *train_args(data, out, CFG, seed=3, threads=2)]
     env = {**os.environ, "HCCR_NUM_GPUS": "0"}  # no GPU: two gloo processes on the CPU
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -68,10 +58,7 @@ def test_a_multi_gpu_config_in_one_process_is_refused(tmp_path):
     # before training starts or any output is written.
     data = make_data(tmp_path / "data", n=255)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "hccr.train", "--model", "cnn", "--size", "small",
-           "--images", str(data / "images.npy"), "--index", str(data / "index.csv"),
-           "--split", str(data / "split.csv"), "--config-json", json.dumps(CFG), "--seed", "3",
-           "--threads", "1", "--out", str(out)]
+    cmd = [sys.executable, "-m", "hccr.train", *train_args(data, out, CFG, seed=3)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "config.gpus is 2 but this run has 1 process(es)" in result.stderr

@@ -14,29 +14,22 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers_train import SIZE, make_data
+from helpers_train import cnn_config, make_data, train_args
 
 EPOCHS = 6
-CFG = {
-    "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [16, 32],
-    "convs_per_block": 2, "dropout": 0.1, "batch_size": 32, "gpus": 1,
-    "optimizer": {"name": "adamw", "weight_decay": 1e-4}, "schedule": "cosine", "label_smoothing": 0.05,
-    "early_stopping": {"enabled": False, "patience": 3},
-    # Augmentation and dropout on: the resumed epochs must replay their randomness exactly.
-    "augment": {"enabled": True, "degrees": 8.0, "translate": 0.08, "scale": 0.1, "shear": 5.0},
-    "phases": [{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
-    "scratch_phases": [{"name": "a", "epochs": 3, "lr": 3e-3, "freeze": "none"},
-                       {"name": "b", "epochs": EPOCHS - 3, "lr": 1e-3, "freeze": "none"}],
-}
+CFG = cnn_config(
+    width=[16, 32], convs_per_block=2,
+    # Augmentation (on in cnn_config) and dropout: the resumed epochs must replay their randomness.
+    phases=[{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
+    scratch_phases=[{"name": "a", "epochs": 3, "lr": 3e-3, "freeze": "none"},
+                    {"name": "b", "epochs": EPOCHS - 3, "lr": 1e-3, "freeze": "none"}],
+)
 # Columns that measure the machine, not the training.
 TIMING = ["seconds", "images_per_second"]
 
 
 def command(data, out, cfg=CFG):
-    return [sys.executable, "-m", "hccr.train", "--model", "cnn", "--size", "small",
-            "--images", str(data / "images.npy"), "--index", str(data / "index.csv"),
-            "--split", str(data / "split.csv"), "--config-json", json.dumps(cfg), "--seed", "5",
-            "--threads", "1", "--out", str(out)]
+    return [sys.executable, "-m", "hccr.train", *train_args(data, out, cfg, seed=5)]
 
 
 def history_epochs(out) -> int:

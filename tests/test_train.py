@@ -16,17 +16,9 @@ from hccr.training.history import COLUMNS
 from hccr.training.schedules import learning_rate
 from hccr.train import main, seed_everything
 
-from helpers_train import SIZE, make_data, train_args
+from helpers_train import SIZE, cnn_config, make_data, train_args
 
-CNN = {
-    "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8, 16],
-    "convs_per_block": 1, "dropout": 0.1, "batch_size": 32, "gpus": 1,
-    "optimizer": {"name": "adamw", "weight_decay": 1e-4}, "schedule": "cosine", "label_smoothing": 0.05,
-    "early_stopping": {"enabled": False, "patience": 3},
-    "augment": {"enabled": True, "degrees": 8.0, "translate": 0.08, "scale": 0.1, "shear": 5.0},
-    "phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
-    "scratch_phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
-}
+CNN = cnn_config()
 
 
 @pytest.fixture(scope="module")

@@ -175,19 +175,17 @@ class BatchLoader:
             theta = draw_matrices(len(order), self.augment, generator, device=self.device)
         if self.resident:
             order = order.to(self.device)
-        scale = 1.0 / (255.0 * self.std)
-        offset = torch.tensor(-self.mean / self.std, dtype=torch.float32, device=self.device)
+        # ((x / 255) - mean) / std as x * scale + offset (fused into the warp when augmenting).
+        scale, offset = 1.0 / (255.0 * self.std), -self.mean / self.std
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             pixels = self.data.index_select(0, index)
             if not self.resident:
                 pixels = pixels.pin_memory().to(self.device, non_blocking=True)
-            # ((x / 255) - mean) / std as one multiply-add (fused into the warp when augmenting).
             pixels = pixels.unsqueeze(1)
             if theta is not None:
-                x = warp_batch(pixels, theta[start : start + self.batch_size], scale=scale,
-                               offset=-self.mean / self.std)
+                x = warp_batch(pixels, theta[start : start + self.batch_size], scale=scale, offset=offset)
             else:
-                x = torch.add(offset, pixels.to(torch.float32), alpha=scale)
+                x = pixels.to(torch.float32).mul_(scale).add_(offset)
             y = self.targets.index_select(0, index.to(self.targets.device))
             yield x, y
