@@ -1,6 +1,6 @@
 """Shared pieces of the bench scripts: paths, params, test data, the training step they time.
 
-The step mirrors `hccr.train` (forward under autocast, loss in float32, zero_grad, backward,
+The step mirrors `hccr.training.train` (forward under autocast, loss in float32, zero_grad, backward,
 optimizer from `hccr.training.settings.build_optimizer`), so the figures are the figures of
 the real training loop, minus its bookkeeping.
 """
@@ -95,7 +95,7 @@ def load_average() -> str:
 @dataclass
 class Dataset:
     raw: Path  # Kaggle layout: chinese_mnist.csv + data/data/*.jpg
-    table: object  # the index DataFrame (hccr.index.build_index)
+    table: object  # the index DataFrame (hccr.data.index.build_index)
     images: np.ndarray  # (N, 64, 64) uint8, row i = index id i
     source: str
 
@@ -109,13 +109,13 @@ def prepared_data(
 ) -> Iterator[Dataset]:
     """Raw folder, index and decoded 64 px array in a temp dir: from the archive, or synthetic
     (`smoke`: 2 writers x 3 samples; `synthetic_writers`: that many writers x 10 samples)."""
-    from hccr.index import build_index
-    from hccr.resize import decode_native
+    from hccr.data.index import build_index
+    from hccr.data.resize import decode_native
 
     with tempfile.TemporaryDirectory(prefix="hccr-bench-", dir=workdir) as tmp:
         raw = Path(tmp) / "raw"
         if smoke or synthetic_writers:
-            from hccr.synthetic import generate
+            from hccr.data.synthetic import generate
 
             writers, samples = (2, 3) if smoke else (int(synthetic_writers), 10)
             generate(
@@ -124,7 +124,7 @@ def prepared_data(
             source = f"synthetic ({writers} writers x {samples} samples x 15 classes)"
         else:
             from hccr.errors import DataError
-            from hccr.fetch import fetch
+            from hccr.data.fetch import fetch
 
             if archive is None or not Path(archive).exists():
                 raise DataError(
@@ -138,7 +138,7 @@ def prepared_data(
 
 
 def resized(images: np.ndarray, size: int) -> np.ndarray:
-    """The array at `size` px (bilinear, as hccr.resize does); unchanged at the native size."""
+    """The array at `size` px (bilinear, as hccr.data.resize does); unchanged at the native size."""
     if size == images.shape[1]:
         return images
     from PIL import Image
@@ -185,7 +185,7 @@ def timed_loop(
 
 
 class TrainStep:
-    """One optimisation step of `hccr.train`'s loop for a model on given batches.
+    """One optimisation step of `hccr.training.train`'s loop for a model on given batches.
 
     `amp`: autocast dtype (None = float32); `channels_last` as on CUDA; `compile` wraps the
     network in `torch.compile`. Everything trains (freeze none), the costliest phase.

@@ -43,10 +43,10 @@ def main() -> int:
         print(f"error: real archive {args.archive} not found (set HCCR_REAL_DATA or pass --archive)", file=sys.stderr)
         return 2
 
-    from hccr.fetch import fetch
-    from hccr.index import build_index
-    from hccr.resize import decode_native, resize_to_file
-    from hccr.synthetic import generate
+    from hccr.data.fetch import fetch
+    from hccr.data.index import build_index
+    from hccr.data.resize import decode_native, resize_to_file
+    from hccr.data.synthetic import generate
 
     with tempfile.TemporaryDirectory(prefix="hccr-bench-") as tmp:
         tmp = Path(tmp)
@@ -75,13 +75,13 @@ def main() -> int:
         if args.steps:
             subsets = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["subsets"]
             total = 0.0
-            total += _timed("fetch", ["hccr.fetch", "--source", args.archive, "--out", str(tmp / "steps" / "raw")])
-            total += _timed("index", ["hccr.index", "--raw", str(tmp / "steps" / "raw"), "--out", str(tmp / "steps" / "index.csv")])
+            total += _timed("fetch", ["hccr.data.fetch", "--source", args.archive, "--out", str(tmp / "steps" / "raw")])
+            total += _timed("index", ["hccr.data.index", "--raw", str(tmp / "steps" / "raw"), "--out", str(tmp / "steps" / "index.csv")])
             for size in (64, 299):
-                total += _timed(f"resize {size}", ["hccr.resize", "--raw", str(tmp / "steps" / "raw"), "--index",
+                total += _timed(f"resize {size}", ["hccr.data.resize", "--raw", str(tmp / "steps" / "raw"), "--index",
                                                     str(tmp / "steps" / "index.csv"), "--size", str(size), "--filter",
                                                     "bilinear", "--out", str(tmp / "steps" / f"images_{size}.npy")])
-            total += _timed("subset", ["hccr.subset", "--index", str(tmp / "steps" / "index.csv"), "--config-json",
+            total += _timed("subset", ["hccr.data.subset", "--index", str(tmp / "steps" / "index.csv"), "--config-json",
                                        json.dumps(subsets), "--seed", "42", "--out-dir", str(tmp / "steps" / "splits")])
             print(f"{'total':<12} {total:6.2f} s wall (sequential)")
     return 0

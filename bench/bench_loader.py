@@ -1,4 +1,4 @@
-"""The loader comparison: torchvision ImageFolder + PIL transforms vs hccr.loader.BatchLoader.
+"""The loader comparison: torchvision ImageFolder + PIL transforms vs hccr.training.loader.BatchLoader.
 
     python bench/bench_loader.py [--archive ../shared/data/chinese-mnist.zip] [--batches 60]
         [--batch-size 128] [--workers 2] [--threads N] [--device cpu|cuda] [--smoke]
@@ -131,7 +131,7 @@ def time_batches(
 
 
 def step_speed(name: str, batches: list, device, budget_s: float) -> tuple[float, int]:
-    """Training images/s of a model on pre-made batches (the hccr.train step recipe)."""
+    """Training images/s of a model on pre-made batches (the hccr.training.train step recipe)."""
     import torch
 
     from hccr.device import Runtime
@@ -140,7 +140,7 @@ def step_speed(name: str, batches: list, device, budget_s: float) -> tuple[float
     cfg = _common.model_config(name, 64)
     model, _ = create(name, cfg, pretrained="none")
     cuda = torch.device(device).type == "cuda"
-    # The memory layout hccr.train uses on this device (hccr.device.Runtime decides).
+    # The memory layout hccr.training.train uses on this device (hccr.device.Runtime decides).
     channels_last = Runtime(device=torch.device(device)).channels_last
     step = _common.TrainStep(
         model,
@@ -227,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from hccr.augment import AugmentConfig
+    from hccr.training.augment import AugmentConfig
     from hccr.errors import HccrError
-    from hccr.loader import BatchLoader, compute_stats
+    from hccr.training.loader import BatchLoader, compute_stats
 
     if args.windows < 1 or args.batches < 1:
         parser.error("--windows and --batches must be >= 1")

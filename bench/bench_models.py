@@ -8,11 +8,11 @@
 Each model runs in a fresh subprocess, so its peak memory is its own: on CPU the peak RSS
 of that process (`resource.getrusage`, with the RSS after imports shown as the baseline), on
 CUDA `torch.cuda.max_memory_allocated` per variant. Training = forward + backward +
-optimizer step as `hccr.train` does it (batch 32, every layer trainable, the params.yaml
+optimizer step as `hccr.training.train` does it (batch 32, every layer trainable, the params.yaml
 optimizer); inference = eval + no_grad (batch 128). Timing stops after `--steps` steps or
 `--budget` seconds, whichever comes first, after `--warmup` untimed steps. Also prints the
 forward GFLOP per image (torch.utils.flop_counter), the input for GPU estimates.
-Variants: `fp32`, `fp32-cl` (float32 + channels_last: hccr.train's CPU path), `bf16` (bf16
+Variants: `fp32`, `fp32-cl` (float32 + channels_last: hccr.training.train's CPU path), `bf16` (bf16
 autocast), `bf16-cl` (bf16 autocast + channels_last: the CUDA path, and the CPU path with
 `cpu_precision: bfloat16`), `bf16-cl-compile` (the same under torch.compile); default
 fp32-cl on CPU; fp32, bf16-cl and bf16-cl-compile on CUDA.

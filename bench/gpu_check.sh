@@ -8,7 +8,7 @@
 #
 # Steps (each capped so the whole script stays inside BUDGET_S, default 440 s):
 #   1. nvidia-smi and torch's view of the device
-#   2. the CUDA path: a 1-epoch tiny `hccr.train` on synthetic data with --device cuda, checking
+#   2. the CUDA path: a 1-epoch tiny `hccr.training.train` on synthetic data with --device cuda, checking
 #      that train.json says bfloat16-autocast on the GPU; then the same with 4 ranks (gloo)
 #   3. bench_models.py on CUDA: fp32 and bf16 autocast + channels_last
 #   4. bench_loader.py with the uint8 array resident on the GPU
@@ -80,9 +80,9 @@ TINY="$WORK/tiny"
 rm -rf "$TINY" && mkdir -p "$TINY"
 step tiny_train 120 330 -- bash -c "
 set -e
-$PY -m hccr.fetch --source synthetic --out '$TINY/raw' --synthetic-writers 4 --synthetic-samples 2
-$PY -m hccr.index --raw '$TINY/raw' --out '$TINY/index.csv'
-$PY -m hccr.resize --raw '$TINY/raw' --index '$TINY/index.csv' --size 64 --filter bilinear --out '$TINY/images_64.npy'
+$PY -m hccr.data.fetch --source synthetic --out '$TINY/raw' --synthetic-writers 4 --synthetic-samples 2
+$PY -m hccr.data.index --raw '$TINY/raw' --out '$TINY/index.csv'
+$PY -m hccr.data.resize --raw '$TINY/raw' --index '$TINY/index.csv' --size 64 --filter bilinear --out '$TINY/images_64.npy'
 $PY - '$TINY' <<'EOF'
 import json, sys, pandas as pd, yaml
 tiny = sys.argv[1]
@@ -94,12 +94,12 @@ cfg.update(batch_size=32, phases=[{'name': 'train', 'epochs': 1, 'lr': 1e-3, 'fr
 cfg['scratch_phases'] = cfg['phases']
 json.dump(cfg, open(f'{tiny}/cnn.json', 'w'))
 EOF
-$PY -m hccr.train --model cnn --size small --images '$TINY/images_64.npy' --index '$TINY/index.csv' \
+$PY -m hccr.training.train --model cnn --size small --images '$TINY/images_64.npy' --index '$TINY/index.csv' \
     --split '$TINY/split.csv' --config-json '$TINY/cnn.json' --seed 1 --threads 2 --device $DEVICE --out '$TINY/run'
 $PY -c \"import json; s = json.load(open('$TINY/run/train.json')); print('device', s['device'], 'precision', s['precision'], 'images/s', s['images_per_second'])\"
 # a 4-GPU sweep cell on this machine: 4 ranks sharing its device(s) (gloo), one slot each
 $PY -c \"import json; c = json.load(open('$TINY/cnn.json')); c['gpus'] = 4; json.dump(c, open('$TINY/cnn4.json', 'w'))\"
-$PY -m hccr.launch --gpus 4 --slots-per-gpu 4 --lock-dir '$TINY/locks' -- $PY -m hccr.train --model cnn --size small \
+$PY -m hccr.training.launch --gpus 4 --slots-per-gpu 4 --lock-dir '$TINY/locks' -- $PY -m hccr.training.train --model cnn --size small \
     --images '$TINY/images_64.npy' --index '$TINY/index.csv' --split '$TINY/split.csv' --config-json '$TINY/cnn4.json' \
     --seed 1 --threads 4 --device $DEVICE --out '$TINY/run4'
 $PY -c \"import json; s = json.load(open('$TINY/run4/train.json')); print('4 ranks: world', s['world_size'], 'backend', s['backend'], 'ranks/device', s['ranks_per_device'], 'device', s['device'], 'images/s', s['images_per_second'])\"

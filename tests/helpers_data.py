@@ -6,7 +6,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from hccr.synthetic import generate
+from hccr.data.synthetic import generate
 
 # Small but with enough writers for the writer protocol (test/val/train writers all non-empty).
 WRITERS = 12

@@ -52,7 +52,7 @@ def cnn_config(**overrides):
 
 
 def train_args(data, out, cfg, seed=1, extra=(), model="cnn", size="small", threads=1):
-    """`hccr.train` arguments for a run on `make_data` output."""
+    """`hccr.training.train` arguments for a run on `make_data` output."""
     return ["--model", model, "--size", size, "--images", str(data / "images.npy"),
             "--index", str(data / "index.csv"), "--split", str(data / "split.csv"),
             "--config-json", json.dumps(cfg), "--seed", str(seed), "--threads", str(threads),

@@ -107,7 +107,7 @@ def test_bench_models_smoke_table_and_json(tmp_path):
     data = json.loads(out_json.read_text(encoding="utf-8"))
     (result,) = data["results"]
     (row,) = result["variants"]
-    # The default CPU variant is hccr.train's CPU path: float32, channels_last.
+    # The default CPU variant is hccr.training.train's CPU path: float32, channels_last.
     assert (result["model"], result["size"], row["variant"]) == ("cnn", 32, "fp32-cl")
     # The parameter count is the model's own, not a figure made up by the script.
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"][

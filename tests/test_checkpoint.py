@@ -1,4 +1,4 @@
-"""hccr.checkpoint: weights-only round trips, wrapper prefixes, clear errors, atomic writes."""
+"""hccr.models.checkpoint: weights-only round trips, wrapper prefixes, clear errors, atomic writes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from torch import nn
 
 from hccr import CHARACTERS
-from hccr import checkpoint
+from hccr.models import checkpoint
 from hccr.errors import DataError
 from hccr.models import create
 

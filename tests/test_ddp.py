@@ -1,4 +1,4 @@
-"""A real two-process DDP run (gloo on the CPU) through `hccr.launch --gpus 2` and torchrun."""
+"""A real two-process DDP run (gloo on the CPU) through `hccr.training.launch --gpus 2` and torchrun."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hccr import checkpoint
+from hccr.models import checkpoint
 from hccr.training.history import COLUMNS
 
 from helpers_train import SIZE, cnn_config, make_data, train_args
@@ -24,8 +24,8 @@ CFG = cnn_config(batch_size=16, gpus=2, optimizer={"name": "adam", "weight_decay
 def test_two_process_gloo_run_completes_and_its_checkpoint_loads(tmp_path):
     data = make_data(tmp_path / "data", n=255)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "hccr.launch", "--gpus", "2", "--lock-dir", str(tmp_path / "locks"), "--",
-           sys.executable, "-m", "hccr.train", *train_args(data, out, CFG, seed=3, threads=2)]
+    cmd = [sys.executable, "-m", "hccr.training.launch", "--gpus", "2", "--lock-dir", str(tmp_path / "locks"), "--",
+           sys.executable, "-m", "hccr.training.train", *train_args(data, out, CFG, seed=3, threads=2)]
     env = {**os.environ, "HCCR_NUM_GPUS": "0"}  # no GPU: two gloo processes on the CPU
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -58,7 +58,7 @@ def test_a_multi_gpu_config_in_one_process_is_refused(tmp_path):
     # before training starts or any output is written.
     data = make_data(tmp_path / "data", n=255)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "hccr.train", *train_args(data, out, CFG, seed=3)]
+    cmd = [sys.executable, "-m", "hccr.training.train", *train_args(data, out, CFG, seed=3)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "config.gpus is 2 but this run has 1 process(es)" in result.stderr

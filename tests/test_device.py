@@ -43,7 +43,7 @@ def test_a_bf16_run_records_its_precision(tmp_path):
     import math
 
     from helpers_train import SIZE, make_data, train_args
-    from hccr.train import main
+    from hccr.training.train import main
 
     cfg = {
         "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8],
@@ -65,7 +65,7 @@ def test_a_bf16_run_records_its_precision(tmp_path):
 FAULTS_SCRIPT = """
 import resource, sys, numpy as np, torch
 from hccr.device import retain_freed_memory
-from hccr.loader import BatchLoader
+from hccr.training.loader import BatchLoader
 if sys.argv[1] == "retain":
     assert retain_freed_memory()
 else:  # glibc's static defaults, pinned (its dynamic threshold makes the default vary by run)

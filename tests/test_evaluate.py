@@ -1,4 +1,4 @@
-"""hccr.evaluate: scoring with a model whose predictions the test controls, and the CLI."""
+"""hccr.evaluation.evaluate: scoring with a model whose predictions the test controls, and the CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from hccr import CHARACTERS, NUM_CLASSES, evaluate
+from hccr import CHARACTERS, NUM_CLASSES
+
+from hccr.evaluation import evaluate
 
 SIZE = 8
 MEAN, STD = 0.3, 0.2
@@ -170,10 +172,10 @@ def test_cli_rejects_bad_inputs_naming_the_file(tmp_path, capsys):
 
 
 def test_cli_end_to_end_on_a_tiny_cnn_checkpoint(tmp_path):
-    checkpoint_mod = pytest.importorskip("hccr.checkpoint")
+    checkpoint_mod = pytest.importorskip("hccr.models.checkpoint")
     models = pytest.importorskip("hccr.models")
     if not hasattr(models, "create") or not hasattr(checkpoint_mod, "save"):
-        pytest.skip("hccr.models.create / hccr.checkpoint.save not available yet")
+        pytest.skip("hccr.models.create / hccr.models.checkpoint.save not available yet")
     torch.manual_seed(0)
     cfg = {"arch": "cnn", "input_size": SIZE, "in_chans": 1, "width": [4, 8], "convs_per_block": 1, "dropout": 0.0}
     model, start = models.create("cnn", cfg, "none")
@@ -184,7 +186,7 @@ def test_cli_end_to_end_on_a_tiny_cnn_checkpoint(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(SUMMARY))
     paths, index, split, _ = make_data(tmp_path)
     args = _cli_args(paths, tmp_path, checkpoint=tmp_path / "checkpoint.pt", summary=tmp_path / "train.json")
-    proc = subprocess.run([sys.executable, "-m", "hccr.evaluate", *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "hccr.evaluation.evaluate", *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "metrics" / "cnn" / "small.json").read_text())
     d = json.loads((tmp_path / "evaluation" / "cnn" / "small" / "details.json").read_text())

@@ -16,12 +16,12 @@ from PIL import Image
 
 from hccr import CHARACTERS
 from hccr.errors import ConfigError, DataError, HccrError
-from hccr.export import main as export_main
-from hccr.export import metadata_from_props, metadata_props, select_run
-from hccr.model_card import render_model_card
+from hccr.serving.export import main as export_main
+from hccr.serving.export import metadata_from_props, metadata_props, select_run
+from hccr.reporting.model_card import render_model_card
 from hccr.models import create
-from hccr.predict import main as predict_main
-from hccr.preprocess import glyph_to_size, normalize
+from hccr.serving.predict import main as predict_main
+from hccr.serving.preprocess import glyph_to_size, normalize
 
 from test_predict import read_archive, save_checkpoint, train_small_cnn
 
@@ -194,7 +194,7 @@ def test_export_parity_card_and_predict_from_onnx(project, tmp_path, capsys):
 @pytest.mark.slow
 def test_failed_parity_leaves_nothing(project, tmp_path, monkeypatch, capsys):
     """An ONNX file that disagrees with the checkpoint fails the export and writes nothing."""
-    import hccr.export as export
+    import hccr.serving.export as export
 
     real_export = export.export_onnx
 

@@ -1,4 +1,4 @@
-"""hccr.fetch: archive/folder/kaggle/synthetic sources, safe unpacking, verification."""
+"""hccr.data.fetch: archive/folder/kaggle/synthetic sources, safe unpacking, verification."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from helpers_data import copy_raw, drop_csv_line, make_raw, truncate_file, zip_folder, zip_with_symlink
 
-from hccr import fetch as fetch_mod
+from hccr.data import fetch as fetch_mod
 from hccr.errors import DataError
-from hccr.fetch import fetch, main, verify_dataset
+from hccr.data.fetch import fetch, main, verify_dataset
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_cli_error_and_success(raw, tmp_path, capsys):
     assert "synthetic.writers" in capsys.readouterr().err and not (tmp_path / "o").exists()
     archive = zip_folder(raw, tmp_path / "a.zip")
     proc = subprocess.run(
-        [sys.executable, "-m", "hccr.fetch", "--source", str(archive), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "hccr.data.fetch", "--source", str(archive), "--out", str(tmp_path / "o")],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""hccr.index: the index table and read_index's column checks."""
+"""hccr.data.index: the index table and read_index's column checks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from helpers_data import copy_raw, make_raw
 
 from hccr import CHARACTERS, VALUES
 from hccr.errors import DataError
-from hccr.index import INDEX_COLUMNS, build_index, main, read_index
+from hccr.data.index import INDEX_COLUMNS, build_index, main, read_index
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def raw(tmp_path_factory):
 
 def test_index_table(raw, tmp_path):
     out = tmp_path / "interim" / "index.csv"
-    proc = subprocess.run([sys.executable, "-m", "hccr.index", "--raw", str(raw), "--out", str(out)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "hccr.data.index", "--raw", str(raw), "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     table = read_index(out)
     assert tuple(table.columns) == INDEX_COLUMNS

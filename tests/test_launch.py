@@ -1,4 +1,4 @@
-"""hccr.launch: GPU slot locks under real concurrency (simulated GPUs), torchrun, signals."""
+"""hccr.training.launch: GPU slot locks under real concurrency (simulated GPUs), torchrun, signals."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hccr.launch import torchrun_command
+from hccr.training.launch import torchrun_command
 
 # The job: record CUDA_VISIBLE_DEVICES, start and end times; sleep in between.
 JOB = (
@@ -26,7 +26,7 @@ JOB = (
 
 def launcher(tmp_path, gpus, *cmd, slots=1, num_gpus="4", env=None):
     environment = {**os.environ, "HCCR_NUM_GPUS": num_gpus, **(env or {})}
-    args = [sys.executable, "-m", "hccr.launch", "--gpus", str(gpus), "--slots-per-gpu", str(slots),
+    args = [sys.executable, "-m", "hccr.training.launch", "--gpus", str(gpus), "--slots-per-gpu", str(slots),
             "--lock-dir", str(tmp_path / "locks"), "--poll", "0.05", "--", *cmd]
     return subprocess.Popen(args, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -85,10 +85,10 @@ def test_multi_gpu_job_runs_under_torchrun_on_distinct_devices(tmp_path):
 
 
 def test_torchrun_rewrite():
-    assert torchrun_command(["python", "-m", "hccr.train", "--seed", "1"], 4) == [
+    assert torchrun_command(["python", "-m", "hccr.training.train", "--seed", "1"], 4) == [
         "python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
-        "-m", "hccr.train", "--seed", "1"]
-    assert torchrun_command(["hccr", "train", "--out", "x"], 2)[-4:] == ["-m", "hccr.train", "--out", "x"]
+        "-m", "hccr.training.train", "--seed", "1"]
+    assert torchrun_command(["hccr", "train", "--out", "x"], 2)[-4:] == ["-m", "hccr.training.train", "--out", "x"]
     with pytest.raises(Exception, match="python -m"):
         torchrun_command(["bash", "-c", "true"], 2)
 
@@ -160,7 +160,7 @@ def test_more_ranks_than_gpus_share_the_devices_and_hold_one_slot_each(tmp_path)
 
 
 def test_ranks_per_device_spreads_round_robin():
-    from hccr.launch import ranks_per_device
+    from hccr.training.launch import ranks_per_device
 
     assert ranks_per_device(2, 4) == [1, 1]
     assert ranks_per_device(4, 1) == [4]
@@ -234,7 +234,7 @@ def test_jobs_get_a_passive_openmp_wait_policy(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["HCCR_NUM_GPUS"] = "0"
     proc = subprocess.run(
-        [sys.executable, "-m", "hccr.launch", "--gpus", "1", "--lock-dir", str(tmp_path), "--",
+        [sys.executable, "-m", "hccr.training.launch", "--gpus", "1", "--lock-dir", str(tmp_path), "--",
          sys.executable, "-c", "import os; print(os.environ['OMP_WAIT_POLICY'])"],
         env=env, capture_output=True, text=True, timeout=120,
     )

@@ -1,4 +1,4 @@
-"""hccr.loader and hccr.augment: batches from the uint8 array, order, shards, augmentation."""
+"""hccr.training.loader and hccr.training.augment: batches from the uint8 array, order, shards, augmentation."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hccr.augment import AugmentConfig, affine_matrices, random_affine
+from hccr.training.augment import AugmentConfig, affine_matrices, random_affine
 from hccr.errors import ConfigError, DataError
-from hccr.loader import BatchLoader, compute_stats
+from hccr.training.loader import BatchLoader, compute_stats
 
 S = 16
 
@@ -187,7 +187,7 @@ def test_loader_rejects_bad_ids(images):
 def test_sampling_grid_equals_affine_grid():
     import torch.nn.functional as F
 
-    from hccr.augment import sampling_grid
+    from hccr.training.augment import sampling_grid
 
     theta = torch.randn(5, 2, 3, dtype=torch.float64)
     expected = F.affine_grid(theta, [5, 1, 7, 9], align_corners=False)
@@ -195,7 +195,7 @@ def test_sampling_grid_equals_affine_grid():
 
 
 def test_warp_batch_is_the_same_in_any_block_size_and_from_uint8():
-    from hccr.augment import draw_matrices, warp_batch
+    from hccr.training.augment import draw_matrices, warp_batch
 
     pixels = torch.randint(0, 256, (10, 1, 16, 16), dtype=torch.uint8)
     theta = draw_matrices(10, AUG, torch.Generator().manual_seed(5))
@@ -210,7 +210,7 @@ def test_warp_batch_is_the_same_in_any_block_size_and_from_uint8():
 
 
 def test_warp_batch_rejects_mismatched_matrices():
-    from hccr.augment import warp_batch
+    from hccr.training.augment import warp_batch
 
     with pytest.raises(ValueError, match="theta"):
         warp_batch(torch.zeros(4, 1, 8, 8), torch.zeros(3, 2, 3))
@@ -219,8 +219,8 @@ def test_warp_batch_rejects_mismatched_matrices():
 def test_loader_batches_equal_a_per_batch_warp_of_the_same_draws(images):
     # The loader draws a whole epoch's matrices at once; batch k must be the warp of rows k of
     # that draw, normalised, whatever the batch split.
-    from hccr.augment import draw_matrices, warp_batch
-    from hccr.loader import epoch_seed
+    from hccr.training.augment import draw_matrices, warp_batch
+    from hccr.training.loader import epoch_seed
 
     cfg = dict(enabled=True, degrees=10.0, translate=0.1, scale=0.1, shear=5.0)
     loader = make_loader(images, shuffle=True, seed=4, batch_size=7, augment_cfg=cfg)

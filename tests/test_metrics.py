@@ -1,4 +1,4 @@
-"""hccr.metrics against cases worked out by hand."""
+"""hccr.evaluation.metrics against cases worked out by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hccr import metrics
+from hccr.evaluation import metrics
 
 # 3 classes; class 2 is never predicted.
 #   confusion (rows true): [[1, 1, 0], [0, 2, 0], [2, 0, 0]]

@@ -1,4 +1,4 @@
-"""hccr.plots and hccr.fonts: valid PNGs, the expected labels, glyphs or the numeric fallback."""
+"""hccr.reporting.plots and hccr.reporting.fonts: valid PNGs, the expected labels, glyphs or the numeric fallback."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hccr import CHARACTERS, VALUES, fonts, plots
+from hccr import CHARACTERS, VALUES
+
+from hccr.reporting import fonts
+
+from hccr.reporting import plots
 
 
 def write_history(path: Path, phases=(("head", 3), ("finetune", 3)), seed=0) -> pd.DataFrame:

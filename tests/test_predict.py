@@ -19,9 +19,11 @@ import pytest
 import torch
 from PIL import Image
 
-from hccr import CHARACTERS, VALUES, checkpoint
+from hccr import CHARACTERS, VALUES
+
+from hccr.models import checkpoint
 from hccr.models import create
-from hccr.predict import main as predict_main
+from hccr.serving.predict import main as predict_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_WRITERS = 50
@@ -40,7 +42,7 @@ def read_archive(archive: Path) -> tuple[pd.DataFrame, zipfile.ZipFile]:
 
 def train_small_cnn(images: np.ndarray, labels: np.ndarray, cfg: dict, epochs: int, seed: int = 0):
     """A few epochs of plain AdamW + one-cycle on uint8 (N, 64, 64) glyphs; returns (model, mean, std)."""
-    from hccr.preprocess import glyph_to_size, normalize
+    from hccr.serving.preprocess import glyph_to_size, normalize
 
     size = cfg["input_size"]
     sized = np.stack([glyph_to_size(g, size) for g in images])
@@ -187,7 +189,7 @@ def test_bad_files_get_their_own_errors_and_the_batch_runs(untrained_checkpoint,
     missing = tmp_path / "missing.png"
     paths = [good_a, not_image, truncated, empty, enormous, large, missing, good_b]
     result = subprocess.run(
-        [sys.executable, "-m", "hccr.predict", *map(str, paths), "--model", str(untrained_checkpoint),
+        [sys.executable, "-m", "hccr.serving.predict", *map(str, paths), "--model", str(untrained_checkpoint),
          "--format", "json"],
         capture_output=True, text=True, encoding="utf-8", cwd=ROOT, timeout=120,
     )

@@ -1,4 +1,4 @@
-"""hccr.preprocess: any image -> the 64x64 dataset glyph -> the model's input, as training saw it."""
+"""hccr.serving.preprocess: any image -> the 64x64 dataset glyph -> the model's input, as training saw it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from hccr import preprocess
+from hccr.serving import preprocess
 from hccr.errors import DataError
-from hccr.preprocess import canonical_glyph, glyph_to_size, open_image, to_model_input
+from hccr.serving.preprocess import canonical_glyph, glyph_to_size, open_image, to_model_input
 
 
 def make_glyph(peak: int = 170, shift: int = 0) -> np.ndarray:

@@ -12,11 +12,11 @@ import yaml
 from PIL import Image
 
 from hccr.atomic import write_csv
-from hccr.fetch import fetch
-from hccr.index import build_index, read_index
-from hccr.resize import load_images, make_images
-from hccr.subset import main as subset_main
-from hccr.subset import split_writers
+from hccr.data.fetch import fetch
+from hccr.data.index import build_index, read_index
+from hccr.data.resize import load_images, make_images
+from hccr.data.subset import main as subset_main
+from hccr.data.subset import split_writers
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

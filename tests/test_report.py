@@ -1,4 +1,4 @@
-"""hccr.report: the assembled report from a tiny synthetic tree of runs, evaluations and figures."""
+"""hccr.reporting.report: the assembled report from a tiny synthetic tree of runs, evaluations and figures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hccr import evaluate, plots, report
+from hccr.evaluation import evaluate
+
+from hccr.reporting import plots
+
+from hccr.reporting import report
 from hccr.atomic import write_json
 
 # model, size, start, phases, probability of a correct prediction on val / test
@@ -48,7 +52,7 @@ def write_run(root: Path, model, size, start, phases, p_val, p_test, seed, proto
     pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
     summary = {"model": model, "size": size, "start": start, "pretrained": "auto", "epochs": epoch, "best_epoch": epoch,
                "best_val_accuracy": p_val, "seconds_total": 9.5 * epoch, "images_per_second": 300.0, "n_train": 150 * (seed + 1),
-               # hccr.train writes {"total": n, ...}; a bare number is accepted too
+               # hccr.training.train writes {"total": n, ...}; a bare number is accepted too
                "parameters": {"total": 1234 + seed} if seed % 2 else 1234 + seed,
                "device": "cpu", "world_size": 1, "gpus": 0}
     (run_dir / "train.json").write_text(json.dumps(summary))

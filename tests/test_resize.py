@@ -1,4 +1,4 @@
-"""hccr.resize: native copy, resampled sizes, determinism, load_images checks, atomic output."""
+"""hccr.data.resize: native copy, resampled sizes, determinism, load_images checks, atomic output."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from helpers_data import make_raw, truncate_file
 from PIL import Image
 
 from hccr.errors import ConfigError, DataError
-from hccr.index import build_index
-from hccr.resize import FILTERS, load_images, main, make_images
+from hccr.data.index import build_index
+from hccr.data.resize import FILTERS, load_images, main, make_images
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_native_is_decoded_jpeg_unchanged(data, tmp_path):
     raw, index = data
     out = tmp_path / "images_64.npy"
     proc = subprocess.run(
-        [sys.executable, "-m", "hccr.resize", "--raw", str(raw), "--index", str(index), "--size", "64",
+        [sys.executable, "-m", "hccr.data.resize", "--raw", str(raw), "--index", str(index), "--size", "64",
          "--filter", "bilinear", "--out", str(out), "--workers", "2"],
         capture_output=True, text=True,
     )

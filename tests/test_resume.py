@@ -29,7 +29,7 @@ TIMING = ["seconds", "images_per_second"]
 
 
 def command(data, out, cfg=CFG):
-    return [sys.executable, "-m", "hccr.train", *train_args(data, out, cfg, seed=5)]
+    return [sys.executable, "-m", "hccr.training.train", *train_args(data, out, cfg, seed=5)]
 
 
 def history_epochs(out) -> int:

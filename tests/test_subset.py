@@ -1,4 +1,4 @@
-"""hccr.subset: both protocols, both schemes, nested ladders, counts, errors, atomic output."""
+"""hccr.data.subset: both protocols, both schemes, nested ladders, counts, errors, atomic output."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from helpers_data import SAMPLES, WRITERS, make_raw
 
 from hccr.errors import ConfigError, DataError
-from hccr.index import build_index
-from hccr.subset import main, make_splits, split_writers, summarize, write_splits
+from hccr.data.index import build_index
+from hccr.data.subset import main, make_splits, split_writers, summarize, write_splits
 
 # 12 writers x 3 samples: 36 images per class.
 WRITER_CFG = {
@@ -143,7 +143,7 @@ def test_cli_writes_files_and_summary(index, tmp_path):
     index.to_csv(index_path, index=False)
     out = tmp_path / "splits"
     proc = subprocess.run(
-        [sys.executable, "-m", "hccr.subset", "--index", str(index_path), "--config-json", json.dumps(WRITER_CFG),
+        [sys.executable, "-m", "hccr.data.subset", "--index", str(index_path), "--config-json", json.dumps(WRITER_CFG),
          "--seed", "5", "--out-dir", str(out)],
         capture_output=True, text=True,
     )

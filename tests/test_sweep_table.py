@@ -1,11 +1,11 @@
-"""hccr.sweep gathers the sweep cells into the Table 2 analogue."""
+"""hccr.evaluation.sweep gathers the sweep cells into the Table 2 analogue."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from hccr import sweep
+from hccr.evaluation import sweep
 from hccr.errors import DataError
 
 

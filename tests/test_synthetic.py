@@ -1,4 +1,4 @@
-"""hccr.synthetic: determinism, counts, Kaggle layout, writer style and distinct glyphs."""
+"""hccr.data.synthetic: determinism, counts, Kaggle layout, writer style and distinct glyphs."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from hccr import CHARACTERS, VALUES
-from hccr.fetch import verify_dataset
-from hccr.synthetic import GLYPHS, generate, render
+from hccr.data.fetch import verify_dataset
+from hccr.data.synthetic import GLYPHS, generate, render
 
 W, S = 4, 3
 

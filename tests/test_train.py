@@ -1,4 +1,4 @@
-"""hccr.train end to end on tiny data: outputs, phases, schedules, early stopping, reruns."""
+"""hccr.training.train end to end on tiny data: outputs, phases, schedules, early stopping, reruns."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from hccr import checkpoint, models
+from hccr import models
+
+from hccr.models import checkpoint
 from hccr.training.history import COLUMNS
 from hccr.training.schedules import learning_rate
-from hccr.train import main, seed_everything
+from hccr.training.train import main, seed_everything
 
 from helpers_train import SIZE, cnn_config, make_data, train_args
 

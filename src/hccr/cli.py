@@ -7,18 +7,18 @@ import sys
 
 # command -> module whose `main(argv) -> int` implements it
 COMMANDS = {
-    "fetch": "hccr.fetch",
-    "index": "hccr.index",
-    "resize": "hccr.resize",
-    "subset": "hccr.subset",
-    "train": "hccr.train",
-    "launch": "hccr.launch",
-    "sweep": "hccr.sweep",
-    "evaluate": "hccr.evaluate",
-    "plots": "hccr.plots",
-    "report": "hccr.report",
-    "export": "hccr.export",
-    "predict": "hccr.predict",
+    "fetch": "hccr.data.fetch",
+    "index": "hccr.data.index",
+    "resize": "hccr.data.resize",
+    "subset": "hccr.data.subset",
+    "train": "hccr.training.train",
+    "launch": "hccr.training.launch",
+    "sweep": "hccr.evaluation.sweep",
+    "evaluate": "hccr.evaluation.evaluate",
+    "plots": "hccr.reporting.plots",
+    "report": "hccr.reporting.report",
+    "export": "hccr.serving.export",
+    "predict": "hccr.serving.predict",
 }
 
 

@@ -39,7 +39,7 @@ class Runtime:
     world_size: int = 1
     amp_dtype: torch.dtype | None = None  # autocast dtype, None = float32
     backend: str | None = None  # the process group's backend when distributed
-    ranks_per_device: int = 1  # > 1 when ranks share a GPU (hccr.launch with few devices)
+    ranks_per_device: int = 1  # > 1 when ranks share a GPU (hccr.training.launch with few devices)
 
     @property
     def is_cuda(self) -> bool:
@@ -86,7 +86,7 @@ def device_slot(local_rank: int, local_world_size: int, device_count: int) -> tu
     """(this rank's CUDA device index, the most ranks any device carries) on `device_count` GPUs.
 
     One rank per device when there are enough; otherwise ranks share them round-robin (rank r
-    on device r mod D), as hccr.launch hands out slots when a job asks for more GPUs than the
+    on device r mod D), as hccr.training.launch hands out slots when a job asks for more GPUs than the
     machine has: four ranks then do the same arithmetic as four GPUs, on one.
     """
     if device_count < 1:

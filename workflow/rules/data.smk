@@ -21,7 +21,7 @@ rule fetch:
     benchmark:
         "logs/benchmarks/fetch.tsv"
     shell:
-        "python -m hccr.fetch --source {params.source:q} --out {output:q} {params.synthetic}"
+        "python -m hccr.data.fetch --source {params.source:q} --out {output:q} {params.synthetic}"
         " 2> {log:q}"
 
 
@@ -37,7 +37,7 @@ rule index:
     benchmark:
         "logs/benchmarks/index.tsv"
     shell:
-        "python -m hccr.index --raw {input:q} --out {output:q} 2> {log:q}"
+        "python -m hccr.data.index --raw {input:q} --out {output:q} 2> {log:q}"
 
 
 rule resize:
@@ -55,7 +55,7 @@ rule resize:
     benchmark:
         "logs/benchmarks/resize/{res}.tsv"
     shell:
-        "python -m hccr.resize --raw {input.raw:q} --index {input.index:q} --size {wildcards.res}"
+        "python -m hccr.data.resize --raw {input.raw:q} --index {input.index:q} --size {wildcards.res}"
         " --filter {params.filter} --out {output:q} 2> {log:q}"
 
 
@@ -75,5 +75,5 @@ rule subset:
     benchmark:
         "logs/benchmarks/subset.tsv"
     shell:
-        "python -m hccr.subset --index {input:q} --config-json {params.subsets:q} --seed {params.seed}"
+        "python -m hccr.data.subset --index {input:q} --config-json {params.subsets:q} --seed {params.seed}"
         " --out-dir data/processed/splits 2> {log:q}"

@@ -31,7 +31,7 @@ rule evaluate_run:
     benchmark:
         "logs/benchmarks/evaluate/{model}/{size}.tsv"
     shell:
-        "python -m hccr.evaluate --checkpoint {input.checkpoint:q} --train-summary {input.summary:q}"
+        "python -m hccr.evaluation.evaluate --checkpoint {input.checkpoint:q} --train-summary {input.summary:q}"
         " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
         " --protocol {params.protocol} --model {wildcards.model} --size {wildcards.size}"
         " --batch-size {params.batch} --bins {params.bins} --precision {params.precision}"

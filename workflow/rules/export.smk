@@ -26,7 +26,7 @@ rule export:
     benchmark:
         "logs/benchmarks/export.tsv"
     shell:
-        "python -m hccr.export --metrics {input.metrics:q} --models-dir models/runs --select {params.select}"
+        "python -m hccr.serving.export --metrics {input.metrics:q} --models-dir models/runs --select {params.select}"
         " --images {input.images:q} --index {input.index:q} --split-dir data/processed/splits"
         " --evaluation-dir reports/evaluation --resize-filter {params.filter} --tolerance {params.tolerance}"
         " --threads {threads} --out-dir models/export 2> {log:q}"

@@ -1,4 +1,4 @@
-# Figures (hccr.plots) and the assembled report (hccr.report). Figures are wrapped in
+# Figures (hccr.reporting.plots) and the assembled report (hccr.reporting.report). Figures are wrapped in
 # report() so that `snakemake --report reports/snakemake_report.html` shows them with captions.
 
 rule report:
@@ -25,7 +25,7 @@ rule plot_curves:
     benchmark:
         "logs/benchmarks/plots/curves/{model}/{size}.tsv"
     shell:
-        "python -m hccr.plots curves --history {input:q} --model {wildcards.model} --size {wildcards.size}"
+        "python -m hccr.reporting.plots curves --history {input:q} --model {wildcards.model} --size {wildcards.size}"
         " --out {output.figure:q} --out-data {output.data:q} 2> {log:q}"
 
 
@@ -41,7 +41,7 @@ rule plot_sizes:
     benchmark:
         "logs/benchmarks/plots/sizes/{model}.tsv"
     shell:
-        "python -m hccr.plots sizes --model {wildcards.model} --history {input:q} --out {output:q} 2> {log:q}"
+        "python -m hccr.reporting.plots sizes --model {wildcards.model} --history {input:q} --out {output:q} 2> {log:q}"
 
 
 rule plot_sweep:
@@ -56,7 +56,7 @@ rule plot_sweep:
     benchmark:
         "logs/benchmarks/plots/sweep/{model}_{size}.tsv"
     shell:
-        "python -m hccr.plots sweep --sweep-dir models/sweep/{wildcards.model}/{wildcards.size}"
+        "python -m hccr.reporting.plots sweep --sweep-dir models/sweep/{wildcards.model}/{wildcards.size}"
         " --out {output:q} 2> {log:q}"
 
 
@@ -77,7 +77,7 @@ rule plot_confusion:
     benchmark:
         "logs/benchmarks/plots/confusion/{model}/{size}.tsv"
     shell:
-        "python -m hccr.plots confusion --details {input:q} --out {output:q} 2> {log:q}"
+        "python -m hccr.reporting.plots confusion --details {input:q} --out {output:q} 2> {log:q}"
 
 
 rule plot_misclassified:
@@ -98,7 +98,7 @@ rule plot_misclassified:
     benchmark:
         "logs/benchmarks/plots/misclassified/{model}/{size}.tsv"
     shell:
-        "python -m hccr.plots misclassified --predictions {input.predictions:q} --images {input.images:q}"
+        "python -m hccr.reporting.plots misclassified --predictions {input.predictions:q} --images {input.images:q}"
         " --out {output:q} 2> {log:q}"
 
 
@@ -119,6 +119,6 @@ rule assemble_report:
     benchmark:
         "logs/benchmarks/report.tsv"
     shell:
-        "python -m hccr.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation"
+        "python -m hccr.reporting.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation"
         " --models-dir models --figures-dir reports/figures --benchmarks-dir logs/benchmarks"
         " --params-json {params.config:q} --out-md {output.md:q} --out-html {output.html:q} 2> {log:q}"

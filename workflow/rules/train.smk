@@ -1,5 +1,5 @@
 # Training: every model x size of the grid, and the study's sweep (Table 2). Each job goes
-# through hccr.launch, which takes its own GPU slots (lock files) and sets
+# through hccr.training.launch, which takes its own GPU slots (lock files) and sets
 # CUDA_VISIBLE_DEVICES, and starts torchrun when the run asks for more than one GPU.
 # The rank count comes from params, never from {resources.gpu}: Snakemake lowers a job's
 # resources to the --resources total, which would silently turn a 4-GPU cell into a 1-GPU
@@ -8,9 +8,9 @@
 TRAIN_OUTPUTS = ["checkpoint.pt", "history.csv", "train.json"]
 
 TRAIN_CMD = (
-    "python -m hccr.launch --gpus {params.gpus} --slots-per-gpu {params.slots}"
+    "python -m hccr.training.launch --gpus {params.gpus} --slots-per-gpu {params.slots}"
     " --lock-dir .hccr/gpu-locks --"
-    " python -m hccr.train --model {params.model} --size {params.size}"
+    " python -m hccr.training.train --model {params.model} --size {params.size}"
     " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
     " --config-json {params.cfg:q} --seed {params.seed} --threads {threads}"
     " --resize-filter {params.filter}"
@@ -36,7 +36,7 @@ rule sweep:
     log:
         "logs/sweep_summary.log",
     shell:
-        "python -m hccr.sweep --root models/sweep --model {params.model} --size {params.size}"
+        "python -m hccr.evaluation.sweep --root models/sweep --model {params.model} --size {params.size}"
         " --out {output:q} 2> {log:q}"
 
 

@@ -1,1 +1,1 @@
-"""Pieces of the training loop (`hccr.train`): config parsing, schedules, history, resume state."""
+"""Pieces of the training loop (`hccr.training.train`): config parsing, schedules, history, resume state."""

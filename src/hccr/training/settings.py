@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import torch
 
-from hccr.augment import AugmentConfig
+from hccr.training.augment import AugmentConfig
 from hccr.errors import ConfigError
 from hccr.training.schedules import check_schedule
 

@@ -1,6 +1,6 @@
 """Train one model on one split: phases, schedules, best checkpoint, history, resume, DDP.
 
-    python -m hccr.train --model M --size Z --images data/processed/images_S.npy \
+    python -m hccr.training.train --model M --size Z --images data/processed/images_S.npy \
         --index data/interim/index.csv --split data/processed/splits/SCHEME/Z.csv \
         --config-json JSON --seed N --threads T --out models/M/Z
 
@@ -36,7 +36,7 @@ from hccr import device as devices
 from hccr.atomic import write_json
 from hccr.config import json_object_arg
 from hccr.errors import ConfigError, reports_errors
-from hccr.loader import BatchLoader, compute_stats, epoch_seed
+from hccr.training.loader import BatchLoader, compute_stats, epoch_seed
 from hccr.training.history import write_history
 from hccr.training.inputs import RunData, load_run_data
 from hccr.training.schedules import learning_rate
@@ -201,7 +201,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- outputs
     def save_checkpoint(self, state_dict: dict[str, torch.Tensor], epoch: int, val_accuracy: float) -> None:
-        from hccr import checkpoint
+        from hccr.models import checkpoint
 
         checkpoint.save(
             self.out / CHECKPOINT,

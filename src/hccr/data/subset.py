@@ -1,6 +1,6 @@
 """Draw the train/val/test split files of every scheme and subset size.
 
-`python -m hccr.subset --index data/interim/index.csv --config-json JSON --seed N
+`python -m hccr.data.subset --index data/interim/index.csv --config-json JSON --seed N
 --out-dir data/processed/splits`
 
 JSON (a JSON string or a path to a JSON file) is params.yaml's `subsets` block:
@@ -43,7 +43,7 @@ from hccr import CHARACTERS
 from hccr.atomic import atomic_dir, write_csv, write_json
 from hccr.config import json_object_arg
 from hccr.errors import ConfigError, DataError, reports_errors
-from hccr.index import read_index
+from hccr.data.index import read_index
 
 PROTOCOLS = ("paper", "writer")
 SCHEMES = ("holdout", "fraction")

@@ -19,7 +19,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from hccr.augment import AugmentConfig, draw_matrices, warp_batch
+from hccr.training.augment import AugmentConfig, draw_matrices, warp_batch
 from hccr.errors import DataError
 
 # Keep the whole uint8 set on the GPU when it needs at most this share of free memory.

@@ -1,6 +1,6 @@
 """Gather the sweep's cells (the study's Table 2) into one table.
 
-`python -m hccr.sweep --root models/sweep --model M --size Z --out models/sweep/summary.csv`
+`python -m hccr.evaluation.sweep --root models/sweep --model M --size Z --out models/sweep/summary.csv`
 reads every `g{gpus}-lr{lr}-b{batch}/history.csv` under `root/M/Z` and writes one row per
 cell: its settings and the last epoch's train/val loss and accuracy (as Table 2 reports
 them), plus the best validation accuracy and the wall time from `train.json`. With the

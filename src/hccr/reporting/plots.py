@@ -1,16 +1,16 @@
 """Figures for people (PNG, matplotlib Agg) plus the data behind each one as CSV beside it.
 
-    python -m hccr.plots curves --history models/M/Z/history.csv --model M --size Z --out F.png
-    python -m hccr.plots sizes --model M --history models/M/small/history.csv ... --out F.png
-    python -m hccr.plots sweep --sweep-dir models/sweep/M/Z --out F.png [--no-study]
-    python -m hccr.plots confusion --details reports/evaluation/M/Z/details.json --out F.png
-    python -m hccr.plots misclassified --predictions reports/evaluation/M/Z/predictions.csv \
+    python -m hccr.reporting.plots curves --history models/M/Z/history.csv --model M --size Z --out F.png
+    python -m hccr.reporting.plots sizes --model M --history models/M/small/history.csv ... --out F.png
+    python -m hccr.reporting.plots sweep --sweep-dir models/sweep/M/Z --out F.png [--no-study]
+    python -m hccr.reporting.plots confusion --details reports/evaluation/M/Z/details.json --out F.png
+    python -m hccr.reporting.plots misclassified --predictions reports/evaluation/M/Z/predictions.csv \
         --images data/processed/images_S.npy --out F.png
 
 Each subcommand also writes `--out-data` (default: the PNG's path with `.csv`).
 Figure functions return a matplotlib `Figure` (no pyplot state), so tests can read labels.
-Class names are the glyphs when `hccr.fonts` finds a CJK font, the numeric values otherwise.
-Suggested layout (what hccr.report looks for): reports/figures/curves/{model}/{size}.png,
+Class names are the glyphs when `hccr.reporting.fonts` finds a CJK font, the numeric values otherwise.
+Suggested layout (what hccr.reporting.report looks for): reports/figures/curves/{model}/{size}.png,
 sizes/{model}.png, sweep/{model}_{size}.png, confusion/{model}/{size}.png,
 misclassified/{model}/{size}.png.
 """
@@ -32,12 +32,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from hccr import fonts  # noqa: E402
+from hccr.reporting import fonts  # noqa: E402
 from hccr.atomic import atomic_path, write_csv  # noqa: E402
 from hccr.errors import DataError, HccrError, reports_errors  # noqa: E402
 from hccr.files import read_table  # noqa: E402
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 SWEEP_FOLDER = re.compile(r"^g(?P<gpus>\d+)-lr(?P<lr>[^-]+(?:-\d+)?)-b(?P<batch>\d+)$")
 STUDY_LABEL = "study (phase 2)"

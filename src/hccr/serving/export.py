@@ -1,6 +1,6 @@
 """Export the best trained run: checkpoint, ONNX model with its metadata, parity check, model card.
 
-    python -m hccr.export --metrics reports/metrics/*/*.json --models-dir models \
+    python -m hccr.serving.export --metrics reports/metrics/*/*.json --models-dir models \
         --select val_accuracy --images data/processed/images_64.npy data/processed/images_299.npy \
         --index data/interim/index.csv --split-dir data/processed/splits \
         --evaluation-dir reports/evaluation --resize-filter bilinear \
@@ -21,7 +21,7 @@
    validation images when the split has no test role), spread evenly over the ids. Every
    image must get the same top-1 class and max |p_onnx - p_torch| <= `--tolerance`;
    `out-dir/parity.json` holds the figures. Otherwise HccrError, and nothing is written.
-5. `out-dir/model_card.md` (hccr.model_card).
+5. `out-dir/model_card.md` (hccr.reporting.model_card).
 
 Everything is built in a temporary folder that replaces `out-dir` only when all steps passed.
 """
@@ -230,7 +230,7 @@ def check_parity(
     import onnxruntime
     import torch
 
-    from hccr.preprocess import normalize
+    from hccr.serving.preprocess import normalize
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wrapped = probability_model(model.eval())
@@ -310,8 +310,8 @@ def read_optional_json(path: Path | None) -> dict | None:
 def export_best(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from hccr.checkpoint import load_model
-    from hccr.model_card import render_model_card
+    from hccr.models.checkpoint import load_model
+    from hccr.reporting.model_card import render_model_card
 
     best, candidates = select_run([Path(p) for p in args.metrics], args.select)
     run_dir = Path(args.models_dir) / best.model / best.size

@@ -1,6 +1,6 @@
 """Build the one table every later step reads: one row per image of the raw folder.
 
-`python -m hccr.index --raw data/raw/chinese-mnist --out data/interim/index.csv`
+`python -m hccr.data.index --raw data/raw/chinese-mnist --out data/interim/index.csv`
 
 Columns `id,writer,sample,code,value,character,label,path`, sorted by (writer, sample, code);
 `id` is the row number (0..N-1), `label` = code - 1, `path` is relative to the raw folder.
@@ -19,7 +19,7 @@ import pandas as pd
 
 from hccr.atomic import write_csv
 from hccr.errors import DataError, reports_errors
-from hccr.fetch import CSV_NAME, IMAGE_DIR, check_rows, image_name, read_raw_csv
+from hccr.data.fetch import CSV_NAME, IMAGE_DIR, check_rows, image_name, read_raw_csv
 
 INDEX_COLUMNS = ("id", "writer", "sample", "code", "value", "character", "label", "path")
 

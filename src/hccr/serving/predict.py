@@ -6,10 +6,10 @@
 - PATH: an image file, a folder (searched recursively for image extensions) or a `.zip`
   archive (its image entries are read in memory, never extracted). A file named explicitly
   is always tried, whatever its extension.
-- FILE: a `.pt` checkpoint (loaded with `weights_only=True` through `hccr.checkpoint`) or
+- FILE: a `.pt` checkpoint (loaded with `weights_only=True` through `hccr.models.checkpoint`) or
   an exported `.onnx` model (onnxruntime; input size, normalisation and characters come
-  from the metadata that `hccr.export` embeds in the ONNX file).
-- Images are prepared by `hccr.preprocess` (any size, colour or polarity).
+  from the metadata that `hccr.serving.export` embeds in the ONNX file).
+- Images are prepared by `hccr.serving.preprocess` (any size, colour or polarity).
 
 Each image gets its character, numeric value and top-k confidences. A file that cannot be
 read (not an image, truncated, empty, over 50 megapixels, no ink) gets its own error and the
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from hccr import CHARACTERS, VALUES
 from hccr.errors import DataError, HccrError, reports_errors
-from hccr.preprocess import canonical_glyph, glyph_to_size, normalize, open_image, resample_filter
+from hccr.serving.preprocess import canonical_glyph, glyph_to_size, normalize, open_image, resample_filter
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -163,7 +163,7 @@ class Predictor:
 
 class TorchPredictor(Predictor):
     def __init__(self, path: Path):
-        from hccr.checkpoint import load_model
+        from hccr.models.checkpoint import load_model
 
         try:
             model, meta = load_model(path, map_location="cpu")
@@ -193,7 +193,7 @@ class OnnxPredictor(Predictor):
     def __init__(self, path: Path):
         import onnxruntime
 
-        from hccr.export import metadata_from_props
+        from hccr.serving.export import metadata_from_props
 
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from hccr import plots
+from hccr.reporting import plots
 from hccr.errors import DataError
 from hccr.files import read_json_object
 

@@ -1,12 +1,12 @@
 """Obtain Chinese MNIST in the exact Kaggle layout, verify it, and record where it came from.
 
-`python -m hccr.fetch --source SRC --out data/raw/chinese-mnist [--seed 42]
+`python -m hccr.data.fetch --source SRC --out data/raw/chinese-mnist [--seed 42]
 [--synthetic-writers 100] [--synthetic-samples 10]`
 
 SRC is, in order of precedence:
 
 - `kaggle`: `kagglehub.dataset_download("gpreda/chinese-mnist")`, then treated as a folder;
-- `synthetic`: the built-in generator (`hccr.synthetic.generate`), offline;
+- `synthetic`: the built-in generator (`hccr.data.synthetic.generate`), offline;
 - a path to a `.zip` archive (Kaggle's `archive.zip` or the shared `chinese-mnist.zip`) or to an
   unpacked folder holding `chinese_mnist.csv` and `data/data/*.jpg` (also one level down).
 
@@ -296,7 +296,7 @@ def fetch(
         source_path = None
         provenance = {
             "kind": "synthetic",
-            "source": "hccr.synthetic",
+            "source": "hccr.data.synthetic",
             "seed": int(seed),
             "writers": int(synthetic_writers),
             "samples_per_writer": int(synthetic_samples),
@@ -317,7 +317,7 @@ def fetch(
 
     with atomic_dir(out) as tmp:
         if provenance["kind"] == "synthetic":
-            from hccr.synthetic import generate
+            from hccr.data.synthetic import generate
 
             generate(tmp, writers=synthetic_writers, samples_per_writer=synthetic_samples, seed=seed, progress=progress)
         elif provenance["kind"] == "archive":

@@ -1,6 +1,6 @@
 """Give a job its own GPUs: take K free device slots, set CUDA_VISIBLE_DEVICES, run the job.
 
-    python -m hccr.launch --gpus K [--slots-per-gpu N] [--lock-dir .hccr/gpu-locks] -- CMD...
+    python -m hccr.training.launch --gpus K [--slots-per-gpu N] [--lock-dir .hccr/gpu-locks] -- CMD...
 
 Snakemake counts `--resources gpu=N` but never says which GPU a job gets. Each device has N
 slots, each a lock file (`gpu{id}.slot{j}.lock`) held with `fcntl.flock`: the launcher tries

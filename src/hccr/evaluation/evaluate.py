@@ -1,6 +1,6 @@
 """Score a trained run on its validation rows (and test rows, when the split has them).
 
-    python -m hccr.evaluate --checkpoint models/M/Z/checkpoint.pt \
+    python -m hccr.evaluation.evaluate --checkpoint models/M/Z/checkpoint.pt \
         --train-summary models/M/Z/train.json --images data/processed/images_S.npy \
         --index data/interim/index.csv --split data/processed/splits/SCHEME/Z.csv \
         --protocol writer --model M --size Z --batch-size 256 --bins 15 \
@@ -30,9 +30,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from hccr import CHARACTERS, NUM_CLASSES, VALUES, metrics
+from hccr import CHARACTERS, NUM_CLASSES, VALUES
+
+from hccr.evaluation import metrics
 from hccr.atomic import write_csv, write_json
-from hccr import index as hccr_index
+from hccr.data import index as hccr_index
 from hccr.errors import DataError, HccrError, reports_errors
 from hccr.files import read_json_object, read_table
 
@@ -103,7 +105,7 @@ def read_train_summary(path: str | Path) -> dict[str, Any]:
 
 
 def summary_parameters(summary: dict[str, Any]) -> int | None:
-    """Total parameter count from train.json: a number, or {"total": n, ...} as hccr.train writes it."""
+    """Total parameter count from train.json: a number, or {"total": n, ...} as hccr.training.train writes it."""
     value = summary.get("parameters")
     if isinstance(value, dict):
         value = value.get("total")
@@ -363,7 +365,7 @@ def run(args: argparse.Namespace) -> None:
     if args.protocol == "writer" and not (split["role"] == "test").any():
         raise DataError(f"{args.split}: protocol writer needs test rows (held-out writers), found none")
 
-    from hccr.checkpoint import load_model  # imported late: only this path needs the model registry
+    from hccr.models.checkpoint import load_model  # imported late: only this path needs the model registry
 
     model, meta = load_model(checkpoint, map_location="cpu")
     if meta.get("characters", CHARACTERS) != CHARACTERS:

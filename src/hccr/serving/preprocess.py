@@ -47,7 +47,7 @@ Steps of `canonical_glyph` (figures measured on the real archive, all 13,500 gly
    median 175); a glyph whose peak falls outside that range is scaled to the nearest end of
    it (`STROKE_PEAK`), one inside it is left as it is (forcing 175 cost ~0.6 points above).
 8. **Model size.** The uint8 64x64 glyph is resized to the model's input size with the
-   training resize filter (`hccr.resize.FILTERS`; `bilinear` unless the checkpoint says
+   training resize filter (`hccr.data.resize.FILTERS`; `bilinear` unless the checkpoint says
    otherwise) and normalised with the checkpoint's mean and std.
 
 Decoding is guarded (`open_image`): the header's pixel count is checked against
@@ -68,7 +68,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from hccr.errors import DataError
-from hccr.resize import FILTERS  # the resize step's own filter table: same names, same PIL filters
+from hccr.data.resize import FILTERS  # the resize step's own filter table: same names, same PIL filters
 
 DATASET_SIZE = 64
 STROKE_PEAK = (125.0, 229.0)

@@ -186,7 +186,7 @@ def generate(
     for key, value in (("synthetic.writers", writers), ("synthetic.samples_per_writer", samples_per_writer)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key}: must be a positive integer, got {value!r}")
-    from hccr.fetch import default_workers  # late: hccr.fetch imports this module lazily too
+    from hccr.data.fetch import default_workers  # late: hccr.data.fetch imports this module lazily too
 
     workers = default_workers() if workers is None else max(1, workers)
     out_dir = Path(out_dir)

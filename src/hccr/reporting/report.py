@@ -1,6 +1,6 @@
 """Assemble the study report (Markdown + self-contained HTML) from the pipeline's outputs.
 
-    python -m hccr.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation \
+    python -m hccr.reporting.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation \
         --models-dir models --figures-dir reports/figures --benchmarks-dir logs/benchmarks \
         --params-json params.json --out-md reports/report.md --out-html reports/report.html
 
@@ -8,7 +8,7 @@ Sections: 1 data and protocols, 2 Table 1 analogue (+ training curves), 3 Table 
 (sweep), 4 test-set results, 5 efficiency, 6 provenance, 7 discussion. Every sentence of the
 discussion is computed from numbers shown in the report. A missing input makes its section
 say so; it never stops the report. Figures are looked up under --figures-dir in the layout
-`hccr.plots` documents (curves/{model}/{size}.png, sizes/{model}.png, sweep/*.png,
+`hccr.reporting.plots` documents (curves/{model}/{size}.png, sizes/{model}.png, sweep/*.png,
 confusion/{model}/{size}.png, misclassified/{model}/{size}.png).
 """
 
@@ -26,12 +26,12 @@ from typing import Any
 import pandas as pd
 
 from hccr.config import json_object_arg
-from hccr import report_data as rd
-from hccr import report_render as rr
+from hccr.reporting import report_data as rd
+from hccr.reporting import report_render as rr
 from hccr.atomic import write_text
 from hccr.errors import reports_errors
-from hccr.evaluate import summary_parameters
-from hccr.plots import REFERENCE_DIR, read_study_table2
+from hccr.evaluation.evaluate import summary_parameters
+from hccr.reporting.plots import REFERENCE_DIR, read_study_table2
 
 TITLE = "hccr: handwritten Chinese character recognition on Chinese MNIST — re-run of the study"
 SECTIONS = (
@@ -217,7 +217,7 @@ def section_table1(doc: rr.Document, inp: Inputs) -> None:
              "study's train loss", "study's val loss", "study's val acc"],
             rows,
             "Ours: train loss/accuracy from the history at the best epoch; val loss/accuracy of the saved (best) "
-            "checkpoint as scored by hccr.evaluate. Columns marked \"study's\" are the published numbers "
+            "checkpoint as scored by hccr.evaluation.evaluate. Columns marked \"study's\" are the published numbers "
             "(Table 1 and section 4.1 of the study; random validation split, writers shared with training).",
         ))
     missing_study = inp.study1[[not any(r.model == m and r.size == s for r in inp.runs) for m, s in zip(inp.study1["model"], inp.study1["size"])]]

@@ -1,6 +1,6 @@
 """Decode every image once into one uint8 array per input size.
 
-`python -m hccr.resize --raw data/raw/chinese-mnist --index data/interim/index.csv --size S
+`python -m hccr.data.resize --raw data/raw/chinese-mnist --index data/interim/index.csv --size S
 --filter bilinear --out data/processed/images_S.npy [--workers 2]`
 
 The output is a `.npy` array of shape (N, S, S), dtype uint8, row i = index id i (the index
@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from hccr.atomic import atomic_path
 from hccr.errors import ConfigError, DataError, reports_errors
-from hccr.fetch import IMAGE_SIZE, decode_image, default_workers
-from hccr.index import read_index
+from hccr.data.fetch import IMAGE_SIZE, decode_image, default_workers
+from hccr.data.index import read_index
 
 NATIVE_SIZE = IMAGE_SIZE
 FILTERS = {
