@@ -186,6 +186,8 @@ def create_app(
     facts = facts if facts is not None else model_facts(predictor)
     limiter = anyio.CapacityLimiter(max(1, workers))
     default_k = max(1, min(top_k, len(predictor.characters)))
+    # One forward pass now: the first drawing should not pay for lazy initialisation.
+    predictor.top_k(np.zeros((1, predictor.input_size, predictor.input_size), dtype=np.uint8), 1)
 
     async def asset(request: Request) -> Response:
         content, kind = assets[request.url.path]
