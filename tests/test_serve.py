@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from hccr.serving.predict import main as predict_main
 from hccr.serving.preprocess import canonical_glyph, glyph_to_size, open_image
 from hccr.serving.serve_app import ASSETS, MAX_PIXELS, create_app, read_asset
 
-from helpers_serve import data_url, decode_data_url, drawn_glyph, export_onnx_of, png_bytes, running_server
+from helpers_serve import ROOT, data_url, decode_data_url, drawn_glyph, export_onnx_of, png_bytes, running_server
 from helpers_serve import tiny_checkpoint
 from test_predict import _png_header_only
 
@@ -109,7 +112,8 @@ def test_health_and_model_facts(models, tmp_path):
     from hccr.serving.serve_facts import model_facts
 
     predictor = load_predictor(onnx)
-    client = TestClient(create_app(predictor, facts=model_facts(predictor, metrics_root=tmp_path / "reports" / "metrics")))
+    facts = model_facts(predictor, metrics_root=tmp_path / "reports" / "metrics")
+    client = TestClient(create_app(predictor, facts=facts))
     assert client.get("/api/health").json()["status"] == "ok"
     facts = client.get("/api/model").json()
     assert facts["model"] == "cnn" and facts["size"] == "medium" and facts["start"] == "scratch"
@@ -313,3 +317,19 @@ def test_bounded_load_of_bad_big_and_concurrent_requests_leaves_the_server_answe
         after = requests.post(f"{url}/api/predict", data=good, headers={"Content-Type": "image/png"}, timeout=30)
         assert after.status_code == 200
         assert {k: after.json()[k] for k in ANSWER_KEYS} == {k: reference.json()[k] for k in ANSWER_KEYS}
+
+
+@pytest.mark.slow
+def test_bench_serve_smoke_prints_rate_and_latencies_for_both_formats():
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "bench/bench_serve.py", "--smoke", "--clients", "1", "2"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    number = r"([0-9]+\.[0-9])"
+    rows = re.findall(rf"^(onnx|pytorch) +N=(\d+) +{number} req/s +latency p50 +{number} ms +p99 +{number} ms +"
+                      rf"\(server p50 +{number} ms +p99 +{number} ms\)$", proc.stdout, flags=re.M)
+    assert [(kind, n) for kind, n, *_ in rows] == [("onnx", "1"), ("onnx", "2"), ("pytorch", "1"), ("pytorch", "2")]
+    for _, _, rps, p50, p99, s50, s99 in rows:
+        rps, p50, p99, s50, s99 = map(float, (rps, p50, p99, s50, s99))
+        assert rps > 0 and 0 < p50 <= p99 and 0 < s50 <= s99
+        assert s50 <= p50  # the server's own time is part of what the client waits for

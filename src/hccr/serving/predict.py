@@ -232,8 +232,8 @@ class OnnxPredictor(Predictor):
         # The other hccr.* entries (epoch, val_accuracy, ...) as strings, under the parsed ones.
         meta = {**{k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}, **meta}
         super().__init__(
-            path, meta["input_size"], meta["mean"], meta["std"], meta["characters"], meta.get("resize_filter", "bilinear"),
-            meta=meta,
+            path, meta["input_size"], meta["mean"], meta["std"], meta["characters"],
+            meta.get("resize_filter", "bilinear"), meta=meta,
         )
         self.input_name = self.session.get_inputs()[0].name
         self.outputs_probabilities = meta.get("output", "probabilities") == "probabilities"

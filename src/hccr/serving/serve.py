@@ -6,8 +6,9 @@
 Options: `--host` (default 127.0.0.1, this machine only; `--host 0.0.0.0` opens it to every
 interface, with no authentication: only on a network you trust), `--port` (8000),
 `--top-k` (5), `--max-upload-mb` (8), `--workers` (images decoded and scored at once, 2),
-`--threads` (PyTorch CPU threads), `--metrics FILE` (the run's metrics JSON, for the test
-accuracy on `/api/model`; default `reports/metrics/{model}/{size}.json` when it exists).
+`--threads` (PyTorch CPU threads), `--quiet` (no log line per request), `--metrics FILE`
+(the run's metrics JSON, for the test accuracy on `/api/model`; default
+`reports/metrics/{model}/{size}.json` when it exists).
 
 The page and the API are described in `hccr.serving.serve_app`; every asset ships inside
 the package, so it works on a machine with no network.
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="images decoded and scored at once (default 2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own)")
     p.add_argument("--metrics", default=None, metavar="FILE", help="the run's metrics JSON (test accuracy)")
+    p.add_argument("--quiet", action="store_true", help="no log line per request (benchmarks)")
     return p
 
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use the page", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.quiet, server_header=False)
     return 0
 
 

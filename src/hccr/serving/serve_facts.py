@@ -45,7 +45,9 @@ def _test_accuracy(metrics: dict | None) -> float | None:
     return _number(test.get("accuracy")) if isinstance(test, dict) else None
 
 
-def model_facts(predictor, metrics_path: str | Path | None = None, metrics_root: str | Path = "reports/metrics") -> dict:
+def model_facts(
+    predictor, metrics_path: str | Path | None = None, metrics_root: str | Path = "reports/metrics"
+) -> dict:
     """The served model's card facts as a JSON-ready dict (see module doc)."""
     meta = predictor.meta
     path = Path(predictor.path)
