@@ -199,3 +199,45 @@ def test_undo_and_upload_give_the_same_answer_as_the_same_image_elsewhere(
     assert [t["character"] for t in cli["top_k"]] == [row["character"] for row in uploaded["top_k"]]
     assert np.allclose([t["confidence"] for t in cli["top_k"]], [float(r["confidence"]) for r in uploaded["top_k"]],
                        atol=1e-6)
+
+
+def trace_with(cdp, box: dict, code: int, kind: str) -> None:
+    """Draw numeral `code` with a finger (`touch`) or a stylus (`pen`) through Chromium's input events."""
+    for stroke in strokes(code, WRITER, 0, 0):
+        points = [(box["x"] + x, box["y"] + y) for x, y in stroke * box["width"]]
+        dense = [points[0]]
+        for start, end in zip(points[:-1], points[1:]):
+            steps = max(1, int(np.hypot(end[0] - start[0], end[1] - start[1]) // STEP))
+            dense += [(start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))
+                      for t in np.linspace(0, 1, steps + 1)[1:]]
+        if kind == "touch":
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": dense[0][0],
+                                                                                         "y": dense[0][1]}]})
+            for x, y in dense[1:]:
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        else:
+            pen = {"pointerType": "pen", "button": "left", "clickCount": 1}
+            cdp.send("Input.dispatchMouseEvent", {"type": "mousePressed", "x": dense[0][0], "y": dense[0][1],
+                                                  "buttons": 1, "force": 0.5, **pen})
+            for x, y in dense[1:]:
+                cdp.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y, "buttons": 1,
+                                                      "force": 0.5, **pen})
+            cdp.send("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": dense[-1][0], "y": dense[-1][1],
+                                                  "buttons": 0, **pen})
+
+
+@pytest.mark.parametrize("kind,code", [("touch", 4), ("pen", 9)])
+def test_touch_and_pen_draw_through_pointer_events(browser, page_url, kind, code):
+    context = browser.new_context(has_touch=True)
+    page = context.new_page()
+    page.goto(page_url)
+    page.evaluate("() => { window.seen = []; pad.addEventListener('pointerdown', e => seen.push(e.pointerType)); }")
+    box = page.locator("#pad").bounding_box()
+    trace_with(context.new_cdp_session(page), box, code, kind)
+    wait_for_answer(page)
+    assert set(page.evaluate("seen")) == {kind} and len(page.evaluate("seen")) == len(strokes(code, WRITER, 0, 0))
+    canvas = page.evaluate("pad.toDataURL('image/png')")
+    answer = requests.post(f"{page_url}/api/predict", json={"image": canvas}, timeout=30).json()
+    assert_page_shows(shown(page), answer)  # 'shown', not an error: the strokes left ink on the canvas
+    context.close()
