@@ -6,7 +6,8 @@ browser download): for each numeral it traces the synthetic generator's stroke s
 (`hccr.data.synthetic.strokes`) with pointer events on the page's canvas, the way a hand
 would, then reads what the page shows. Checks: the page shows exactly what `/api/predict`
 answers for the same canvas image; at least 12 of the 15 drawings are read correctly; undo
-and upload give the answers the same image gets elsewhere (`hccr predict` on the file).
+and upload give the answers the same image gets elsewhere (`hccr predict` on the file); a
+finger (touch) and a stylus (pen) draw through the same pointer events.
 
 Skipped, with the reason, where the playwright package or /usr/bin/chromium is missing
 (`.ci/run` installs Chromium with apt-get). Set HCCR_SERVE_SCREENSHOT=docs/serve.png to keep
