@@ -27,11 +27,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import torch
 from PIL import Image
 
 from hccr import CHARACTERS
 from hccr.data.synthetic import strokes
 from hccr.serving.predict import main as predict_main
+from hccr.serving.preprocess import glyph_to_size, normalize
 
 from helpers_serve import ROOT, export_onnx_of, running_server
 from test_predict import SMALL_CNN, read_archive, save_checkpoint, train_small_cnn
@@ -58,25 +60,43 @@ def browser():
         browser.close()
 
 
+def _glyphs(table, handle, writers) -> tuple[np.ndarray, np.ndarray]:
+    rows = table[table["suite_id"].isin(writers)]
+    images = np.stack([np.asarray(Image.open(io.BytesIO(handle.read(n)))) for n in rows["name"]])
+    return images, rows["code"].to_numpy() - 1
+
+
+def _accuracy(model, images, labels, mean, std) -> float:
+    sized = np.stack([glyph_to_size(g, SMALL_CNN["input_size"]) for g in images])
+    with torch.inference_mode():
+        return float((model(normalize(sized, mean, std)).argmax(1).numpy() == labels).mean())
+
+
 @pytest.fixture(scope="module")
-def real_model(real_archive, tmp_path_factory) -> Path:
-    """A small CNN trained on the archive's first 50 writers, exported to ONNX as `hccr export` does."""
+def real_model(real_archive, tmp_path_factory) -> dict[str, Path]:
+    """A small CNN trained on the archive's first 50 writers, exported to ONNX as `hccr export` does.
+
+    Its validation and test accuracy (5 held-out writers each) go into the checkpoint and a metrics file.
+    """
     table, handle = read_archive(real_archive)
     writers = sorted(table["suite_id"].unique())
-    rows = table[table["suite_id"].isin(writers[:TRAIN_WRITERS])]
-    images = np.stack([np.asarray(Image.open(io.BytesIO(handle.read(n)))) for n in rows["name"]])
+    images, labels = _glyphs(table, handle, writers[:TRAIN_WRITERS])
     started = time.perf_counter()
-    model, mean, std = train_small_cnn(images, rows["code"].to_numpy() - 1, SMALL_CNN, epochs=2)
+    model, mean, std = train_small_cnn(images, labels, SMALL_CNN, epochs=2)
     print(f"\ntrained the served CNN on {len(images)} real images in {time.perf_counter() - started:.1f} s")
+    val = _accuracy(model, *_glyphs(table, handle, writers[-10:-5]), mean, std)
+    test = _accuracy(model, *_glyphs(table, handle, writers[-5:]), mean, std)
     folder = tmp_path_factory.mktemp("serve_real")
-    ckpt = save_checkpoint(folder / "checkpoint.pt", model, SMALL_CNN, mean, std)
-    return export_onnx_of(ckpt, folder / "model.onnx")
+    ckpt = save_checkpoint(folder / "checkpoint.pt", model, SMALL_CNN, mean, std, val_accuracy=val)
+    metrics = folder / "metrics.json"
+    metrics.write_text(json.dumps({"model": "cnn", "size": f"{TRAIN_WRITERS} writers", "test": {"accuracy": test}}))
+    return {"onnx": export_onnx_of(ckpt, folder / "model.onnx"), "metrics": metrics, "test_accuracy": test}
 
 
 @pytest.fixture(scope="module")
 def page_url(real_model, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve_log") / "serve.log"
-    with running_server(real_model, log) as (url, _):
+    with running_server(real_model["onnx"], log, "--metrics", str(real_model["metrics"])) as (url, _):
         yield url
 
 
@@ -139,10 +159,13 @@ def assert_page_shows(page_view: dict, answer: dict) -> None:
     assert page_view["glyph"] == answer["glyph"]  # the 64 x 64 image the model saw, byte for byte
 
 
-def test_drawn_numerals_are_shown_as_the_api_answers_and_read_correctly(browser, page_url, tmp_path):
+def test_drawn_numerals_are_shown_as_the_api_answers_and_read_correctly(browser, page_url, real_model, tmp_path):
     page = browser.new_page(viewport={"width": 820, "height": 560})
     page.goto(page_url)
     page.wait_for_function("() => document.getElementById('model-facts').textContent.startsWith('model cnn')")
+    facts = page.text_content("#model-facts")
+    assert f"subset {TRAIN_WRITERS} writers" in facts
+    assert f"test accuracy {percent(real_model['test_accuracy'])}" in facts
     box = page.locator("#pad").bounding_box()
     assert box["width"] == box["height"] == 256
     read, latencies, screenshot = [], [], tmp_path / "serve.png"
@@ -193,7 +216,7 @@ def test_undo_and_upload_give_the_same_answer_as_the_same_image_elsewhere(
     uploaded = shown(page)
     page.close()
     assert {k: uploaded[k] for k in keys} == {k: before[k] for k in keys}
-    assert predict_main([str(drawing), "--model", str(real_model), "--format", "json", "--top-k", "5"]) == 0
+    assert predict_main([str(drawing), "--model", str(real_model["onnx"]), "--format", "json", "--top-k", "5"]) == 0
     cli = json.loads(capsys.readouterr().out)[0]
     assert str(cli["value"]) == uploaded["value"]
     assert cli["character"] == uploaded["character"]

@@ -176,8 +176,8 @@ async function loadFacts() {
   const facts = await (await fetch("/api/model")).json();
   const accuracy = (p) => (p === null || p === undefined ? "n/a" : percent(p));
   document.getElementById("model-facts").textContent =
-    `model ${facts.model ?? "?"} (${facts.format}, ${facts.file}), subset ${facts.size ?? "?"}, ` +
-    `weights start ${facts.start ?? "?"}, test accuracy ${accuracy(facts.test_accuracy)}, ` +
+    `model ${facts.model ?? "n/a"} (${facts.format}, ${facts.file}), subset ${facts.size ?? "n/a"}, ` +
+    `weights start ${facts.start ?? "n/a"}, test accuracy ${accuracy(facts.test_accuracy)}, ` +
     `validation accuracy ${accuracy(facts.val_accuracy)}`;
 }
 
