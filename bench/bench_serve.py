@@ -9,7 +9,8 @@ does, then benchmarks both files. Each model runs in its own `hccr serve` proces
 a free port, `--quiet`); N client threads, one keep-alive connection each, post what the
 page posts: a 256 x 256 canvas drawing (black strokes on white, PNG) as a JSON data URL.
 Each N runs `--requests` requests in all after a warm-up. Per model and N it prints
-requests/s, client-side p50 / p99 latency and the server's own p50 / p99 (`timing_ms.total`).
+requests/s, client-side p50 / p99 latency, the server's own p50 / p99 (`timing_ms.total`)
+and the server process's CPU time per request (Linux), which other load barely changes.
 The clients run on the same cores as the server: on 2 cores, N > 1 measures both together.
 
 Target (issue 16): p99 of one prediction under 50 ms on 2 cores with the exported CNN (N = 1).
@@ -92,7 +93,7 @@ def server(model: Path, workers: int, threads: int, log: Path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"hccr serve did not start:\n{log.read_text()[-2000:]}")
             time.sleep(0.1)
-        yield match.group(1)
+        yield match.group(1), proc.pid
     finally:
         proc.terminate()
         try:
@@ -100,6 +101,15 @@ def server(model: Path, workers: int, threads: int, log: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(url: str, body: bytes, clients: int, total: int) -> dict:
@@ -159,13 +169,18 @@ def main() -> int:
         models = [Path(m) for m in args.model] if args.model else build_models(Path(tmp), args.smoke)
         for model in models:
             kind = "onnx" if model.suffix.lower() == ".onnx" else "pytorch"
-            with server(model, args.workers, args.threads, Path(tmp) / f"serve-{kind}.log") as url:
+            with server(model, args.workers, args.threads, Path(tmp) / f"serve-{kind}.log") as (url, pid):
                 for clients in args.clients:
+                    cpu_before = cpu_seconds(pid)
                     figures = load(url, body, clients, total)
+                    cpu_after = cpu_seconds(pid)
                     c50, c99 = np.percentile(figures["client"], [50, 99])
                     s50, s99 = np.percentile(figures["server"], [50, 99])
+                    # CPU time per request barely depends on what else runs: the figure for a quiet machine.
+                    served = total + clients  # each client's warm-up request too
+                    cpu = "n/a" if cpu_before is None else f"{1000 * (cpu_after - cpu_before) / served:.1f} ms"
                     print(f"{kind:<7} N={clients:<3} {figures['rps']:8.1f} req/s  latency p50 {c50:6.1f} ms  "
-                          f"p99 {c99:6.1f} ms  (server p50 {s50:6.1f} ms  p99 {s99:6.1f} ms)")
+                          f"p99 {c99:6.1f} ms  (server p50 {s50:6.1f} ms  p99 {s99:6.1f} ms; CPU {cpu} per request)")
     print(f"load average after: {load_average()}")
     return 0
 

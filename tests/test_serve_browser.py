@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import os
 import shutil
@@ -108,7 +109,7 @@ def trace(page, box: dict, code: int) -> float:
         points = stroke * scale
         page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
         page.mouse.down()
-        for start, end in zip(points[:-1], points[1:]):
+        for start, end in itertools.pairwise(points):
             steps = max(1, int(np.ceil(np.linalg.norm(end - start) / (STEP * scale / 256))))
             for t in np.linspace(0, 1, steps + 1)[1:]:
                 x, y = start + t * (end - start)
@@ -152,7 +153,7 @@ def assert_page_shows(page_view: dict, answer: dict) -> None:
     assert page_view["value"] == str(answer["value"])
     assert page_view["confidence"] == percent(answer["confidence"])
     assert len(page_view["top_k"]) == len(answer["top_k"]) == 5
-    for row, want in zip(page_view["top_k"], answer["top_k"]):
+    for row, want in zip(page_view["top_k"], answer["top_k"], strict=True):
         assert row["character"] == want["character"] and row["value"] == str(want["value"])
         assert float(row["confidence"]) == want["confidence"]  # the very number the API sent
         assert row["text"] == f"{want['character']}|{want['value']}||{percent(want['confidence'])}"
@@ -178,7 +179,7 @@ def test_drawn_numerals_are_shown_as_the_api_answers_and_read_correctly(browser,
         read.append(answer["character"])
         if CHARACTERS[code - 1] == "五":
             page.screenshot(path=str(screenshot))
-    correct = sum(got == want for got, want in zip(read, CHARACTERS))
+    correct = sum(got == want for got, want in zip(read, CHARACTERS, strict=True))
     print(f"\ndrawn numerals read as {''.join(read)} (truth {CHARACTERS}): {correct}/15 correct; "
           f"last stroke to answer shown: median {1000 * np.median(latencies):.0f} ms, "
           f"max {1000 * max(latencies):.0f} ms (target 1 s; machine shared)")
@@ -230,7 +231,7 @@ def trace_with(cdp, box: dict, code: int, kind: str) -> None:
     for stroke in strokes(code, WRITER, 0, 0):
         points = [(box["x"] + x, box["y"] + y) for x, y in stroke * box["width"]]
         dense = [points[0]]
-        for start, end in zip(points[:-1], points[1:]):
+        for start, end in itertools.pairwise(points):
             steps = max(1, int(np.hypot(end[0] - start[0], end[1] - start[1]) // STEP))
             dense += [(start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))
                       for t in np.linspace(0, 1, steps + 1)[1:]]
