@@ -218,13 +218,19 @@ class TorchPredictor(Predictor):
 
 
 class OnnxPredictor(Predictor):
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime
 
         from hccr.serving.export import META_PREFIX, metadata_from_props
 
+        options = onnxruntime.SessionOptions()
+        if threads:
+            # A fixed pool that sleeps when idle: concurrent requests (hccr serve) must not
+            # oversubscribe the cores with spinning threads.
+            options.intra_op_num_threads = threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise HccrError(f"{path}: cannot load ONNX model ({type(exc).__name__}: {exc})") from None
         props = self.session.get_modelmeta().custom_metadata_map
@@ -246,13 +252,16 @@ class OnnxPredictor(Predictor):
         return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def load_predictor(path: str | Path) -> Predictor:
-    """A predictor for a `.pt` checkpoint or an `.onnx` export (chosen by the file's suffix)."""
+def load_predictor(path: str | Path, threads: int | None = None) -> Predictor:
+    """A predictor for a `.pt` checkpoint or an `.onnx` export (chosen by the file's suffix).
+
+    `threads`: onnxruntime's intra-op threads (PyTorch's are set with torch.set_num_threads).
+    """
     path = Path(path)
     if not path.is_file():
         raise HccrError(f"{path}: model file not found")
     if path.suffix.lower() == ".onnx":
-        return OnnxPredictor(path)
+        return OnnxPredictor(path, threads)
     return TorchPredictor(path)
 
 
@@ -322,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resize-filter", default=None,
         help="filter from 64 px to the model's input size; default: the model's metadata, else bilinear",
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for PyTorch or onnxruntime (default: their own)")
     return parser
 
 
@@ -340,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, args.threads)
     if args.resize_filter:
         resample_filter(args.resize_filter)
         predictor.resize_filter = args.resize_filter

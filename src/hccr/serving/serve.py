@@ -6,7 +6,7 @@
 Options: `--host` (default 127.0.0.1, this machine only; `--host 0.0.0.0` opens it to every
 interface, with no authentication: only on a network you trust), `--port` (8000),
 `--top-k` (5), `--max-upload-mb` (8), `--workers` (images decoded and scored at once, 2),
-`--threads` (PyTorch CPU threads), `--quiet` (no log line per request), `--metrics FILE`
+`--threads` (CPU threads per image, 1), `--quiet` (no log line per request), `--metrics FILE`
 (the run's metrics JSON, for the test accuracy on `/api/model`; default
 `reports/metrics/{model}/{size}.json` when it exists).
 
@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="characters listed per answer (default 5)")
     p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest request body accepted (default 8 MB)")
     p.add_argument("--workers", type=int, default=2, help="images decoded and scored at once (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per image, PyTorch or onnxruntime (default 1: --workers images run side by side)")
     p.add_argument("--metrics", default=None, metavar="FILE", help="the run's metrics JSON (test accuracy)")
     p.add_argument("--quiet", action="store_true", help="no log line per request (benchmarks)")
     return p
@@ -59,7 +60,7 @@ def build_app(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, args.threads)
     # On loopback, answer only requests addressed to this machine (a web page elsewhere cannot
     # reach the API by pointing its own host name at 127.0.0.1).
     allowed = LOOPBACK_NAMES if is_loopback(args.host) else None
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be 0-65535")
-    if args.top_k < 1 or args.workers < 1 or not args.max_upload_mb > 0:
-        raise ConfigError("--top-k, --workers and --max-upload-mb must be positive")
+    if args.top_k < 1 or args.workers < 1 or args.threads < 1 or not args.max_upload_mb > 0:
+        raise ConfigError("--top-k, --workers, --threads and --max-upload-mb must be positive")
     import uvicorn
 
     app = build_app(args)
