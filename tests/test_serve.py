@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,12 @@ def test_command_line_defaults_and_errors(models, capsys):
     assert serve.main(["--model", str(models["pt"].parent / "missing.onnx")]) == 2
     assert "missing.onnx: model file not found" in capsys.readouterr().err
     assert serve.main(["--model", str(models["pt"]), "--port", "70000"]) == 2
+    assert serve.main(["--model", str(models["pt"]), "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+    # Served ONNX runs one sleeping intra-op thread per image, not a spinning pool per core.
+    options = load_predictor(models["onnx"], threads=1).session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert serve.main(["--help"]) == 0
     # Bound to loopback, only requests addressed to this machine are answered (no DNS rebinding).
     app = serve.build_app(serve.build_parser().parse_args(["--model", str(models["pt"])]))
@@ -334,3 +341,30 @@ def test_bench_serve_smoke_prints_rate_and_latencies_for_both_formats():
         rps, p50, p99, s50, s99, cpu = map(float, (rps, p50, p99, s50, s99, cpu))
         assert rps > 0 and 0 < p50 <= p99 and 0 < s50 <= s99 and cpu > 0
         assert s50 <= p50  # the server's own time is part of what the client waits for
+
+
+@pytest.mark.slow
+def test_connections_over_the_limit_get_503_and_the_server_recovers(models, tmp_path):
+    # uvicorn counts the connection asking too: with 3, two held uploads leave no room for a third.
+    with running_server(models["onnx"], tmp_path / "serve.log", "--max-connections", "3") as (url, proc):
+        host, port = url.removeprefix("http://").split(":")
+        held = []
+        try:
+            for _ in range(2):  # two uploads that never finish sending their body
+                sock = socket.create_connection((host, int(port)), timeout=20)
+                sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                             b"Content-Length: 100000\r\n\r\n" + b"\0" * 1000)
+                held.append(sock)
+                time.sleep(0.5)
+            refused = requests.get(f"{url}/api/health", timeout=10)
+            assert refused.status_code == 503
+            assert "Exceeded concurrency limit" in (tmp_path / "serve.log").read_text()
+            assert (tmp_path / "serve.log").read_text().count(" 503 ") == 1  # the held uploads were let in
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 20
+        while (status := requests.get(f"{url}/api/health", timeout=10).status_code) != 200:
+            assert time.monotonic() < deadline, f"still {status} after the held connections closed"
+            time.sleep(0.2)
+        assert proc.poll() is None

@@ -6,7 +6,8 @@
 Options: `--host` (default 127.0.0.1, this machine only; `--host 0.0.0.0` opens it to every
 interface, with no authentication: only on a network you trust), `--port` (8000),
 `--top-k` (5), `--max-upload-mb` (8), `--workers` (images decoded and scored at once, 2),
-`--threads` (CPU threads per image, 1), `--quiet` (no log line per request), `--metrics FILE`
+`--threads` (CPU threads per image, 1), `--max-connections` (64; a request arriving while that many
+connections are open, its own included, gets 503, so uploads held in memory stay bounded), `--quiet` (no log line per request), `--metrics FILE`
 (the run's metrics JSON, for the test accuracy on `/api/model`; default
 `reports/metrics/{model}/{size}.json` when it exists).
 
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads per image, PyTorch or onnxruntime (default 1: --workers images run side by side)")
     p.add_argument("--metrics", default=None, metavar="FILE", help="the run's metrics JSON (test accuracy)")
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="open connections at most; more get 503 (default 64: bounds the memory uploads can take)")
     p.add_argument("--quiet", action="store_true", help="no log line per request (benchmarks)")
     return p
 
@@ -83,15 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be 0-65535")
-    if args.top_k < 1 or args.workers < 1 or args.threads < 1 or not args.max_upload_mb > 0:
-        raise ConfigError("--top-k, --workers, --threads and --max-upload-mb must be positive")
+    if min(args.top_k, args.workers, args.threads, args.max_connections) < 1 or not args.max_upload_mb > 0:
+        raise ConfigError("--top-k, --workers, --threads, --max-connections and --max-upload-mb must be positive")
     import uvicorn
 
     app = build_app(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use the page", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.quiet, server_header=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.quiet, server_header=False,
+                limit_concurrency=args.max_connections)
     return 0
 
 
