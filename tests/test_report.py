@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hccr.data.layout import CHINESE_MNIST
 from hccr.evaluation import evaluate
 
 from hccr.reporting import plots
@@ -34,7 +35,7 @@ def fake_predictions(rng, n: int, p_correct: float, first_id: int, writers: rang
     logits[np.arange(n), predicted] += 3.0
     return evaluate.RolePredictions(
         ids=np.arange(first_id, first_id + n), writers=np.array([writers[i % len(writers)] for i in range(n)]),
-        labels=labels, logits=logits,
+        labels=labels, logits=logits, classes=CHINESE_MNIST,
     )
 
 
@@ -62,7 +63,8 @@ def write_run(root: Path, model, size, start, phases, p_val, p_test, seed, proto
         pred = fake_predictions(rng, 60, p, first, writers)
         scalars, details = evaluate.score_role(pred, bins=10)
         results[role] = (scalars, details, pred)
-    meta = {"start": start, "epoch": epoch, "input_size": 16, "normalize": {"mean": 0.1, "std": 0.2}}
+    meta = {"start": start, "epoch": epoch, "input_size": 16, "normalize": {"mean": 0.1, "std": 0.2},
+            **CHINESE_MNIST.to_meta()}
     m, d, preds = evaluate.build_outputs(results, model_name=model, size=size, protocol=protocol, meta=meta,
                                          summary=summary, parameters=1234 + seed)
     write_json(root / "reports" / "metrics" / model / f"{size}.json", m)
@@ -119,7 +121,8 @@ def draw_figures(root: Path) -> list[Path]:
     out.append(fig / "confusion" / best[0] / f"{best[1]}.png")
     assert plots.main(["confusion", "--details", str(ev / "details.json"), "--out", str(out[-1])]) == 0
     out.append(fig / "misclassified" / best[0] / f"{best[1]}.png")
-    assert plots.main(["misclassified", "--predictions", str(ev / "predictions.csv"), "--images", str(root / "images.npy"),
+    assert plots.main(["misclassified", "--predictions", str(ev / "predictions.csv"), "--details", str(ev / "details.json"),
+                       "--images", str(root / "images.npy"),
                        "--out", str(out[-1])]) == 0
     return out
 

@@ -83,6 +83,7 @@ rule plot_confusion:
 rule plot_misclassified:
     input:
         predictions="reports/evaluation/{model}/{size}/predictions.csv",
+        details="reports/evaluation/{model}/{size}/details.json",
         images=lambda w: images_for(w.model),
     output:
         report(
@@ -98,7 +99,8 @@ rule plot_misclassified:
     benchmark:
         "logs/benchmarks/plots/misclassified/{model}/{size}.tsv"
     shell:
-        "python -m hccr.reporting.plots misclassified --predictions {input.predictions:q} --images {input.images:q}"
+        "python -m hccr.reporting.plots misclassified --predictions {input.predictions:q} --details {input.details:q}"
+        " --images {input.images:q}"
         " --out {output:q} 2> {log:q}"
 
 

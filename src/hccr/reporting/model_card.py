@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from hccr import CHARACTERS, VALUES
+from hccr.classes import Classes
 
 PROTOCOLS = {
     "writer": (
@@ -75,6 +75,17 @@ def _phases(config: Mapping[str, Any], start: str, train_summary: Mapping[str, A
     return rows
 
 
+def _classes_section(classes: Classes) -> list[str]:
+    """The label set, as a table of characters (and values) when it is small enough to read."""
+    lines = [f"Recognises one handwritten Chinese character per image, one of {len(classes)} classes:", ""]
+    if len(classes) > 60:
+        return lines + [f"`{classes.text[:60]}…` (the full list is in the checkpoint's `characters`)", ""]
+    lines += ["| " + " | ".join(classes.characters) + " |", "|" + " --- |" * len(classes)]
+    if any(v is not None for v in classes.values):
+        lines.append("| " + " | ".join("" if v is None else str(v) for v in classes.values) + " |")
+    return lines + [""]
+
+
 def render_model_card(
     meta: Mapping[str, Any],
     metrics: Mapping[str, Any],
@@ -102,12 +113,7 @@ def render_model_card(
         "",
         _start_banner(start, config),
         "",
-        "Recognises one handwritten Chinese numeral per image — the 15 classes of Chinese MNIST:",
-        "",
-        "| " + " | ".join(CHARACTERS) + " |",
-        "|" + " --- |" * len(CHARACTERS),
-        "| " + " | ".join(str(v) for v in VALUES) + " |",
-        "",
+        *_classes_section(Classes.from_meta(meta, "checkpoint")),
         "## The model",
         "",
         "| | |",

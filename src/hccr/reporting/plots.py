@@ -35,7 +35,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from hccr.reporting import fonts  # noqa: E402
 from hccr.atomic import atomic_path, write_csv  # noqa: E402
 from hccr.errors import DataError, HccrError, reports_errors  # noqa: E402
-from hccr.files import read_table  # noqa: E402
+from hccr.classes import Classes  # noqa: E402
+from hccr.files import read_json_object, read_table  # noqa: E402
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -288,8 +289,16 @@ def _data_path(args: argparse.Namespace) -> Path:
     return Path(args.out_data) if args.out_data else Path(args.out).with_suffix(".csv")
 
 
-def _font(args: argparse.Namespace) -> fonts.CjkFont | None:
-    return fonts.cjk_font(disable=True if args.no_cjk_font else None)
+def _font(args: argparse.Namespace, classes: Classes) -> fonts.CjkFont | None:
+    return fonts.cjk_font(classes.text, disable=True if args.no_cjk_font else None)
+
+
+def _read_details(path: Path) -> tuple[dict, Classes]:
+    """An evaluation's details.json and the class list it records."""
+    if not path.exists():
+        raise DataError(f"{path}: details not found")
+    details = read_json_object(path, "evaluation details")
+    return details, Classes.from_meta(details, str(path))
 
 
 # ----------------------------------------------------------------------------- subcommands
@@ -335,14 +344,12 @@ def _pick_role(role: str | None, available: list[str], source: Path) -> str:
 
 def cmd_confusion(args: argparse.Namespace) -> None:
     path = Path(args.details)
-    if not path.exists():
-        raise DataError(f"{path}: details not found")
-    details = json.loads(path.read_text(encoding="utf-8"))
+    details, classes = _read_details(path)
     role = _pick_role(args.role, [r for r in ("val", "test") if r in details], path)
     if "confusion_matrix" not in details[role]:
         raise DataError(f"{path}: {role} has no confusion_matrix")
-    font = _font(args)
-    labels = fonts.class_labels(font)
+    font = _font(args, classes)
+    labels = fonts.class_labels(font, classes)
     matrix = np.asarray(details[role]["confusion_matrix"])
     if matrix.shape != (len(labels), len(labels)):
         raise DataError(f"{path}: {role} confusion_matrix is {matrix.shape}, expected {len(labels)}x{len(labels)}")
@@ -367,8 +374,9 @@ def cmd_misclassified(args: argparse.Namespace) -> None:
     if len(predictions) and predictions["id"].max() >= images.shape[0]:
         raise DataError(f"{images_path}: has {images.shape[0]} rows, predictions reference id {predictions['id'].max()}")
     rows = select_misclassified(predictions, role, args.max)
-    font = _font(args)
-    labels = fonts.class_labels(font)
+    _, classes = _read_details(Path(args.details))
+    font = _font(args, classes)
+    labels = fonts.class_labels(font, classes)
     title = args.title or f"misclassified {role} images (true→predicted, confidence; one per confusion per round)"
     save_figure(misclassified_figure(rows, images, labels, title=title, font=font), args.out)
     write_csv(_data_path(args), rows.assign(true_label=[labels[t] for t in rows["true"]],
@@ -416,6 +424,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("misclassified", help="grid of misclassified images")
     s.add_argument("--predictions", required=True)
+    s.add_argument("--details", required=True, help="reports/evaluation/M/Z/details.json (the class list)")
     s.add_argument("--images", required=True, help="data/processed/images_S.npy (any size S)")
     s.add_argument("--role", choices=("val", "test"), help="default: test if present, else val")
     s.add_argument("--max", type=int, default=36)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hccr import NUM_CLASSES
+from hccr.classes import Classes
 from hccr.errors import DataError
 from hccr.files import read_table
 
@@ -21,6 +21,7 @@ ROLES = ("train", "val", "test")
 @dataclass(frozen=True)
 class RunData:
     images: np.ndarray  # (N, S, S) uint8, memory-mapped
+    classes: Classes  # the label set the index defines
     train_ids: np.ndarray
     train_labels: np.ndarray
     val_ids: np.ndarray
@@ -57,17 +58,15 @@ def load_run_data(images_path: str | Path, index_path: str | Path, split_path: s
     """Read the arrays and CSVs, check they agree, and return train/val ids with labels."""
     images = load_images(images_path)
     index_path, split_path = Path(index_path), Path(split_path)
-    index = read_table(index_path, ("id", "label"), "index")
+    index = read_table(index_path, ("id", "label", "character"), "index")
     split = read_table(split_path, ("id", "role"), "split file")
 
     index_ids = _int_column(index, "id", index_path)
     labels = _int_column(index, "label", index_path)
     if len(np.unique(index_ids)) != len(index_ids):
         raise DataError(f"{index_path}: duplicate ids")
-    bad = (labels < 0) | (labels >= NUM_CLASSES)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{index_path}: row {row + 2}: label {labels[row]} not in 0..{NUM_CLASSES - 1}")
+    index["label"] = labels
+    classes = Classes.from_index(index, str(index_path))
     if index_ids.size and (index_ids.min() < 0 or index_ids.max() >= len(images)):
         raise DataError(
             f"{index_path}: ids go up to {int(index_ids.max())} but {images_path} has {len(images)} rows"
@@ -94,4 +93,4 @@ def load_run_data(images_path: str | Path, index_path: str | Path, split_path: s
 
     train_ids, train_labels = pick("train")
     val_ids, val_labels = pick("val")
-    return RunData(images, train_ids, train_labels, val_ids, val_labels)
+    return RunData(images, classes, train_ids, train_labels, val_ids, val_labels)
