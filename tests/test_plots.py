@@ -125,20 +125,25 @@ def test_sizes_one_line_per_size(tmp_path):
 
 
 def make_sweep(root: Path) -> Path:
-    sweep = root / "models" / "sweep" / "inception_gru" / "small"
-    for g in (1, 4):
-        for lr in ("0.0001", "0.001"):
-            for b in (10, 40):
-                run = sweep / f"g{g}-lr{lr}-b{b}"
-                run.mkdir(parents=True)
-                acc = 0.5 + 0.1 * g * (b / 40) - float(lr) * 100
-                (run / "train.json").write_text(json.dumps({"best_val_accuracy": acc, "best_epoch": 2, "start": "scratch"}))
-    return sweep
+    """A models/sweep/summary.csv as hccr.evaluation.sweep writes it (8 cells, plus another model's)."""
+    rows = []
+    for model in ("inception_gru", "cnn"):
+        for g in (1, 4):
+            for lr in ("0.0001", "0.001"):
+                for b in (10, 40):
+                    acc = 0.5 + 0.1 * g * (b / 40) - float(lr) * 100 - (model == "cnn") * 0.3
+                    rows.append({"model": model, "size": "small", "run": f"g{g}-lr{lr}-b{b}", "gpus": g,
+                                 "learning_rate": float(lr), "batch_size": b, "epochs": 2, "train_loss": 0.5,
+                                 "train_accuracy": 0.8, "val_loss": 0.6, "val_accuracy": acc - 0.01,
+                                 "best_val_accuracy": acc, "best_epoch": 2, "seconds_total": 3.0, "start": "scratch"})
+    summary = root / "summary.csv"
+    pd.DataFrame(rows).to_csv(summary, index=False)
+    return summary
 
 
 def test_sweep_heatmaps_ours_and_study(tmp_path):
-    sweep = make_sweep(tmp_path)
-    ours = plots.read_sweep(sweep)
+    summary = make_sweep(tmp_path)
+    ours = plots.read_sweep(summary, "inception_gru", "small")
     assert len(ours) == 8 and sorted(set(ours["gpus"])) == [1, 4]
     row = ours[(ours["gpus"] == 4) & (ours["learning_rate"] == 1e-4) & (ours["batch_size"] == 40)]
     assert row["val_accuracy"].iloc[0] == pytest.approx(0.5 + 0.4 - 0.01)
@@ -148,11 +153,13 @@ def test_sweep_heatmaps_ours_and_study(tmp_path):
     assert "0.890" in labels  # our cell's value is written on the map
     assert "0.993" in labels  # the study's best cell (4 GPUs, 1e-4, batch 40)
     out = tmp_path / "sweep.png"
-    assert plots.main(["sweep", "--sweep-dir", str(sweep), "--out", str(out)]) == 0
+    assert plots.main(["sweep", "--summary", str(summary), "--model", "inception_gru", "--size", "small",
+                       "--out", str(out)]) == 0
     assert_png(out)
     data = pd.read_csv(out.with_suffix(".csv"))
     assert set(data["source"]) == {"ours", "study"} and (data["source"] == "ours").sum() == 8
-    assert plots.main(["sweep", "--sweep-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "e.png")]) == 2
+    assert plots.main(["sweep", "--summary", str(summary), "--model", "inception_gru", "--size", "large",
+                       "--out", str(tmp_path / "e.png")]) == 2
 
 
 def write_details(path: Path) -> np.ndarray:

@@ -35,6 +35,8 @@ from hccr.evaluation import metrics
 from hccr.atomic import write_csv, write_json
 from hccr.classes import Classes
 from hccr.data import index as hccr_index
+from hccr.data.arrays import load_images
+from hccr.data.splits import read_split
 from hccr.errors import DataError, HccrError, reports_errors
 from hccr.files import read_json_object, read_table
 
@@ -70,34 +72,6 @@ def check_classes(index: pd.DataFrame, path: str | Path, classes: Classes) -> No
     found = Classes.from_index(index, str(path))
     if found.characters != classes.characters:
         raise DataError(f"{path}: defines classes {found.text!r}, the checkpoint was trained on {classes.text!r}")
-
-
-def read_split(path: str | Path, n_images: int) -> pd.DataFrame:
-    path = Path(path)
-    split = read_table(path, ("id", "role"), "split file")
-    unknown = split[~split["role"].isin(("train", "val", "test"))]
-    if len(unknown):
-        raise DataError(f"{path}: row {int(unknown.index[0]) + 2}: unknown role {unknown['role'].iloc[0]!r}")
-    outside = split[(split["id"] < 0) | (split["id"] >= n_images)]
-    if len(outside):
-        raise DataError(f"{path}: row {int(outside.index[0]) + 2}: id {outside['id'].iloc[0]} not in the index (0..{n_images - 1})")
-    if not (split["role"] == "val").any():
-        raise DataError(f"{path}: no val rows to evaluate")
-    return split
-
-
-def load_images(path: str | Path, n_images: int, input_size: int) -> np.ndarray:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: image array not found")
-    images = np.load(path, mmap_mode="r")
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise DataError(f"{path}: expected a uint8 array (N, S, S), got {images.dtype} {images.shape}")
-    if images.shape[0] != n_images:
-        raise DataError(f"{path}: {images.shape[0]} rows but the index has {n_images}")
-    if images.shape[1:] != (input_size, input_size):
-        raise DataError(f"{path}: images are {images.shape[1]}x{images.shape[2]}, the checkpoint expects {input_size}x{input_size}")
-    return images
 
 
 def read_train_summary(path: str | Path) -> dict[str, Any]:
@@ -361,7 +335,7 @@ def run(args: argparse.Namespace) -> None:
         raise DataError(f"{checkpoint}: checkpoint not found")
     summary = read_train_summary(args.train_summary)
     index = hccr_index.read_index(args.index)
-    split = read_split(args.split, len(index))
+    split = read_split(args.split, len(index), required=("val",))
     if args.protocol == "writer" and not (split["role"] == "test").any():
         raise DataError(f"{args.split}: protocol writer needs test rows (held-out writers), found none")
 
@@ -369,7 +343,7 @@ def run(args: argparse.Namespace) -> None:
 
     model, meta = load_model(checkpoint, map_location="cpu")
     check_classes(index, args.index, Classes.from_meta(meta, str(checkpoint)))
-    images = load_images(args.images, len(index), int(meta["input_size"]))
+    images = load_images(args.images, rows=len(index), size=int(meta["input_size"]))
 
     device = pick_device(args.device)
     amp_dtype = pick_precision(args.precision, summary, device)

@@ -2,7 +2,7 @@
 
     python -m hccr.reporting.plots curves --history models/M/Z/history.csv --model M --size Z --out F.png
     python -m hccr.reporting.plots sizes --model M --history models/M/small/history.csv ... --out F.png
-    python -m hccr.reporting.plots sweep --sweep-dir models/sweep/M/Z --out F.png [--no-study]
+    python -m hccr.reporting.plots sweep --summary models/sweep/summary.csv --model M --size Z --out F.png [--no-study]
     python -m hccr.reporting.plots confusion --details reports/evaluation/M/Z/details.json --out F.png
     python -m hccr.reporting.plots misclassified --predictions reports/evaluation/M/Z/predictions.csv \
         --images data/processed/images_S.npy --out F.png
@@ -40,7 +40,6 @@ from hccr.files import read_json_object, read_table  # noqa: E402
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-SWEEP_FOLDER = re.compile(r"^g(?P<gpus>\d+)-lr(?P<lr>[^-]+(?:-\d+)?)-b(?P<batch>\d+)$")
 STUDY_LABEL = "study (phase 2)"
 
 
@@ -87,29 +86,17 @@ def align_reference(history: pd.DataFrame, reference: dict[str, list[float]] | N
     return frame
 
 
-def read_sweep(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per sweep run folder g{gpus}-lr{lr}-b{batch} that has a train.json."""
-    sweep_dir = Path(sweep_dir)
-    rows = []
-    for summary in sorted(sweep_dir.glob("*/train.json")):
-        match = SWEEP_FOLDER.match(summary.parent.name)
-        if not match:
-            continue
-        try:
-            data = json.loads(summary.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{summary}: not valid JSON ({exc})") from exc
-        rows.append({
-            "run": summary.parent.name,
-            "gpus": int(match["gpus"]),
-            "learning_rate": float(match["lr"]),
-            "batch_size": int(match["batch"]),
-            "val_accuracy": data.get("best_val_accuracy"),
-            "best_epoch": data.get("best_epoch"),
-            "seconds_total": data.get("seconds_total"),
-            "start": data.get("start"),
-        })
-    return pd.DataFrame(rows, columns=["run", "gpus", "learning_rate", "batch_size", "val_accuracy", "best_epoch", "seconds_total", "start"])
+SWEEP_COLUMNS = ["run", "gpus", "learning_rate", "batch_size", "val_accuracy", "best_epoch", "seconds_total", "start"]
+
+
+def read_sweep(summary: str | Path, model: str, size: str) -> pd.DataFrame:
+    """The sweep cells of `model`/`size` from models/sweep/summary.csv (hccr.evaluation.sweep)."""
+    table = read_table(summary, ("model", "size", "run", "gpus", "learning_rate", "batch_size",
+                                 "best_val_accuracy", "best_epoch", "seconds_total", "start"), "sweep summary")
+    table = table[(table["model"].astype(str) == model) & (table["size"].astype(str) == size)]
+    # The figure shows each cell's best validation accuracy, as Table 2's last column does.
+    return table.rename(columns={"val_accuracy": "final_val_accuracy", "best_val_accuracy": "val_accuracy"})[
+        SWEEP_COLUMNS].reset_index(drop=True)
 
 
 def read_study_table2(path: str | Path = REFERENCE_DIR / "study_table2.csv") -> pd.DataFrame:
@@ -322,11 +309,11 @@ def cmd_sizes(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    ours = read_sweep(args.sweep_dir)
+    ours = read_sweep(args.summary, args.model, args.size)
     if ours.empty:
-        raise DataError(f"{args.sweep_dir}: no sweep runs (g*-lr*-b*/train.json)")
+        raise DataError(f"{args.summary}: no sweep cells of {args.model}/{args.size}")
     study = None if args.no_study else read_study_table2(args.study_table)
-    title = args.title or f"sweep: {Path(args.sweep_dir).parent.name} / {Path(args.sweep_dir).name}"
+    title = args.title or f"sweep: {args.model} / {args.size}"
     save_figure(sweep_figure(ours, study, title=title), args.out)
     write_csv(_data_path(args), sweep_data(ours, study))
 
@@ -409,7 +396,9 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sizes)
 
     s = sub.add_parser("sweep", help="heat maps of the learning rate x batch x GPUs sweep")
-    s.add_argument("--sweep-dir", required=True, help="models/sweep/M/Z")
+    s.add_argument("--summary", required=True, help="models/sweep/summary.csv (hccr.evaluation.sweep)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--size", required=True)
     s.add_argument("--study-table", default=str(REFERENCE_DIR / "study_table2.csv"))
     s.add_argument("--no-study", action="store_true", help="leave out the study's Table 2 row")
     s.add_argument("--title")
