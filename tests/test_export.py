@@ -77,7 +77,7 @@ def test_metadata_round_trip_and_missing_metadata():
 
 def test_model_card_says_how_the_weights_started():
     meta = {"model": "efficientnet", "input_size": 64, "normalize": {"mean": 0.06, "std": 0.17},
-            "config": {"arch": "tf_efficientnetv2_s", "batch_size": 32, "optimizer": {"name": "adam"},
+            "config": {"arch": "tf_efficientnetv2_s", "batch_size": 32, "optimizer": {"name": "adam"}, "pretrained": "auto",
                        "phases": [{"name": "head", "epochs": 10, "lr": 1e-4, "freeze": "all"}],
                        "scratch_phases": [{"name": "scratch", "epochs": 20, "lr": 1e-3, "freeze": "none"}]},
             "start": "scratch", "epoch": 7, **CHINESE_MNIST.to_meta()}
@@ -87,7 +87,9 @@ def test_model_card_says_how_the_weights_started():
     counts = {"train": {"images": 1050, "writers": 72}, "val": {"images": 1050, "writers": 9},
               "test": {"images": 1350, "writers": 9}}
     card = render_model_card(meta, metrics, parameters=21_000_000, split_counts=counts, total_writers=90)
-    assert "trained from scratch — no ImageNet pretraining" in card
+    assert "trained from scratch — no ImageNet pretraining" in card and "`pretrained: auto` was asked for" in card
+    chosen = render_model_card(dict(meta, config=dict(meta["config"], pretrained="none")), metrics, parameters=1)
+    assert "trained from scratch, by choice" in chosen and "no weights could be had" not in chosen
     assert "| scratch | 20 |" in card and "| head |" not in card  # the phases a scratch run really used
     assert "87.50 %" in card and "85.00 % – 90.00 %" in card
     assert "| test | 1350 | 9 |" in card and "90 writers" in card

@@ -23,24 +23,6 @@ rule train:
         [f"{d}/{name}" for d in run_dirs() for name in TRAIN_OUTPUTS],
 
 
-rule sweep:
-    input:
-        [f"{d}/{name}" for d in sweep_dirs() for name in TRAIN_OUTPUTS],
-    output:
-        "models/sweep/summary.csv",
-    params:
-        model=config["sweep"]["model"],
-        size=config["sweep"]["size"],
-        cells=sweep_dirs(),
-    conda:
-        CONDA_ENV
-    log:
-        "logs/sweep_summary.log",
-    shell:
-        "python -m hccr.evaluation.sweep --model {params.model} --size {params.size} --cells {params.cells:q}"
-        " --out {output:q} 2> {log:q}"
-
-
 rule train_run:
     input:
         images=lambda w: images_for(w.model),

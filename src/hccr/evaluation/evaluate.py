@@ -1,7 +1,7 @@
 """Score a trained run on its validation rows (and test rows, when the split has them).
 
-    python -m hccr.evaluation.evaluate --checkpoint models/M/Z/checkpoint.pt \
-        --train-summary models/M/Z/train.json --images data/processed/images_S.npy \
+    python -m hccr.evaluation.evaluate --checkpoint models/runs/M/Z/checkpoint.pt \
+        --train-summary models/runs/M/Z/train.json --images data/processed/images_S.npy \
         --index data/interim/index.csv --split data/processed/splits/SCHEME/Z.csv \
         --protocol writer --model M --size Z --batch-size 256 --bins 15 \
         --out-metrics reports/metrics/M/Z.json \
@@ -301,8 +301,8 @@ def build_outputs(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hccr evaluate", description="Score a trained run on val (and test) rows.")
-    p.add_argument("--checkpoint", required=True, help="models/M/Z/checkpoint.pt")
-    p.add_argument("--train-summary", required=True, help="models/M/Z/train.json")
+    p.add_argument("--checkpoint", required=True, help="models/runs/M/Z/checkpoint.pt")
+    p.add_argument("--train-summary", required=True, help="models/runs/M/Z/train.json")
     p.add_argument("--images", required=True, help="data/processed/images_S.npy at the checkpoint's input size")
     p.add_argument("--index", required=True, help="data/interim/index.csv")
     p.add_argument("--split", required=True, help="data/processed/splits/SCHEME/Z.csv")

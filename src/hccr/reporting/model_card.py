@@ -54,9 +54,11 @@ def _start_banner(start: str, config: Mapping[str, Any]) -> str:
         return f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`** (transfer learning, as in the study)."
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
+    if config.get("pretrained", "none") == "none":
+        return f"> **Weights: trained from scratch, by choice** (`pretrained: none`): `{arch}` learned from Chinese MNIST alone."
     return (
-        f"> **Weights: trained from scratch — no ImageNet pretraining.** The study fine-tuned ImageNet "
-        f"weights; none could be downloaded here, so `{arch}` learned from Chinese MNIST alone."
+        f"> **Weights: trained from scratch — no ImageNet pretraining.** `pretrained: {config.get('pretrained')}` was "
+        f"asked for, but no weights could be had, so `{arch}` learned from Chinese MNIST alone."
     )
 
 

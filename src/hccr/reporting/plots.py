@@ -1,6 +1,6 @@
 """Figures for people (PNG, matplotlib Agg) plus the data behind each one as CSV beside it.
 
-    python -m hccr.reporting.plots curves --history models/M/Z/history.csv --model M --size Z --out F.png
+    python -m hccr.reporting.plots curves --history models/runs/M/Z/history.csv --model M --size Z --out F.png
     python -m hccr.reporting.plots sizes --model M --history models/M/small/history.csv ... --out F.png
     python -m hccr.reporting.plots sweep --summary models/sweep/summary.csv --model M --size Z --out F.png [--no-study]
     python -m hccr.reporting.plots confusion --details reports/evaluation/M/Z/details.json --out F.png

@@ -9,7 +9,7 @@
 1. Selection: the run with the best `--select` value among the metrics files
    (`val_accuracy`, `test_accuracy`: higher is better; `val_loss`: lower is better; ties go
    to the first file in sorted order). Files without that metric are skipped, with a note.
-2. `out-dir/checkpoint.pt`: the run's `models/{model}/{size}/checkpoint.pt`, copied byte for
+2. `out-dir/checkpoint.pt`: the run's `models/runs/{model}/{size}/checkpoint.pt`, copied byte for
    byte after it loaded with `weights_only=True`.
 3. `out-dir/model.onnx`: the model followed by a softmax (output `probabilities`, input
    `image` (B, 1, S, S) float32, dynamic batch), exported with torch's default exporter
