@@ -44,7 +44,10 @@ from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, write_json, write_text
 from hccr.errors import ConfigError, DataError, HccrError, reports_errors
-from hccr.files import read_table
+from hccr.data.arrays import load_images
+from hccr.data.index import read_index
+from hccr.data.splits import read_split
+from hccr.normalization import check_stats
 from hccr.serving.onnx_meta import INPUT_NAME, OUTPUT_NAME, metadata_props
 
 # metric name -> (role, key, higher is better)
@@ -180,7 +183,7 @@ def check_parity(
     import onnxruntime
     import torch
 
-    from hccr.serving.preprocess import normalize
+    from hccr.normalization import normalize
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wrapped = probability_model(model.eval())
@@ -220,16 +223,12 @@ def find_images(paths: list[Path], input_size: int) -> Path:
             return path
     for path in paths:
         try:
-            shape = np.load(path, mmap_mode="r").shape
-        except (OSError, ValueError):
+            shape = load_images(path).shape
+        except DataError:
             continue
         if len(shape) == 3 and shape[1:] == (input_size, input_size):
             return path
     raise DataError(f"no --images array at size {input_size} (given: {', '.join(map(str, paths)) or 'none'})")
-
-
-def read_split(path: Path) -> pd.DataFrame:
-    return read_table(path, ("id", "role"), "split file")
 
 
 def split_counts(split: pd.DataFrame, index: pd.DataFrame | None) -> dict[str, dict[str, int]]:
@@ -270,7 +269,7 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
         raise DataError(f"{checkpoint}: checkpoint of the selected run ({best.metrics_path}) not found")
     model, meta = load_model(checkpoint, map_location="cpu")
     input_size = int(meta["input_size"])
-    mean, std = float(meta["normalize"]["mean"]), float(meta["normalize"]["std"])
+    mean, std = check_stats(meta["normalize"]["mean"], meta["normalize"]["std"], str(checkpoint))
     resize_filter = args.resize_filter or meta.get("resize_filter") or "bilinear"
 
     scheme = (meta.get("config") or {}).get("scheme")
@@ -280,12 +279,10 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
         split_path = Path(args.split_dir) / str(scheme) / f"{best.size}.csv"
     else:
         raise DataError(f"{checkpoint}: config has no `scheme`; pass --split")
-    split = read_split(split_path)
-    index = pd.read_csv(args.index) if args.index else None
-    images = np.load(find_images([Path(p) for p in args.images], input_size), mmap_mode="r")
+    images = load_images(find_images([Path(p) for p in args.images], input_size), size=input_size)
+    split = read_split(split_path, len(images))
+    index = read_index(args.index) if args.index else None
     role, ids = parity_ids(split, args.max_images)
-    if ids.max() >= len(images):
-        raise DataError(f"{split_path}: id {int(ids.max())} beyond the {len(images)} images")
     labels = index["label"].to_numpy(dtype=np.int64)[ids] if index is not None and "label" in index else None
 
     if args.threads:
