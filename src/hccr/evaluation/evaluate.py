@@ -38,7 +38,7 @@ from hccr.data import index as hccr_index
 from hccr.data.arrays import load_images
 from hccr.data.splits import read_split
 from hccr.errors import DataError, HccrError, reports_errors
-from hccr.files import read_json_object, read_table
+from hccr.files import read_json_object
 from hccr.normalization import check_stats, normalize
 
 ROLES = ("val", "test")

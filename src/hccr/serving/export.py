@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import shutil
 import sys
@@ -47,6 +46,7 @@ from hccr.errors import ConfigError, DataError, HccrError, reports_errors
 from hccr.data.arrays import load_images
 from hccr.data.index import read_index
 from hccr.data.splits import read_split
+from hccr.files import read_json_object
 from hccr.normalization import check_stats
 from hccr.serving.onnx_meta import INPUT_NAME, OUTPUT_NAME, metadata_props
 
@@ -71,15 +71,7 @@ class Candidate:
 
 
 def read_metrics(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: metrics file not found") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable JSON metrics file ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: metrics file must hold a JSON object")
-    return data
+    return read_json_object(path, "metrics file")
 
 
 def select_run(metrics_paths: list[Path], select: str, log=None) -> tuple[Candidate, list[Candidate]]:
@@ -244,15 +236,6 @@ def split_counts(split: pd.DataFrame, index: pd.DataFrame | None) -> dict[str, d
     return counts
 
 
-def read_optional_json(path: Path | None) -> dict | None:
-    if path is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -314,8 +297,9 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
             best.metrics,
             parameters=int(sum(p.numel() for p in model.parameters())),
             split_counts=split_counts(split, index),
-            details=read_optional_json(evaluation_dir / best.model / best.size / "details.json") if evaluation_dir else None,
-            train_summary=read_optional_json(run_dir / "train.json"),
+            details=read_json_object(evaluation_dir / best.model / best.size / "details.json", "evaluation details",
+                                     missing_ok=True) if evaluation_dir else None,
+            train_summary=read_json_object(run_dir / "train.json", "train summary", missing_ok=True),
             parity=parity,
             selection={"metric": args.select, "value": best.value, "candidates": [
                 {"model": c.model, "size": c.size, "value": c.value} for c in candidates]},
