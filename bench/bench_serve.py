@@ -45,6 +45,7 @@ def build_models(folder: Path, smoke: bool) -> list[Path]:
     """The params.yaml cnn (tiny widths with --smoke) as checkpoint.pt and model.onnx."""
     import torch
 
+    from hccr.data.layout import CHINESE_MNIST
     from hccr.models import checkpoint, create
     from hccr.models.checkpoint import load_model
     from hccr.serving.export import export_onnx
@@ -53,10 +54,10 @@ def build_models(folder: Path, smoke: bool) -> list[Path]:
     if smoke:
         cfg.update(width=[8, 16], convs_per_block=1, input_size=32)
     torch.manual_seed(0)
-    model, _ = create("cnn", cfg, "none")
-    ckpt = checkpoint.save(folder / "checkpoint.pt", model_name="cnn", config=cfg, state_dict=model.state_dict(),
-                           input_size=cfg["input_size"], normalize={"mean": 0.1, "std": 0.25}, start="scratch",
-                           epoch=1, val_accuracy=0.0)
+    model, _ = create("cnn", cfg, "none", num_classes=len(CHINESE_MNIST))
+    ckpt = checkpoint.save(folder / "checkpoint.pt", classes=CHINESE_MNIST, model_name="cnn", config=cfg,
+                           state_dict=model.state_dict(), input_size=cfg["input_size"],
+                           normalize={"mean": 0.1, "std": 0.25}, start="scratch", epoch=1, val_accuracy=0.0)
     model, meta = load_model(ckpt, map_location="cpu")
     onnx = folder / "model.onnx"
     export_onnx(model, int(meta["input_size"]), meta, "bilinear", onnx)

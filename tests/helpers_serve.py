@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from hccr.data.layout import CHINESE_MNIST
 from hccr.models import checkpoint, create
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +28,10 @@ RUNNING = re.compile(r"Uvicorn running on (http://\S+)")
 def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """A randomly initialised CNN checkpoint: answers are arbitrary but deterministic."""
     torch.manual_seed(seed)
-    model, _ = create("cnn", TINY_CNN, "none")
-    return checkpoint.save(path, model_name="cnn", config=TINY_CNN, state_dict=model.eval().state_dict(),
-                           input_size=TINY_CNN["input_size"], normalize={"mean": 0.05, "std": 0.15},
-                           start="scratch", epoch=3, val_accuracy=0.5)
+    model, _ = create("cnn", TINY_CNN, "none", num_classes=len(CHINESE_MNIST))
+    return checkpoint.save(path, classes=CHINESE_MNIST, model_name="cnn", config=TINY_CNN,
+                           state_dict=model.eval().state_dict(), input_size=TINY_CNN["input_size"],
+                           normalize={"mean": 0.05, "std": 0.15}, start="scratch", epoch=3, val_accuracy=0.5)
 
 
 def export_onnx_of(ckpt: Path, out: Path) -> Path:

@@ -31,11 +31,11 @@ import requests
 import torch
 from PIL import Image
 
-from hccr import CHARACTERS
 from hccr.data.synthetic import strokes
 from hccr.serving.predict import main as predict_main
 from hccr.serving.preprocess import glyph_to_size, normalize
 
+from helpers_data import CHARACTERS
 from helpers_serve import ROOT, export_onnx_of, running_server
 from test_predict import SMALL_CNN, read_archive, save_checkpoint, train_small_cnn
 

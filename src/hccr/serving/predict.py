@@ -31,11 +31,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from hccr import CHARACTERS, VALUES
+from hccr.classes import Classes
 from hccr.errors import DataError, HccrError, reports_errors
-from hccr.serving.preprocess import (
-    MAX_PIXELS, canonical_glyph, glyph_to_size, normalize, open_image, resample_filter,
-)
+from hccr.normalization import check_stats, normalize
+from hccr.serving.preprocess import MAX_PIXELS, canonical_glyph, glyph_to_size, open_image, resample_filter
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -60,6 +59,7 @@ class Prediction:
     path: str
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
+    classes: Classes | None = None  # the model's label set: gives each character its value
 
     @property
     def character(self) -> str:
@@ -67,7 +67,10 @@ class Prediction:
 
     @property
     def value(self) -> int | None:
-        return character_value(self.character) if self.top else None
+        return self.value_of(self.character) if self.top else None
+
+    def value_of(self, character: str) -> int | None:
+        return self.classes.value_of(character) if self.classes is not None else None
 
     @property
     def confidence(self) -> float | None:
@@ -82,14 +85,9 @@ class Prediction:
             "character": self.character or None,
             "value": self.value,
             "confidence": self.confidence,
-            "top_k": [{"character": c, "value": character_value(c), "confidence": p} for c, p in self.top],
+            "top_k": [{"character": c, "value": self.value_of(c), "confidence": p} for c, p in self.top],
             "error": self.error,
         }
-
-
-def character_value(character: str) -> int | None:
-    index = CHARACTERS.find(character)
-    return VALUES[index] if index >= 0 and len(character) == 1 else None
 
 
 def is_image_name(name: str) -> bool:
@@ -156,14 +154,14 @@ class Predictor:
     """
 
     def __init__(
-        self, path: Path, input_size: int, mean: float, std: float, characters: str, resize_filter: str,
+        self, path: Path, input_size: int, mean: float, std: float, classes: Classes, resize_filter: str,
         meta: dict | None = None,
     ):
         self.path = path
         self.input_size = int(input_size)
-        self.mean = float(mean)
-        self.std = float(std)
-        self.characters = characters
+        self.mean, self.std = check_stats(mean, std, str(path))
+        self.classes = classes
+        self.characters = classes.characters
         self.resize_filter = resize_filter
         self.meta = dict(meta or {})  # the model file's own metadata (checkpoint fields or ONNX hccr.*)
         resample_filter(resize_filter)
@@ -180,7 +178,8 @@ class Predictor:
     def top_k(self, sized: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """uint8 (B, S, S) glyphs -> for each, the k most probable (character, probability), best first."""
         k = max(1, min(k, len(self.characters)))
-        probs = self.probabilities(normalize(np.asarray(sized), self.mean, self.std))
+        # A writable copy: torch warns about read-only arrays (PIL's are), and this one is small.
+        probs = self.probabilities(normalize(np.array(sized, dtype=np.uint8), self.mean, self.std))
         ranked = []
         for p in probs:
             order = np.argsort(-p, kind="stable")[:k]
@@ -204,7 +203,7 @@ class TorchPredictor(Predictor):
             meta["input_size"],
             normalize_meta.get("mean", 0.0),
             normalize_meta.get("std", 1.0),
-            meta.get("characters", CHARACTERS),
+            Classes.from_meta(meta, str(path)),
             meta.get("resize_filter", "bilinear"),
             meta={k: v for k, v in meta.items() if k != "state_dict"},
         )
@@ -221,7 +220,7 @@ class OnnxPredictor(Predictor):
     def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime
 
-        from hccr.serving.export import META_PREFIX, metadata_from_props
+        from hccr.serving.onnx_meta import META_PREFIX, metadata_from_props
 
         options = onnxruntime.SessionOptions()
         if threads:
@@ -238,7 +237,7 @@ class OnnxPredictor(Predictor):
         # The other hccr.* entries (epoch, val_accuracy, ...) as strings, under the parsed ones.
         meta = {**{k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}, **meta}
         super().__init__(
-            path, meta["input_size"], meta["mean"], meta["std"], meta["characters"],
+            path, meta["input_size"], meta["mean"], meta["std"], meta["classes"],
             meta.get("resize_filter", "bilinear"), meta=meta,
         )
         self.input_name = self.session.get_inputs()[0].name
@@ -279,7 +278,7 @@ def predict_sources(
             if glyph is None:
                 yield Prediction(label, error=error)
             else:
-                yield Prediction(label, top=next(ranked))
+                yield Prediction(label, top=next(ranked), classes=predictor.classes)
         bar.update(len(pending))
         pending.clear()
 

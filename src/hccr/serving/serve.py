@@ -6,10 +6,11 @@
 Options: `--host` (default 127.0.0.1, this machine only; `--host 0.0.0.0` opens it to every
 interface, with no authentication: only on a network you trust), `--port` (8000),
 `--top-k` (5), `--max-upload-mb` (8), `--workers` (images decoded and scored at once, 2),
-`--threads` (CPU threads per image, 1), `--max-connections` (64; a request arriving while that many
-connections are open, its own included, gets 503, so uploads held in memory stay bounded), `--quiet` (no log line per request), `--metrics FILE`
-(the run's metrics JSON, for the test accuracy on `/api/model`; default
-`reports/metrics/{model}/{size}.json` when it exists).
+`--threads` (CPU threads per image, 1), `--max-connections` (64; a request arriving while
+that many connections are open, its own included, gets 503, so uploads held in memory stay
+bounded), `--quiet` (no log line per request), `--metrics FILE` (the run's metrics JSON, for
+the test accuracy on `/api/model`; default `reports/metrics/{model}/{size}.json` when it
+exists).
 
 The page and the API are described in `hccr.serving.serve_app`; every asset ships inside
 the package, so it works on a machine with no network.

@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hccr.errors import HccrError
-from hccr.serving.predict import Predictor, character_value
+from hccr.serving.predict import Predictor
 from hccr.serving.serve_facts import model_facts
 
 LOG = logging.getLogger("hccr.serve")
@@ -161,9 +161,9 @@ def predict_image(predictor: Predictor, data: bytes, label: str, top_k: int, max
     character, confidence = ranked[0]
     return {
         "character": character,
-        "value": character_value(character),
+        "value": predictor.classes.value_of(character),
         "confidence": confidence,
-        "top_k": [{"character": c, "value": character_value(c), "confidence": p} for c, p in ranked],
+        "top_k": [{"character": c, "value": predictor.classes.value_of(c), "confidence": p} for c, p in ranked],
         "glyph": png_data_url(glyph),
         "model_input": png_data_url(sized),
         "input_size": predictor.input_size,

@@ -14,8 +14,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hccr import VALUES
-
 
 def _number(value: Any) -> float | None:
     try:
@@ -74,8 +72,8 @@ def model_facts(
         "epoch": _integer(meta.get("epoch")),
         "input_size": predictor.input_size,
         "resize_filter": predictor.resize_filter,
-        "characters": predictor.characters,
-        "values": list(VALUES)[: len(predictor.characters)],
+        "characters": predictor.classes.text,
+        "values": list(predictor.classes.values),
         "file": path.name,
         "format": "onnx" if path.suffix.lower() == ".onnx" else "pytorch",
         "file_bytes": path.stat().st_size if path.is_file() else None,
