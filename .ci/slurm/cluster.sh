@@ -21,6 +21,7 @@ GPUS=4
 CPUS=32
 MEMORY_MB=64000
 DAEMONS=(slurmctld slurmd slurmdbd munged mariadbd)
+CONF_CACHE=/run/slurm/conf  # where clients look last for slurm.conf: one cluster per machine at a time
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 log() { echo "cluster.sh: $*" >&2; }
@@ -39,6 +40,10 @@ missing() {
     done
     if [ ${#absent[@]} -gt 0 ]; then
         echo "missing ${absent[*]} (apt-get install slurmctld slurmd slurm-client slurmdbd munge mariadb-server)"
+    elif [ -e /etc/slurm/slurm.conf ]; then
+        echo "this machine has its own SLURM config (/etc/slurm/slurm.conf), which srun inside a job would read"
+    elif pgrep -x slurmd >/dev/null 2>&1; then
+        echo "a slurmd already runs on this machine (one cluster at a time: $CONF_CACHE is shared)"
     fi
 }
 
@@ -74,7 +79,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$DIR/munge/munge.socket
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool/%n
+SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/run/slurmctld.pid
 SlurmdPidFile=$DIR/run/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
@@ -173,7 +178,7 @@ start() {
     local why
     why=$(missing)
     [ -z "$why" ] || die "cannot start: $why"
-    [ ! -e "$DIR/run" ] || die "$DIR already holds a cluster; stop it first"
+    ! compgen -G "$DIR/run/*.pid" >/dev/null || die "$DIR already holds a cluster; stop it first"
     export PATH="$PATH:/usr/sbin:/sbin"
     export SLURM_CONF="$DIR/etc/slurm.conf"
     local host ctld_port slurmd_port dbd_port db_port
@@ -190,13 +195,18 @@ start() {
     sacctmgr -i add user root DefaultAccount="$ACCOUNT" >/dev/null
     slurmctld
     wait_for 60 slurmctld scontrol ping
+    # srun inside a job runs without SLURM_CONF (the plugin's jobstep drops SLURM_* variables): it finds
+    # the config where client commands look when neither SLURM_CONF nor /etc/slurm/slurm.conf is there,
+    # slurmd's configless cache.
+    mkdir -p "$(dirname "$CONF_CACHE")"
+    ln -sfn "$DIR/etc" "$CONF_CACHE"
     slurmd
     wait_for 60 "node $host idle" sh -c "sinfo -h -N -o %T | grep -qx idle"
     log "up: SLURM_CONF=$SLURM_CONF (node $host: $CPUS CPUs, gpu:$GPUS; partitions cpu, gpu; account $ACCOUNT)"
 }
 
 stop() {
-    [ -d "$DIR/run" ] || { log "nothing to stop in $DIR"; return 0; }
+    compgen -G "$DIR/run/*.pid" >/dev/null || { log "nothing to stop in $DIR"; return 0; }
     export SLURM_CONF="$DIR/etc/slurm.conf"
     local daemon pid pids=()
     # Jobs first, so that no job step outlives its slurmd.
@@ -215,6 +225,7 @@ stop() {
     done
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true; done
     rm -f "$DIR"/run/*.pid
+    [ "$(readlink "$CONF_CACHE" 2>/dev/null)" != "$DIR/etc" ] || rm -f "$CONF_CACHE"
     log "stopped the cluster in $DIR"
 }
 
