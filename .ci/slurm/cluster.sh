@@ -7,7 +7,7 @@
 #
 # Everything (config, state, logs, sockets, database) lives under DIR; ports are picked free, so
 # nothing on the machine is touched. Clients find the cluster through SLURM_CONF=DIR/etc/slurm.conf.
-# The node declares 32 CPUs, 64 GB and four GPUs whatever the machine has (SlurmdParameters=
+# The node declares 64 CPUs, 64 GB and eight GPUs whatever the machine has (SlurmdParameters=
 # config_overrides): the GPUs are GRES backed by symlinks to /dev/null (no autodetection), so
 # `--gpus=N` requests are accepted, scheduled, and the allocation gets CUDA_VISIBLE_DEVICES.
 # A TaskProlog stands in for the CUDA driver: it tells each task how many GPUs it was given
@@ -17,8 +17,8 @@ set -euo pipefail
 
 NAME=hccr
 ACCOUNT=hccr
-GPUS=4
-CPUS=32
+GPUS=8
+CPUS=64
 MEMORY_MB=64000
 DAEMONS=(slurmctld slurmd slurmdbd munged mariadbd)
 CONF_CACHE=/run/slurm/conf  # where clients look last for slurm.conf: one cluster per machine at a time
