@@ -9,6 +9,7 @@ tells each task how many it got (HCCR_NUM_GPUS, what torch.cuda.device_count() s
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,20 +18,33 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers_workflow import ROOT, describe, make_project, tool_env
 
-pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow]
+
+def on_cluster_marks(test):
+    """The marks of a test that needs the cluster (all but the first here)."""
+    for mark in (pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow):
+        test = mark(test)
+    return test
+
 
 CLUSTER_SCRIPT = ROOT / ".ci" / "slurm" / "cluster.sh"
 NARROW = ROOT / "tests" / "workflow" / "slurm.yaml"  # one model; a 1-GPU and a 4-GPU sweep cell
 CONFIG = ["--configfile", "tiny.yaml", "slurm.yaml"]
-# Faster than the plugin's default 40 s first status check: the tiny jobs take seconds.
-SLURM_ARGS = ["--profile", "workflow/profiles/slurm", "--jobs", "8", "--slurm-init-seconds-before-status-checks", "1",
-              "--slurm-keep-successful-logs", "--verbose"]
+SLURM_ARGS = ["--profile", "workflow/profiles/slurm", "--jobs", "8", "--slurm-keep-successful-logs", "--verbose"]
+# The plugin's first status check comes 40 s after a submission by default; the tiny jobs take seconds.
+SLURM_ARGS += ["--slurm-init-seconds-before-status-checks", "1"]
 NODE_GPUS = [str(i) for i in range(8)]  # what cluster.sh declares
-# Timings and run metadata that differ between any two runs; everything else must match.
+# Timings differ between any two runs; everything else in the compared outputs must match.
 VOLATILE = re.compile(r"seconds|per_second")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop it")
+def test_check_names_why_a_machine_cannot_run_the_cluster():
+    # The reason the cluster tests skip with: a user without root is told so, whatever is installed.
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(CLUSTER_SCRIPT), "check"]
+    proc = subprocess.run(as_nobody, check=False, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "not root" in proc.stdout, describe(proc)
 
 
 class Cluster:
@@ -39,37 +53,46 @@ class Cluster:
         self.env = {**tool_env(), "SLURM_CONF": str(state / "etc" / "slurm.conf")}
 
     def run(self, *cmd: str, timeout: float = 60) -> str:
-        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, check=False, env=self.env, capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == 0, describe(proc)
         return proc.stdout
 
     def sacct(self, *args: str) -> list[dict[str, str]]:
         fields = ["JobIDRaw", "State", "ReqTRES", "AllocTRES", "ExitCode"]
-        out = self.run("sacct", "-X", "--parsable2", "--noheader", "--starttime", "now-1day",
-                       "--format", ",".join(fields), *args)
+        out = self.run(
+            "sacct", "-X", "--parsable2", "--noheader", "--starttime", "now-1day", "--format", ",".join(fields), *args
+        )
         return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    check = subprocess.run([str(CLUSTER_SCRIPT), "check"], capture_output=True, text=True)
+    check = subprocess.run([str(CLUSTER_SCRIPT), "check"], check=False, capture_output=True, text=True)
     if check.returncode != 0:
         pytest.skip(f"no SLURM cluster on this machine: {(check.stdout + check.stderr).strip()}")
     state = tmp_path_factory.mktemp("slurm")
     started = time.monotonic()
-    start = subprocess.run([str(CLUSTER_SCRIPT), "start", str(state)], env=tool_env(), capture_output=True,
-                           text=True, timeout=300)
-    try:
+    try:  # stop whatever started, even when the start failed or timed out
+        start = subprocess.run(
+            [str(CLUSTER_SCRIPT), "start", str(state)],
+            check=False,
+            env=tool_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert start.returncode == 0, describe(start) + _daemon_logs(state)
         print(f"slurm cluster up in {time.monotonic() - started:.1f}s")
         yield Cluster(state)
     finally:
-        subprocess.run([str(CLUSTER_SCRIPT), "stop", str(state)], capture_output=True, timeout=120)
+        subprocess.run([str(CLUSTER_SCRIPT), "stop", str(state)], check=False, capture_output=True, timeout=120)
 
 
 def _daemon_logs(state: Path) -> str:
-    return "".join(f"\n--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}"
-                   for log in sorted((state / "log").glob("*.log")))
+    return "".join(
+        f"\n--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}"
+        for log in sorted((state / "log").glob("*.log"))
+    )
 
 
 def _project(tmp_path_factory, name: str) -> Path:
@@ -89,8 +112,9 @@ class Run:
     def __init__(self, project: Path, args: list[str], env: dict[str, str], log_name: str) -> None:
         self.log = project / log_name
         self._file = self.log.open("w")
-        self.proc = subprocess.Popen(_snakemake_cmd(*args), cwd=project, env=env, stdout=self._file,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            _snakemake_cmd(*args), cwd=project, env=env, stdout=self._file, stderr=subprocess.STDOUT, text=True
+        )
 
     def wait(self, timeout: float) -> int:
         try:
@@ -110,12 +134,15 @@ class Run:
 def jobs_of(output: str) -> dict[str, dict]:
     """Snakemake's job blocks: jobid -> rule, wildcards and whether it ran as a local rule."""
     jobs = {}
-    for block in re.finditer(r"^(localrule|rule) (\w+):\n((?:    .*\n)+)", output, re.M):
+    for block in re.finditer(r"^(localrule|rule) (\w+):\n((?:    .*\n)+)", output, re.MULTILINE):
         body = block[3]
-        jobid = re.search(r"^    jobid: (\d+)$", body, re.M)[1]
-        wildcards = re.search(r"^    wildcards: (.*)$", body, re.M)
-        jobs[jobid] = {"local": block[1] == "localrule", "rule": block[2],
-                       "wildcards": dict(w.split("=", 1) for w in wildcards[1].split(", ")) if wildcards else {}}
+        jobid = re.search(r"^    jobid: (\d+)$", body, re.MULTILINE)[1]
+        wildcards = re.search(r"^    wildcards: (.*)$", body, re.MULTILINE)
+        jobs[jobid] = {
+            "local": block[1] == "localrule",
+            "rule": block[2],
+            "wildcards": dict(w.split("=", 1) for w in wildcards[1].split(", ")) if wildcards else {},
+        }
     return jobs
 
 
@@ -154,6 +181,7 @@ def runs(cluster, tmp_path_factory):
     return slurm_project, local_project, on_slurm.output
 
 
+@on_cluster_marks
 def test_every_job_goes_through_sbatch_and_sacct_shows_it_completed(cluster, runs):
     _, _, output = runs
     jobs = jobs_of(output)
@@ -164,11 +192,13 @@ def test_every_job_goes_through_sbatch_and_sacct_shows_it_completed(cluster, run
     run_id = re.search(r"SLURM run ID: (\S+)", output)[1]
     accounted = {row["JobIDRaw"]: row for row in cluster.sacct("--name", run_id)}
     assert set(accounted) == set(submitted.values())
-    not_completed = {jobs[j]["rule"]: accounted[s]["State"] for j, s in submitted.items()
-                     if accounted[s]["State"] != "COMPLETED"}
+    not_completed = {
+        jobs[j]["rule"]: accounted[s]["State"] for j, s in submitted.items() if accounted[s]["State"] != "COMPLETED"
+    }
     assert not not_completed
 
 
+@on_cluster_marks
 def test_each_training_job_asks_slurm_for_its_runs_gpus(cluster, runs):
     _, _, output = runs
     jobs, submitted, calls = jobs_of(output), submissions_of(output), sbatch_calls_of(output)
@@ -176,12 +206,17 @@ def test_each_training_job_asks_slurm_for_its_runs_gpus(cluster, runs):
     asked = {}
     for jobid, slurm_id in submitted.items():
         job = jobs[jobid]
-        comment = f"rule_{job['rule']}" + (f"_wildcards_{'_'.join(job['wildcards'].values())}" if job["wildcards"]
-                                           else "")
+        comment = f"rule_{job['rule']}" + (
+            f"_wildcards_{'_'.join(job['wildcards'].values())}" if job["wildcards"] else ""
+        )
         flag = re.search(r"--gpus=(\d+)", calls[comment])
         asked[comment] = (int(flag[1]) if flag else 0, gres_gpu(accounted[slurm_id]["AllocTRES"]))
-    expected = {"rule_train_run_wildcards_cnn_small": 1, "rule_train_run_wildcards_cnn_full": 1,
-                "rule_sweep_run_wildcards_cnn_small_1_0.003_16": 1, "rule_sweep_run_wildcards_cnn_small_4_0.003_16": 4}
+    expected = {
+        "rule_train_run_wildcards_cnn_small": 1,
+        "rule_train_run_wildcards_cnn_full": 1,
+        "rule_sweep_run_wildcards_cnn_small_1_0.003_16": 1,
+        "rule_sweep_run_wildcards_cnn_small_4_0.003_16": 4,
+    }
     for comment, gpus in expected.items():
         assert asked.pop(comment) == (gpus, gpus), comment  # the sbatch flag, and what SLURM allocated
     assert all(pair == (0, 0) for pair in asked.values()), asked  # no other job holds a GPU
@@ -189,10 +224,13 @@ def test_each_training_job_asks_slurm_for_its_runs_gpus(cluster, runs):
     assert " -p gpu" in four and "--cpus-per-gpu=8" in four
 
 
+@on_cluster_marks
 def test_the_allocation_reaches_the_launcher_as_on_a_gpu_node(runs):
     slurm_project, _, _ = runs
+
     def devices_launched(log: str) -> list[str]:
-        (visible,) = re.findall(r"^launch: CUDA_VISIBLE_DEVICES=(.*)$", (slurm_project / log).read_text(), re.M)
+        text = (slurm_project / log).read_text()
+        (visible,) = re.findall(r"^launch: CUDA_VISIBLE_DEVICES=(.*)$", text, re.MULTILINE)
         return visible.split(",")
 
     # Four of the node's eight devices, as SLURM chose them, one rank each.
@@ -222,19 +260,29 @@ def _drop_volatile(value):
     return value
 
 
+@on_cluster_marks
 def test_outputs_match_a_local_run(runs):
     slurm_project, local_project, _ = runs
-    patterns = ["data/interim/*", "data/processed/**/*", "models/runs/*/*/history.csv", "models/runs/*/*/train.json",
-                "models/sweep/**/*.csv", "models/sweep/**/train.json", "reports/metrics/**/*.json",
-                "reports/evaluation/**/*"]
-    files = sorted({p.relative_to(local_project) for pattern in patterns for p in local_project.glob(pattern)
-                    if p.is_file()})
+    patterns = [
+        "data/interim/*",
+        "data/processed/**/*",
+        "models/runs/*/*/history.csv",
+        "models/runs/*/*/train.json",
+        "models/sweep/**/*.csv",
+        "models/sweep/**/train.json",
+        "reports/metrics/**/*.json",
+        "reports/evaluation/**/*",
+    ]
+    files = sorted(
+        {p.relative_to(local_project) for pattern in patterns for p in local_project.glob(pattern) if p.is_file()}
+    )
     assert len(files) >= 20
     differ = [str(f) for f in files if _comparable(slurm_project / f) != _comparable(local_project / f)]
     assert not differ
 
 
-def test_a_cancelled_job_fails_the_run_and_reruns_cleanly(cluster, runs, tmp_path_factory):
+@on_cluster_marks
+def test_a_cancelled_job_fails_the_run_and_reruns_cleanly(cluster, runs):
     slurm_project, local_project, _ = runs
     target = "models/runs/cnn/small/train.json"
     args = [target, *SLURM_ARGS, *CONFIG, "--forcerun", target]
@@ -251,6 +299,7 @@ def test_a_cancelled_job_fails_the_run_and_reruns_cleanly(cluster, runs, tmp_pat
     assert f"SLURM-job '{slurm_id}' failed" in run.output and "CANCELLED" in run.output
     (row,) = cluster.sacct("--jobs", slurm_id)
     assert row["State"].startswith("CANCELLED")
+    assert not (slurm_project / target).exists()  # snakemake removed what the killed job may have half-written
 
     rerun = Run(slurm_project, [target, *SLURM_ARGS, *CONFIG], cluster.env, "rerun.log")
     assert rerun.wait(timeout=300) == 0, rerun.output[-6000:]

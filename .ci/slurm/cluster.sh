@@ -5,8 +5,9 @@
 #   .ci/slurm/cluster.sh stop DIR    # stops what `start DIR` started (by its pid files)
 #   .ci/slurm/cluster.sh check       # exit 0 when this machine can run it, else prints why
 #
-# Everything (config, state, logs, sockets, database) lives under DIR; ports are picked free, so
-# nothing on the machine is touched. Clients find the cluster through SLURM_CONF=DIR/etc/slurm.conf.
+# Everything (config, state, logs, sockets, database) lives under DIR, on ports picked free; the one
+# path outside is the symlink /run/slurm/conf -> DIR/etc (see start). Clients find the cluster through
+# SLURM_CONF=DIR/etc/slurm.conf.
 # The node declares 64 CPUs, 64 GB and eight GPUs whatever the machine has (SlurmdParameters=
 # config_overrides): the GPUs are GRES backed by symlinks to /dev/null (no autodetection), so
 # `--gpus=N` requests are accepted, scheduled, and the allocation gets CUDA_VISIBLE_DEVICES.
@@ -162,7 +163,8 @@ start_munge() {
 start_mariadb() {
     local db_port=$1
     mariadb-install-db --no-defaults --datadir="$DIR/mysql" --user=root --auth-root-authentication-method=normal \
-        --skip-test-db >"$DIR/log/mariadb-install.log" 2>&1 || die "mariadb-install-db failed ($DIR/log/mariadb-install.log)"
+        --skip-test-db >"$DIR/log/mariadb-install.log" 2>&1 \
+        || die "mariadb-install-db failed ($DIR/log/mariadb-install.log)"
     setsid mariadbd --no-defaults --datadir="$DIR/mysql" --user=root --port="$db_port" --bind-address=127.0.0.1 \
         --socket="$DIR/run/mysql.sock" --pid-file="$DIR/run/mariadbd.pid" --log-error="$DIR/log/mariadb.log" \
         --skip-name-resolve --innodb-buffer-pool-size=32M --innodb-log-file-size=8M \
@@ -197,7 +199,8 @@ start() {
     wait_for 60 slurmctld scontrol ping
     # srun inside a job runs without SLURM_CONF (the plugin's jobstep drops SLURM_* variables): it finds
     # the config where client commands look when neither SLURM_CONF nor /etc/slurm/slurm.conf is there,
-    # slurmd's configless cache.
+    # slurmd's configless cache. (Configless itself cannot work here: slurmd would need the munge
+    # socket before it has the config that names it.)
     mkdir -p "$(dirname "$CONF_CACHE")"
     ln -sfn "$DIR/etc" "$CONF_CACHE"
     slurmd
