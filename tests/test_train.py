@@ -210,7 +210,7 @@ def test_bad_inputs_give_clear_errors_and_no_output(data, tmp_path, capsys):
     bad_cfg = copy.deepcopy(CNN)
     bad_cfg["optimizer"] = {"name": "lbfgs"}
     assert main(train_args(data, out, bad_cfg)) == 2
-    assert "config.optimizer.name" in capsys.readouterr().err
+    assert "model.cnn.optimizer.name" in capsys.readouterr().err
 
     wrong_size = copy.deepcopy(CNN)
     wrong_size["input_size"] = 64

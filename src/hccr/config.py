@@ -278,26 +278,29 @@ def _message(err: jsonschema.ValidationError) -> str:
     return err.message
 
 
-def _raise_first(errors: list[jsonschema.ValidationError], prefix: str) -> None:
-    """A ConfigError naming the key of the first error (in key order), if any."""
+def _raise_errors(errors: list[jsonschema.ValidationError], prefix: str, most: int = 5) -> None:
+    """One ConfigError listing the errors (in key order), each naming its key; none: no-op."""
     if not errors:
         return
     errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
-    err = errors[0]
-    key = ".".join([prefix] * bool(prefix) + [str(p) for p in err.absolute_path]) or "(top level)"
-    more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
-    raise ConfigError(f"params: {key}: {_message(err)}{more}")
+    lines = []
+    for err in errors[:most]:
+        key = ".".join([prefix] * bool(prefix) + [str(p) for p in err.absolute_path]) or "(top level)"
+        lines.append(f"params: {key}: {_message(err)}")
+    if len(errors) > most:
+        lines.append(f"... and {len(errors) - most} more")
+    raise ConfigError("\n".join(lines))
 
 
 def validate(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
     """Schema validation naming the offending key, then the cross-key checks."""
-    _raise_first(list(schema_validator(schema).iter_errors(config)), "")
+    _raise_errors(list(schema_validator(schema).iter_errors(config)), "")
     check(config)
 
 
 def checked_part(part: str, instance: Any, key: str, schema: str | Path = SCHEMA) -> dict[str, Any]:
     """One `$defs` part (e.g. `augment`) checked on its own, returned with its defaults."""
-    _raise_first(list(schema_validator(schema, part).iter_errors(instance)), key)
+    _raise_errors(list(schema_validator(schema, part).iter_errors(instance)), key)
     return with_defaults(instance, schema, part)
 
 
@@ -361,7 +364,7 @@ def check_model(name: str, block: Mapping[str, Any]) -> None:
 
 def validate_model(name: str, block: Any, schema: str | Path = SCHEMA) -> None:
     """One model block on its own (as the train step gets it), errors named `model.<name>.<key>`."""
-    _raise_first(list(schema_validator(schema, "model_block").iter_errors(block)), f"model.{name}")
+    _raise_errors(list(schema_validator(schema, "model_block").iter_errors(block)), f"model.{name}")
     check_model(name, block)
 
 
