@@ -144,7 +144,7 @@ def step_speed(name: str, batches: list, device, budget_s: float) -> tuple[float
     channels_last = Runtime(device=torch.device(device)).channels_last
     step = _common.TrainStep(
         model,
-        cfg,
+        _common.model_settings(name, cfg),
         device,
         amp=torch.bfloat16 if cuda else None,
         channels_last=channels_last,

@@ -139,7 +139,7 @@ def worker(args: argparse.Namespace) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
         step = _common.TrainStep(
             model,
-            cfg,
+            _common.model_settings(name, cfg),
             device,
             amp=amp,
             channels_last="-cl" in variant,
