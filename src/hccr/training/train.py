@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for this job (split among DDP ranks)")
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--pretrained", default=None, help="override the config's pretrained: imagenet | none | auto | PATH")
+    parser.add_argument("--pretrained", default=None,
+                        help="override the config's pretrained: imagenet | none | auto | PATH")
     parser.add_argument("--device", default="auto", choices=devices.DEVICE_CHOICES)
     parser.add_argument(
         "--resize-filter", default="bilinear",
