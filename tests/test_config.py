@@ -115,6 +115,14 @@ def test_cli_strings_get_the_schema_types(params):
     hccr_config.validate(params)
 
 
+def test_cli_strings_inside_a_oneof_get_their_type(params):
+    phases = params["model"]["efficientnet"]["phases"]
+    phases[0]["freeze"], phases[1]["freeze"] = "all", "100"
+    assert hccr_config.coerce_cli_strings(params) == ["model.efficientnet.phases.1.freeze"]
+    assert [p["freeze"] for p in phases] == ["all", 100]
+    hccr_config.validate(params)
+
+
 def test_cli_strings_that_do_not_parse_are_left_for_validation_to_name(params):
     params["model"]["cnn"]["batch_size"] = "sixty"
     params["model"]["cnn"]["gpus"] = "true"  # a boolean is no integer

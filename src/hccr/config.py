@@ -251,8 +251,10 @@ def coerce_cli_strings(config: dict[str, Any], schema: str | Path = SCHEMA) -> l
     converted = []
     validator = schema_validator(schema)
     for err in validator.iter_errors(config):
-        wanted = err.validator_value if err.validator == "type" else None
-        wanted = [wanted] if isinstance(wanted, str) else (wanted or [])
+        # A leaf may be typed directly or as one branch of a oneOf (`freeze: all | none | N`).
+        typed = [err] if err.validator == "type" else [e for e in err.context or () if e.validator == "type"]
+        wanted = [w for e in typed for w in ([e.validator_value] if isinstance(e.validator_value, str)
+                                             else e.validator_value)]
         kinds = tuple(t for w in wanted for t in _SCALAR_TYPES.get(w, ()))
         if not kinds or not isinstance(err.instance, str) or not err.absolute_path:
             continue
