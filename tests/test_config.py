@@ -233,7 +233,7 @@ def test_freeze_bounds_are_the_real_backbones_layer_counts(params, name, changes
     from hccr import models
 
     block = {**params["model"][name], **changes, "pretrained": "none"}
-    model, _ = models.create(name, block, "none")
+    model, _ = models.create(name, block, "none", num_classes=15)
     assert schema_freeze_limit(params, name, changes) == len(model.freeze_layers())
 
 

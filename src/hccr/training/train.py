@@ -167,7 +167,9 @@ class Trainer:
     def build(self) -> None:
         rt, s = self.rt, self.settings
         seed_everything(self.spec.seed)
-        self.model, self.start = self.models.create(self.spec.model, dict(s.block), self.pretrained)
+        self.model, self.start = self.models.create(
+            self.spec.model, dict(s.block), self.pretrained, num_classes=len(self.data.classes)
+        )
         self.model.to(rt.device)
         if rt.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -367,6 +369,7 @@ class Trainer:
             state_dict=state_dict,
             input_size=self.data.image_size,
             normalize={"mean": self.mean, "std": self.std},
+            classes=self.data.classes,
             start=self.start,
             epoch=epoch,
             val_accuracy=val_accuracy,
