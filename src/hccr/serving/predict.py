@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from hccr.classes import Classes
 from hccr.errors import DataError, HccrError, reports_errors
-from hccr.serving.preprocess import canonical_glyph, glyph_to_size, normalize, open_image, resample_filter
+from hccr.normalization import check_stats, normalize
+from hccr.serving.preprocess import canonical_glyph, glyph_to_size, open_image, resample_filter
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -150,8 +151,7 @@ class Predictor:
     def __init__(self, path: Path, input_size: int, mean: float, std: float, classes: Classes, resize_filter: str):
         self.path = path
         self.input_size = int(input_size)
-        self.mean = float(mean)
-        self.std = float(std)
+        self.mean, self.std = check_stats(mean, std, str(path))
         self.classes = classes
         self.characters = classes.characters
         self.resize_filter = resize_filter
