@@ -41,12 +41,10 @@ import pandas as pd
 
 from hccr.classes import Classes
 from hccr.atomic import atomic_dir, write_csv, write_json
-from hccr.config import json_object_arg
-from hccr.errors import ConfigError, DataError, reports_errors
+from hccr.config import checked_part, json_object_arg
+from hccr.errors import DataError, reports_errors
 from hccr.data.index import read_index
 
-PROTOCOLS = ("paper", "writer")
-SCHEMES = ("holdout", "fraction")
 ROLES = ("train", "val", "test")
 ALL = "all"
 
@@ -58,59 +56,20 @@ def round_half_up(x: float) -> int:
 # ---------------------------------------------------------------------------- config checks
 
 
-def _fraction(cfg: dict, key: str, where: str) -> float:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ConfigError(f"{where}.{key}: must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _count(value, where: str, allow_all: bool) -> int | str:
-    if allow_all and value == ALL:
-        return ALL
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        extra = " or 'all'" if allow_all else ""
-        raise ConfigError(f"{where}: must be a positive integer{extra}, got {value!r}")
-    return value
-
-
-def _ladder(cfg: dict, key: str, where: str) -> dict[str, int | str]:
-    ladder = cfg.get(key)
-    if not isinstance(ladder, dict) or not ladder:
-        raise ConfigError(f"{where}.{key}: must map subset sizes to a count per class or 'all', got {ladder!r}")
-    return {str(size): _count(value, f"{where}.{key}.{size}", allow_all=True) for size, value in ladder.items()}
-
-
 def check_config(cfg: dict) -> dict:
-    """Validate the `subsets` block; return a normalised copy (ConfigError naming the key)."""
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"subsets: must be a mapping, got {type(cfg).__name__}")
-    protocol = cfg.get("protocol")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"subsets.protocol: must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    schemes = cfg.get("schemes")
-    if not isinstance(schemes, dict) or not schemes:
-        raise ConfigError("subsets.schemes: missing or empty (expected holdout and/or fraction)")
-    out: dict = {"protocol": protocol, "schemes": {}}
-    if protocol == "writer":
-        out["test_writers"] = _fraction(cfg, "test_writers", "subsets")
-        out["val_writers"] = _fraction(cfg, "val_writers", "subsets")
-    for name, scheme in schemes.items():
-        where = f"subsets.schemes.{name}"
-        if name not in SCHEMES:
-            raise ConfigError(f"{where}: unknown scheme; choose from {', '.join(SCHEMES)}")
-        if not isinstance(scheme, dict):
-            raise ConfigError(f"{where}: must be a mapping")
+    """The `subsets` block, checked against the params schema (errors name the key), normalised."""
+    checked = checked_part("subsets", cfg, "subsets")
+    out: dict = {"protocol": checked["protocol"], "schemes": {}}
+    if checked["protocol"] == "writer":
+        out["test_writers"] = float(checked["test_writers"])
+        out["val_writers"] = float(checked["val_writers"])
+    for name, scheme in checked["schemes"].items():  # in params' order
         if name == "holdout":
-            out["schemes"][name] = {
-                "val_per_class": _count(scheme.get("val_per_class"), f"{where}.val_per_class", allow_all=False),
-                "ladder": _ladder(scheme, "train_per_class", where),
-            }
+            out["schemes"][name] = {"val_per_class": scheme["val_per_class"],
+                                    "ladder": dict(scheme["train_per_class"])}
         else:
-            out["schemes"][name] = {
-                "train_fraction": _fraction(scheme, "train_fraction", where),
-                "ladder": _ladder(scheme, "per_class", where),
-            }
+            out["schemes"][name] = {"train_fraction": float(scheme["train_fraction"]),
+                                    "ladder": dict(scheme["per_class"])}
     return out
 
 
