@@ -28,7 +28,11 @@ run: setup
 test: setup
 	python -m pytest $(PYTEST_ARGS)
 
+# ruff (lint and format) over src, tests, bench; snakefmt and Snakemake's own linter over the workflow.
 lint: setup
+	ruff check src tests bench
+	ruff format --check src tests bench
+	snakefmt --check Snakefile workflow
 	snakemake --lint
 
 clean:
