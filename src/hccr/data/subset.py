@@ -23,6 +23,12 @@ Protocols:
   `val_per_class` per class from val writers; train = n per class from train writers. fraction:
   train = round(train_fraction * N) per class from train writers, val = N - that from val
   writers (`all`: every train-writer / val-writer image). No writer is in two roles.
+- `official` (CASIA-HWDB's own writer split): test = the writers 1241-1300 present in the index;
+  val writers = round(val_writers * remaining) (>= 1) of the others, drawn with the seed; the
+  rest train (1001-1240, and any other writer, e.g. HWDB1.0's). Schemes as under `writer`.
+
+Classes are the index's labels (Chinese MNIST's 15, or a CASIA label set's), so the same draws
+serve any number of classes; a class's draw is keyed by label + 1 (Chinese MNIST's code).
 
 Draws use one seeded permutation per class (and scheme), and sizes take prefixes of it, so the
 ladders are nested: small ⊂ medium ⊂ large ⊂ full for train. Rounding is half-up.
@@ -39,13 +45,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hccr import CHARACTERS
 from hccr.atomic import atomic_dir, write_csv, write_json
 from hccr.config import json_object_arg
 from hccr.errors import ConfigError, DataError, reports_errors
+from hccr.data.casia import OFFICIAL_TEST_WRITERS
 from hccr.data.index import read_index
 
-PROTOCOLS = ("paper", "writer")
+PROTOCOLS = ("paper", "writer", "official")
+WRITER_PROTOCOLS = ("writer", "official")  # whole writers per role, a test role
 SCHEMES = ("holdout", "fraction")
 ROLES = ("train", "val", "test")
 ALL = "all"
@@ -94,6 +101,7 @@ def check_config(cfg: dict) -> dict:
     out: dict = {"protocol": protocol, "schemes": {}}
     if protocol == "writer":
         out["test_writers"] = _fraction(cfg, "test_writers", "subsets")
+    if protocol in WRITER_PROTOCOLS:
         out["val_writers"] = _fraction(cfg, "val_writers", "subsets")
     for name, scheme in schemes.items():
         where = f"subsets.schemes.{name}"
@@ -128,6 +136,8 @@ def _scheme_key(scheme: str) -> int:
 def split_writers(writers: np.ndarray, cfg: dict, seed: int) -> dict[str, list[int]]:
     """Permute the writers with the seed and cut them into test, val and train groups."""
     writers = np.sort(np.unique(writers))
+    if cfg["protocol"] == "official":
+        return _official_writers(writers, cfg, seed)
     order = _rng(seed, 0).permutation(writers)
     n = len(order)
     n_test = max(1, round_half_up(cfg["test_writers"] * n))
@@ -144,6 +154,24 @@ def split_writers(writers: np.ndarray, cfg: dict, seed: int) -> dict[str, list[i
     }
 
 
+def _official_writers(writers: np.ndarray, cfg: dict, seed: int) -> dict[str, list[int]]:
+    """CASIA-HWDB's split: writers 1241-1300 test; val drawn with the seed from the others."""
+    in_test = np.isin(writers, np.asarray(OFFICIAL_TEST_WRITERS))
+    test, rest = writers[in_test], _rng(seed, 0).permutation(writers[~in_test])
+    n_val = max(1, round_half_up(cfg["val_writers"] * len(rest)))
+    if not len(test) or n_val >= len(rest):
+        raise DataError(
+            f"official protocol: {len(test)} test writer(s) (1241-1300) and {len(rest)} other writer(s) in the "
+            f"index; it needs at least one test writer, and train writers left after {n_val} for val "
+            f"(val_writers={cfg['val_writers']})"
+        )
+    return {
+        "test": sorted(int(w) for w in test),
+        "val": sorted(int(w) for w in rest[:n_val]),
+        "train": sorted(int(w) for w in rest[n_val:]),
+    }
+
+
 def _take(pool: np.ndarray, n: int | str, what: str) -> np.ndarray:
     """The first n ids of a permuted pool (`all` = every id); DataError if fewer are available."""
     if n == ALL:
@@ -153,24 +181,29 @@ def _take(pool: np.ndarray, n: int | str, what: str) -> np.ndarray:
     return pool[:n]
 
 
-def _class_pools(frame: pd.DataFrame, seed: int, scheme: str, stream: int) -> dict[int, np.ndarray]:
-    """For each code, the frame's ids in one seeded random order (the prefix source for the ladder)."""
-    pools = {}
-    for code in range(1, len(CHARACTERS) + 1):
-        ids = np.sort(frame.loc[frame["code"] == code, "id"].to_numpy())
-        pools[code] = _rng(seed, 1, _scheme_key(scheme), stream, code).permutation(ids)
-    return pools
+def _class_pools(
+    frame: pd.DataFrame, labels: np.ndarray, seed: int, scheme: str, stream: int
+) -> dict[int, np.ndarray]:
+    """For each label, the frame's ids in one seeded random order (the prefix source for the ladder)."""
+    groups = {int(k): np.sort(v.to_numpy()) for k, v in frame.groupby("label")["id"]}
+    empty = np.zeros(0, dtype=np.int64)
+    return {
+        int(label): _rng(seed, 1, _scheme_key(scheme), stream, int(label) + 1).permutation(groups.get(int(label), empty))
+        for label in labels
+    }
 
 
 def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple[str, str], pd.DataFrame]:
     """Every (scheme, size) split as a DataFrame `id,role` sorted by id. Raises before returning anything."""
     cfg = check_config(subsets_cfg)
-    index = index[["id", "writer", "code"]]
+    index = index[["id", "writer", "label", "character"]]
     splits: dict[tuple[str, str], pd.DataFrame] = {}
-    writer_of = dict(zip(index["id"].to_numpy(), index["writer"].to_numpy()))
-    code_of = dict(zip(index["id"].to_numpy(), index["code"].to_numpy()))
+    writer_of = index["writer"].to_numpy()  # indexed by id: ids are row numbers (read_index checks it)
+    label_of = index["label"].to_numpy()
+    classes = index.drop_duplicates("label").sort_values("label")
+    labels, characters = classes["label"].to_numpy(), dict(zip(classes["label"], classes["character"]))
 
-    if cfg["protocol"] == "writer":
+    if cfg["protocol"] in WRITER_PROTOCOLS:
         groups = split_writers(index["writer"].to_numpy(), cfg, seed)
         test_ids = np.sort(index.loc[index["writer"].isin(groups["test"]), "id"].to_numpy())
         train_frame = index[index["writer"].isin(groups["train"])]
@@ -182,62 +215,62 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
     for scheme, spec in cfg["schemes"].items():
         # One permutation per class and scheme; every size takes prefixes of it (nested ladders).
         if cfg["protocol"] == "paper":
-            pools = _class_pools(index, seed, scheme, 0)
+            pools = _class_pools(index, labels, seed, scheme, 0)
         else:
-            train_pools = _class_pools(train_frame, seed, scheme, 1)
-            val_pools = _class_pools(val_frame, seed, scheme, 2)
+            train_pools = _class_pools(train_frame, labels, seed, scheme, 1)
+            val_pools = _class_pools(val_frame, labels, seed, scheme, 2)
         for size, n in spec["ladder"].items():
             roles: dict[str, list[np.ndarray]] = {"train": [], "val": []}
             wanted: dict[str, dict[int, int]] = {"train": {}, "val": {}}
-            for code in range(1, len(CHARACTERS) + 1):
-                where = f"scheme {scheme}, size {size}, class {code} ({CHARACTERS[code - 1]})"
+            for label in (int(x) for x in labels):
+                where = f"scheme {scheme}, size {size}, class {label + 1} ({characters[label]})"
                 if scheme == "holdout":
                     v = spec["val_per_class"]
                     if cfg["protocol"] == "paper":
-                        val = _take(pools[code], v, f"{where}, role val")
-                        train = _take(pools[code][v:], n, f"{where}, role train")
+                        val = _take(pools[label], v, f"{where}, role val")
+                        train = _take(pools[label][v:], n, f"{where}, role train")
                     else:
-                        val = _take(val_pools[code], v, f"{where}, role val (val writers)")
-                        train = _take(train_pools[code], n, f"{where}, role train (train writers)")
+                        val = _take(val_pools[label], v, f"{where}, role val (val writers)")
+                        train = _take(train_pools[label], n, f"{where}, role train (train writers)")
                 else:
                     frac = spec["train_fraction"]
                     if cfg["protocol"] == "paper":
-                        chosen = _take(pools[code], n, f"{where}, roles train+val")
+                        chosen = _take(pools[label], n, f"{where}, roles train+val")
                         n_train = round_half_up(frac * len(chosen))
                         train, val = chosen[:n_train], chosen[n_train:]
                     elif n == ALL:
-                        train, val = train_pools[code], val_pools[code]
+                        train, val = train_pools[label], val_pools[label]
                     else:
                         n_train = round_half_up(frac * n)
-                        train = _take(train_pools[code], n_train, f"{where}, role train (train writers)")
-                        val = _take(val_pools[code], n - n_train, f"{where}, role val (val writers)")
+                        train = _take(train_pools[label], n_train, f"{where}, role train (train writers)")
+                        val = _take(val_pools[label], n - n_train, f"{where}, role val (val writers)")
                 roles["train"].append(train)
                 roles["val"].append(val)
-                wanted["train"][code] = len(train)
-                wanted["val"][code] = len(val)
+                wanted["train"][label] = len(train)
+                wanted["val"][label] = len(val)
             parts = [pd.DataFrame({"id": np.concatenate(roles[r]), "role": r}) for r in ("train", "val")]
             if len(test_ids):
                 parts.append(pd.DataFrame({"id": test_ids, "role": "test"}))
             table = pd.concat(parts, ignore_index=True).sort_values("id", kind="stable").reset_index(drop=True)
-            _check_split(table, wanted, writer_of, code_of, groups, f"scheme {scheme}, size {size}")
+            _check_split(table, wanted, writer_of, label_of, groups, f"scheme {scheme}, size {size}")
             splits[(scheme, size)] = table
     return splits
 
 
-def _check_split(table, wanted, writer_of, code_of, groups, where: str) -> None:
+def _check_split(table, wanted, writer_of, label_of, groups, where: str) -> None:
     """Counts per class and role as drawn; no id twice; under `writer`, each role within its writers."""
     if table["id"].duplicated().any():
         raise DataError(f"{where}: image id {int(table.loc[table['id'].duplicated(), 'id'].iloc[0])} drawn twice")
-    codes = table["id"].map(code_of)
+    ids, roles = table["id"].to_numpy(), table["role"].to_numpy()
     for role, per_class in wanted.items():
-        got = codes[table["role"] == role].value_counts()
-        for code, n in per_class.items():
-            if int(got.get(code, 0)) != n:
-                raise DataError(f"{where}: class {code} role {role} has {int(got.get(code, 0))} images, drew {n}")
+        got = np.bincount(label_of[ids[roles == role]], minlength=int(label_of.max()) + 1)
+        for label, n in per_class.items():
+            if int(got[label]) != n:
+                raise DataError(f"{where}: class {label + 1} role {role} has {int(got[label])} images, drew {n}")
     if groups is not None:
-        writers = table["id"].map(writer_of)
+        writers = writer_of[ids]
         for role in ROLES:
-            stray = set(writers[table["role"] == role]) - set(groups[role])
+            stray = set(np.unique(writers[roles == role]).tolist()) - set(groups[role])
             if stray:
                 raise DataError(f"{where}: role {role} holds images of writer(s) {sorted(stray)} outside its group")
 
@@ -248,9 +281,10 @@ def summarize(
     """Counts per scheme/size/role, per class (by character), and the writer groups."""
     cfg = check_config(subsets_cfg)
     character_of = dict(zip(index["id"], index["character"]))
+    characters = index.drop_duplicates("label").sort_values("label")["character"].tolist()
     writer_of = dict(zip(index["id"], index["writer"]))
     summary: dict = {"protocol": cfg["protocol"], "seed": int(seed), "images": int(len(index)), "schemes": {}}
-    if cfg["protocol"] == "writer":
+    if cfg["protocol"] in WRITER_PROTOCOLS:
         summary["writers"] = split_writers(index["writer"].to_numpy(), cfg, seed)
     for (scheme, size), table in splits.items():
         entry: dict = {"counts": {}, "per_class": {}, "writers": {}}
@@ -260,7 +294,7 @@ def summarize(
                 continue
             entry["counts"][role] = int(len(ids))
             per_class = ids.map(character_of).value_counts()
-            entry["per_class"][role] = {ch: int(per_class.get(ch, 0)) for ch in CHARACTERS}
+            entry["per_class"][role] = {ch: int(per_class.get(ch, 0)) for ch in characters}
             entry["writers"][role] = int(ids.map(writer_of).nunique())
         summary["schemes"].setdefault(scheme, {})[size] = entry
     return summary
