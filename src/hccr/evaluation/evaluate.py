@@ -12,7 +12,10 @@ Writes three artifacts (atomically; all three or none are replaced):
 - metrics JSON of scalars only (what `dvc metrics` reads); `test` is left out when the split
   has no test rows (the `paper` protocol);
 - details JSON: per-class accuracy keyed by character, confusion matrices (rows true),
-  most frequent confusions, 95 % Wilson intervals, calibration bins;
+  most frequent confusions, 95 % Wilson intervals, calibration bins, and a confusion summary
+  (top-5 accuracy, most confused pairs, hardest classes: hccr.evaluation.confusion). Above
+  `confusion.LARGE_LABEL_SET` classes (CASIA's 3,755) the full matrix is left out and the
+  metrics JSON carries `top5_accuracy` too;
 - predictions CSV, one row per scored image.
 """
 
@@ -23,7 +26,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +35,7 @@ from tqdm import tqdm
 
 from hccr import CHARACTERS, NUM_CLASSES, VALUES
 
-from hccr.evaluation import metrics
+from hccr.evaluation import confusion, metrics
 from hccr.atomic import write_csv, write_json
 from hccr.data import index as hccr_index
 from hccr.errors import DataError, HccrError, reports_errors
@@ -174,8 +177,15 @@ def predict(
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
 
 
-def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(scalars for the metrics JSON, the fuller record for the details JSON)."""
+def score_role(
+    pred: RolePredictions, bins: int, top_k: int = 10, characters: Sequence[str] = CHARACTERS,
+    values: Sequence[Any] | None = VALUES,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(scalars for the metrics JSON, the fuller record for the details JSON).
+
+    `characters`: the class list in label order; `values`: each class's numeric value, if any."""
+    num_classes = len(characters)
+    large = num_classes > confusion.LARGE_LABEL_SET
     y, p = pred.labels, pred.predicted
     probs = pred.probabilities
     confidence = probs.max(axis=1)
@@ -184,24 +194,27 @@ def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[
     low, high = metrics.wilson_interval(correct, n)
     scalars = {
         "accuracy": metrics.accuracy(y, p),
-        "macro_f1": metrics.macro_f1(y, p, NUM_CLASSES),
+        "macro_f1": metrics.macro_f1(y, p, num_classes),
         "loss": metrics.cross_entropy_from_logits(y, pred.logits),
         "ece": metrics.expected_calibration_error(confidence, y == p, bins),
         "n": n,
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
     }
-    cm = metrics.confusion_matrix(y, p, NUM_CLASSES)
-    per_class_acc = metrics.per_class_accuracy(y, p, NUM_CLASSES)
-    per_class_f1 = metrics.per_class_f1(y, p, NUM_CLASSES)
+    summary = confusion.summary(y, p, pred.logits, characters)
+    if large:
+        scalars["top5_accuracy"] = summary["top5_accuracy"]
+    supports, hits_of, _ = metrics.class_counts(y, p, num_classes)
+    per_class_acc = metrics.per_class_accuracy(y, p, num_classes)
+    per_class_f1 = metrics.per_class_f1(y, p, num_classes)
     per_class = {}
-    for label, character in enumerate(CHARACTERS):
-        support = int(cm[label].sum())
-        hits = int(cm[label, label])
+    for label, character in enumerate(characters):
+        support = int(supports[label])
+        hits = int(hits_of[label])
         c_low, c_high = metrics.wilson_interval(hits, support)
         per_class[character] = {
             "label": label,
-            "value": VALUES[label],
+            "value": values[label] if values is not None else None,
             "n": support,
             "correct": hits,
             "accuracy": _finite(per_class_acc[label]),
@@ -215,17 +228,19 @@ def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[
         "accuracy_ci": {"low": low, "high": high, "level": 0.95, "method": "wilson"},
         "writers": sorted(int(w) for w in np.unique(pred.writers)),
         "per_class": per_class,
-        "confusion_matrix": cm.tolist(),
+        # Rows true, columns predicted; left out (null) for large label sets: see confusion_summary.
+        "confusion_matrix": None if large else metrics.confusion_matrix(y, p, num_classes).tolist(),
         "top_confusions": [
             {
                 "true": t,
                 "predicted": q,
-                "true_character": CHARACTERS[t],
-                "predicted_character": CHARACTERS[q],
+                "true_character": characters[t],
+                "predicted_character": characters[q],
                 "count": count,
             }
-            for t, q, count in metrics.top_confusions(cm, top_k)
+            for t, q, count in metrics.confused_pairs(y, p, top_k, num_classes)
         ],
+        "confusion_summary": summary,
         "calibration": {"bins": bins, "table": metrics.calibration_table(confidence, y == p, bins)},
     }
     return scalars, details
@@ -237,10 +252,10 @@ def _finite(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def predictions_frame(role: str, pred: RolePredictions) -> pd.DataFrame:
+def predictions_frame(role: str, pred: RolePredictions, characters: Sequence[str] = CHARACTERS) -> pd.DataFrame:
     probs = pred.probabilities
     predicted = pred.predicted
-    chars = np.array(list(CHARACTERS))
+    chars = np.array(list(characters))
     return pd.DataFrame({
         "id": pred.ids,
         "writer": pred.writers,
