@@ -3,7 +3,9 @@
 No per-image Python, no PIL, no JPEG: the selected rows are copied once into a uint8 tensor
 (on the GPU when they fit, else pinned host memory), and each batch is one `index_select`,
 a float conversion, optional augmentation and normalisation `((x / 255) - mean) / std`,
-shaped `(B, 1, S, S)`.
+shaped `(B, 1, S, S)`. A selection larger than a quarter of the host's free memory (a
+million-image CASIA-HWDB array at 96 px is 9 GB) is not copied: each batch is then gathered
+from the memory-mapped array itself, rows read in file order.
 
 The epoch order comes from a generator seeded with (seed, epoch), so any epoch can be replayed
 (`set_epoch`) — that is what makes resumed runs identical to uninterrupted ones. With
@@ -14,6 +16,7 @@ The epoch order comes from a generator seeded with (seed, epoch), so any epoch c
 from __future__ import annotations
 
 import math
+import os
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -22,8 +25,14 @@ import torch
 from hccr.training.augment import AugmentConfig, draw_matrices, warp_batch
 from hccr.errors import DataError
 
-# Keep the whole uint8 set on the GPU when it needs at most this share of free memory.
+# Keep the whole uint8 set on the GPU when it needs at most this share of free memory; copy
+# it into host memory when it needs at most this share of the host's available memory.
 GPU_RESIDENT_SHARE = 0.25
+HOST_RESIDENT_SHARE = 0.25
+
+
+def host_available_bytes() -> int:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def epoch_seed(*parts: int) -> int:
@@ -57,6 +66,8 @@ class BatchLoader:
     `images` is the `(N, S, S)` uint8 array (a memmap is fine); `ids` the rows to use and
     `labels` their classes (same length). `even_shards=False` gives each rank exactly its
     share with no wrap-around padding (for evaluation, where duplicates would bias sums).
+    `in_memory`: copy the selected rows once (True), gather every batch from `images` (False),
+    or decide by size (None: copy when they fit HOST_RESIDENT_SHARE of available memory).
     """
 
     def __init__(
@@ -76,6 +87,7 @@ class BatchLoader:
         world_size: int = 1,
         drop_last: bool = False,
         even_shards: bool = True,
+        in_memory: bool | None = None,
     ) -> None:
         ids = np.asarray(ids, dtype=np.int64)
         labels = np.asarray(labels, dtype=np.int64)
@@ -107,12 +119,22 @@ class BatchLoader:
         self.image_size = int(images.shape[1])
         self.epoch = 0
 
+        targets = torch.from_numpy(labels.copy())
+        nbytes = ids.size * self.image_size * self.image_size
+        if in_memory is None:
+            in_memory = nbytes <= HOST_RESIDENT_SHARE * host_available_bytes()
+        self.source, self.rows = None, ids
+        if not in_memory:  # batches are gathered from the memory map as they are needed
+            self.source = images
+            self.resident = False
+            self.data = None
+            self.targets = targets.to(self.device) if self.device.type == "cuda" else targets
+            return
         # One copy of the selected rows; sorted reads are the fast path on a memmap.
         order = np.argsort(ids, kind="stable")
         rows = np.empty((ids.size, self.image_size, self.image_size), dtype=np.uint8)
         rows[order] = np.asarray(images[ids[order]], dtype=np.uint8)
         data = torch.from_numpy(rows)
-        targets = torch.from_numpy(labels.copy())
         self.resident = True  # data lives on self.device
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
@@ -166,6 +188,16 @@ class BatchLoader:
             order = order[: (len(order) // self.batch_size) * self.batch_size]
         return order
 
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        """The uint8 pixels (B, S, S) of positions `index` (into ids), from the copy or the memory map."""
+        if self.source is None:
+            return self.data.index_select(0, index)
+        rows = self.rows[index.cpu().numpy()]
+        order = np.argsort(rows, kind="stable")  # file order: sequential reads on the memory map
+        block = np.empty((rows.size, self.image_size, self.image_size), dtype=np.uint8)
+        block[order] = self.source[rows[order]]
+        return torch.from_numpy(block)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.epoch_indices()
         theta = None
@@ -179,8 +211,8 @@ class BatchLoader:
         scale, offset = 1.0 / (255.0 * self.std), -self.mean / self.std
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
-            pixels = self.data.index_select(0, index)
-            if not self.resident:
+            pixels = self._gather(index)
+            if self.device.type == "cuda" and not self.resident:
                 pixels = pixels.pin_memory().to(self.device, non_blocking=True)
             pixels = pixels.unsqueeze(1)
             if theta is not None:
