@@ -21,7 +21,6 @@ streams; nothing is extracted. A file's writer comes from its name: `1001-c.gnt`
 from __future__ import annotations
 
 import codecs
-import io
 import os
 import re
 import struct
@@ -92,41 +91,50 @@ def tag_code(tag: bytes) -> int:
     return (tag[0] << 8) | tag[1]
 
 
-def iter_records(stream: BinaryIO, name: str, total_size: int, pixels: bool = True) -> Iterator[Record]:
+def iter_records(
+    stream: BinaryIO, name: str, total_size: int, pixels: bool = True, chunk: int = READ_BUFFER
+) -> Iterator[Record]:
     """Every record of a `.gnt` stream of `total_size` bytes, in order; DataError at the first bad one.
 
-    With `pixels=False` the pixel bytes are skipped (seeked over), which is all the index needs.
+    The stream is read in `chunk`-byte blocks and records are cut out of them (two small reads
+    per record would cost more than the parsing). With `pixels=False` the records carry no
+    pixel bytes: all the index needs.
     """
     if total_size == 0:
         raise DataError(f"{name}: empty file (no records)")
-    offset = number = 0
+    unpack, header = HEADER.unpack_from, HEADER.size
+    buffer, pos = b"", 0  # pos: where the next record starts in buffer
+    offset = number = 0  # its byte offset in the file, and its number
     while offset < total_size:
-        where = f"{name}: record {number} at byte offset {offset}"
-        head = stream.read(HEADER.size)
-        if len(head) < HEADER.size:
-            raise DataError(f"{where}: truncated header ({len(head)} of {HEADER.size} bytes before the end)")
-        size, tag, width, height = HEADER.unpack(head)
-        if width == 0 or height == 0:
-            raise DataError(f"{where}: empty image ({width}x{height})")
-        if size != HEADER.size + width * height:
-            raise DataError(
-                f"{where}: sample size {size} disagrees with {width}x{height} pixels "
-                f"(expected {HEADER.size + width * height})"
-            )
-        if offset + size > total_size:
-            raise DataError(f"{where}: truncated record ({size} bytes announced, {total_size - offset} left)")
+        if len(buffer) - pos < header:
+            buffer, pos = buffer[pos:] + stream.read(chunk), 0
+            if len(buffer) < header:
+                _bad(name, number, offset, f"truncated header ({len(buffer)} of {header} bytes before the end)")
+        size, tag, width, height = unpack(buffer, pos)
+        if size != header + width * height or not width or not height or offset + size > total_size:
+            _bad(name, number, offset, _size_problem(size, width, height, total_size - offset))
         if tag_character(tag) is None:
-            raise DataError(f"{where}: unknown tag code 0x{tag.hex().upper()} (not one GB2312/GBK character)")
-        body = None
-        if pixels:
-            body = stream.read(size - HEADER.size)
-            if len(body) != size - HEADER.size:
-                raise DataError(f"{where}: truncated record (file shorter than its size says)")
-        else:
-            stream.seek(size - HEADER.size, io.SEEK_CUR)
-        yield Record(offset, tag, width, height, body)
+            _bad(name, number, offset, f"unknown tag code 0x{tag.hex().upper()} (not one GB2312/GBK character)")
+        if len(buffer) - pos < size:
+            buffer, pos = buffer[pos:] + stream.read(max(chunk, size)), 0
+            if len(buffer) < size:
+                _bad(name, number, offset, f"truncated record (the file ends {size - len(buffer)} bytes early)")
+        yield Record(offset, tag, width, height, buffer[pos + header : pos + size] if pixels else None)
+        pos += size
         offset += size
         number += 1
+
+
+def _size_problem(size: int, width: int, height: int, left: int) -> str:
+    if not width or not height:
+        return f"empty image ({width}x{height})"
+    if size != HEADER.size + width * height:
+        return f"sample size {size} disagrees with {width}x{height} pixels (expected {HEADER.size + width * height})"
+    return f"truncated record ({size} bytes announced, {left} left)"
+
+
+def _bad(name: str, number: int, offset: int, problem: str) -> None:
+    raise DataError(f"{name}: record {number} at byte offset {offset}: {problem}")
 
 
 # ---------------------------------------------------------------------------- sources
