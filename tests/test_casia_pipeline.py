@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -93,3 +94,16 @@ def test_snakemake_data_target_on_a_casia_source(tmp_path):
     assert (project / "logs" / "casia" / "index.log").exists()
     again = snakemake(project, "data", "-n", "--configfile", "tiny.yaml", "casia.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, describe(again)
+
+
+@pytest.mark.workflow
+def test_casia_profile_plans_the_benchmark_runs(tmp_path):
+    project = make_project(tmp_path / "project")
+    proc = snakemake(project, "-n", "--quiet", "rules", "--profile", str(project / "workflow/profiles/casia"),
+                     "--config", f"data_source=casia-hwdb:{tmp_path / 'hwdb'}")
+    assert proc.returncode == 0, describe(proc)
+    table = proc.stdout.split("Job stats:", 1)[1]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    assert counts["casia_fetch"] == counts["casia_index"] == 1 and "fetch" not in counts
+    assert counts["casia_resize"] == 2  # 64 px (cnn) and 96 px (EfficientNetV2-S); never 299
+    assert counts["train_run"] == 2 and "sweep_run" not in counts
