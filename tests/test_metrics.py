@@ -136,3 +136,13 @@ def test_class_counts_give_per_class_figures_at_thousands_of_classes():
     acc = metrics.per_class_accuracy(t, p, k)
     some = int(t[0])
     assert acc[some] == pytest.approx(np.mean(p[t == some] == some))
+
+
+def test_max_softmax_and_blocked_cross_entropy_match_the_full_softmax():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 3, (9000, 40)).astype(np.float32)  # more rows than one 4096 block
+    y = rng.integers(0, 40, 9000)
+    full = metrics.softmax(logits)
+    np.testing.assert_allclose(metrics.max_softmax(logits), full.max(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(metrics.max_softmax(logits, chunk=7), full.max(axis=1), rtol=1e-12)
+    assert metrics.cross_entropy_from_logits(y, logits) == pytest.approx(metrics.log_loss(y, full), rel=1e-9)

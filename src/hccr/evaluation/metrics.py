@@ -142,7 +142,7 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5, chunk: int = 4096) -> f
     """Share of samples whose true class is among the k highest scores (NaN for no samples)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    t, z = _per_sample_scores(y_true, scores, "scores")
+    t, z = _per_sample_scores(y_true, scores, "scores", dtype=None)
     if not t.size:
         return float("nan")
     hits = 0
@@ -160,10 +160,10 @@ def softmax(logits: Any) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _per_sample_scores(y_true: Any, scores: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and an (N, C) score array checked to match them."""
+def _per_sample_scores(y_true: Any, scores: Any, what: str, dtype=float) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and an (N, C) score array checked to match them (dtype None: as given, no copy)."""
     t = _labels(y_true, "y_true")
-    z = _array(scores, float)
+    z = _array(scores, dtype)
     if z.ndim != 2 or z.shape[0] != t.size:
         raise ValueError(f"{what} must have shape ({t.size}, C), got {z.shape}")
     return t, z
@@ -179,12 +179,26 @@ def log_loss(y_true: Any, probabilities: Any, eps: float = 1e-12) -> float:
 
 def cross_entropy_from_logits(y_true: Any, logits: Any) -> float:
     """Mean cross-entropy from raw logits (log-softmax computed stably)."""
-    t, z = _per_sample_scores(y_true, logits, "logits")
+    t, z = _per_sample_scores(y_true, logits, "logits", dtype=None)
     if not t.size:
         return float("nan")
-    m = z.max(axis=1, keepdims=True)
-    log_norm = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
-    return float(np.mean(log_norm - z[np.arange(t.size), t]))
+    losses = np.empty(t.size)
+    for start in range(0, t.size, 4096):  # float64 in blocks: (N, 3755) at once would be GBs
+        block = z[start : start + 4096].astype(float)
+        m = block.max(axis=1, keepdims=True)
+        log_norm = (m + np.log(np.exp(block - m).sum(axis=1, keepdims=True)))[:, 0]
+        losses[start : start + 4096] = log_norm - block[np.arange(len(block)), t[start : start + 4096]]
+    return float(np.mean(losses))
+
+
+def max_softmax(logits: Any, chunk: int = 4096) -> np.ndarray:
+    """The largest softmax probability of each row (the model's confidence), computed in blocks."""
+    z = _array(logits)
+    out = np.empty(len(z))
+    for start in range(0, len(z), chunk):
+        block = z[start : start + chunk].astype(float)
+        out[start : start + chunk] = 1.0 / np.exp(block - block.max(axis=1, keepdims=True)).sum(axis=1)
+    return out
 
 
 def calibration_table(confidence: Any, correct: Any, bins: int = 15) -> list[dict[str, float]]:
