@@ -13,7 +13,7 @@ the loader reading a million-image memory map. Prints figures, asserts nothing.
    `1001-c.gnt`, ... that are symbolic links to a few fixture files (so it costs the disk one
    file's bytes; every read comes from the page cache). The three CLI steps run on it as
    Snakemake runs them (`python -m hccr.data.casia_steps fetch | index | resize --size 64`),
-   while a sampler adds up the resident memory of the step's whole process tree every 50 ms:
+   while a sampler adds up the memory (PSS) of the step's whole process tree every 100 ms:
    anonymous memory (heap, arrays: what the step itself holds) and file-backed pages (the
    output memory map and the source files, which the kernel may drop at any time). The target
    is the anonymous peak, under 1 GB, beyond the output array.
@@ -68,14 +68,17 @@ def _tree(root: int) -> list[int]:
 
 
 def _rss(pid: int) -> tuple[int, int]:
-    """(anonymous, file-backed + shared) resident bytes of one process; zeros if it is gone."""
+    """(anonymous, file-backed + shared) proportional set size of one process; zeros if it is gone.
+
+    PSS splits a page shared by n processes n ways, so the sum over the tree counts the pages
+    forked workers share with their parent once (RSS would count them in every worker)."""
     anon = other = 0
     try:
-        with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as handle:
             for line in handle:
-                if line.startswith("RssAnon:"):
+                if line.startswith("Pss_Anon:"):
                     anon = int(line.split()[1]) * 1024
-                elif line.startswith(("RssFile:", "RssShmem:")):
+                elif line.startswith(("Pss_File:", "Pss_Shmem:")):
                     other += int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -96,7 +99,7 @@ def run_measured(argv: list[str]) -> tuple[float, int, int]:
                 totals[0] += anon
                 totals[1] += other
             peaks[0], peaks[1] = max(peaks[0], totals[0]), max(peaks[1], totals[1])
-            time.sleep(0.05)
+            time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

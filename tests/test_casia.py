@@ -278,3 +278,15 @@ def test_cli_runs_the_three_steps_and_reports_errors(tmp_path, capsys):
     (src / "1002-c.gnt").write_bytes(encode_record(b"\xff\xfe", np.zeros((2, 2), np.uint8)))
     assert casia_steps.main(["fetch", "--source", str(src), "--out", str(raw)]) == 2
     assert "1002-c.gnt: record 0 at byte offset 0: unknown tag code 0xFFFE" in capsys.readouterr().err
+
+
+def test_resize_refuses_an_index_without_casia_columns(tmp_path):
+    src = corpus(tmp_path / "gnt", writers=(1001, 1002))
+    casia_steps.fetch(src, tmp_path / "raw", progress=False)
+    table, _ = casia_steps.build_index(tmp_path / "raw", progress=False)
+    table.drop(columns="offset").to_csv(tmp_path / "index.csv", index=False)
+    with pytest.raises(DataError, match=r"index\.csv: missing column 'offset': not a CASIA-HWDB index"):
+        casia_steps.make_images(tmp_path / "raw", tmp_path / "index.csv", 32, "bilinear", 0.0, tmp_path / "x.npy")
+    table.iloc[::-1].to_csv(tmp_path / "index.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'id' must be the row number"):
+        casia_steps.make_images(tmp_path / "raw", tmp_path / "index.csv", 32, "bilinear", 0.0, tmp_path / "x.npy")

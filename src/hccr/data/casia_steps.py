@@ -35,7 +35,7 @@ from hccr.atomic import atomic_dir, atomic_path, write_csv, write_json
 from hccr.data import casia
 from hccr.data.casia_images import FileJob, margin_pixels, write_images
 from hccr.data.fetch import default_workers, sha256_of
-from hccr.data.index import INDEX_COLUMNS, read_index
+from hccr.data.index import INDEX_COLUMNS
 from hccr.data.resize import resampling
 from hccr.errors import DataError, reports_errors
 from hccr.files import read_json_object
@@ -146,14 +146,36 @@ def build_index(raw: str | os.PathLike, label_set: str = "level1", progress: boo
 # ---------------------------------------------------------------------------- images
 
 
+FIT_COLUMNS = {"id": np.int64, "path": "category", "code": np.int64, "offset": np.int64, "width": np.int64,
+               "height": np.int64}
+
+
+def read_fit_rows(path: str | os.PathLike) -> pd.DataFrame:
+    """The index columns the resize step needs, and only those (a million rows stay ~50 MB)."""
+    path = Path(path)
+    try:
+        header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
+    except FileNotFoundError:
+        raise DataError(f"{path}: index file missing (run the index step first)") from None
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as an index CSV ({exc})") from exc
+    missing = [c for c in FIT_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column {missing[0]!r}: not a CASIA-HWDB index (rerun index)")
+    try:
+        rows = pd.read_csv(path, usecols=list(FIT_COLUMNS), dtype=FIT_COLUMNS, encoding="utf-8")
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot be read as a CASIA-HWDB index ({exc})") from exc
+    if not np.array_equal(rows["id"].to_numpy(), np.arange(len(rows))):
+        raise DataError(f"{path}: column 'id' must be the row number 0..{len(rows) - 1}")
+    return rows
+
+
 def file_jobs(index: pd.DataFrame, files: list[casia.GntFile], index_path: str | os.PathLike) -> list[FileJob]:
     """One job per source file, holding its index rows in offset order."""
-    missing = [c for c in EXTRA_COLUMNS if c not in index.columns]
-    if missing:
-        raise DataError(f"{index_path}: missing column {missing[0]!r}: not a CASIA-HWDB index (rerun index)")
     by_name = {f.name: f for f in files}
     jobs = []
-    for name, rows in index.groupby("path", sort=False):
+    for name, rows in index.groupby("path", sort=False, observed=True):
         if name not in by_name:
             raise DataError(f"{index_path}: row {int(rows.index[0]) + 2}: source file {name!r} is not in the source")
         rows = rows.sort_values("offset")
@@ -173,7 +195,7 @@ def make_images(
     pad = margin_pixels(size, margin)
     workers = default_workers() if workers is None else max(1, workers)
     _, files = read_source(raw)
-    table = read_index(index)
+    table = read_fit_rows(index)
     jobs = file_jobs(table, files, index)
     with atomic_path(out, suffix=".npy") as tmp:
         write_images(jobs, len(table), size, pad, resample, tmp, workers=workers, progress=progress)
