@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from hccr import CHARACTERS
+from hccr.classes import Classes
 from hccr.data.casia import gb2312_level1
+from hccr.data.layout import CHINESE_MNIST
 from hccr.evaluation import confusion, metrics
 from hccr.evaluation.evaluate import RolePredictions, score_role
 
@@ -46,8 +47,9 @@ def test_score_role_at_3755_classes_leaves_out_the_matrix_and_reports_top5():
     labels = rng.integers(0, k, n)
     logits = rng.normal(0, 1, (n, k)).astype(np.float32)
     logits[np.arange(n), labels] += np.where(rng.random(n) < 0.6, 8.0, 1.5)  # ~60 % top-1
-    pred = RolePredictions(ids=np.arange(n), writers=np.full(n, 1241), labels=labels, logits=logits)
-    scalars, details = score_role(pred, bins=10, characters=characters, values=None)
+    classes = Classes(tuple(characters), (None,) * k)
+    pred = RolePredictions(ids=np.arange(n), writers=np.full(n, 1241), labels=labels, logits=logits, classes=classes)
+    scalars, details = score_role(pred, bins=10)
     assert scalars["top5_accuracy"] == pytest.approx(metrics.top_k_accuracy(labels, logits, 5))
     assert scalars["accuracy"] < scalars["top5_accuracy"] < 1.0
     assert details["confusion_matrix"] is None
@@ -65,12 +67,13 @@ def test_score_role_at_15_classes_keeps_its_outputs():
     labels = rng.integers(0, 15, 200)
     logits = rng.normal(0, 1, (200, 15))
     logits[np.arange(200), labels] += 2
-    pred = RolePredictions(ids=np.arange(200), writers=np.ones(200, int), labels=labels, logits=logits)
+    pred = RolePredictions(ids=np.arange(200), writers=np.ones(200, int), labels=labels, logits=logits,
+                           classes=CHINESE_MNIST)
     scalars, details = score_role(pred, bins=10)
     assert set(scalars) == {"accuracy", "macro_f1", "loss", "ece", "n", "accuracy_ci_low", "accuracy_ci_high"}
     cm = np.array(details["confusion_matrix"])
     assert cm.shape == (15, 15) and cm.sum() == 200
     expected = metrics.top_confusions(cm, 10)
     assert [(c["true"], c["predicted"], c["count"]) for c in details["top_confusions"]] == expected
-    assert details["per_class"][CHARACTERS[3]]["value"] == 3
+    assert details["per_class"][CHINESE_MNIST.characters[3]]["value"] == 3
     assert details["confusion_summary"]["top5_accuracy"] == metrics.top_k_accuracy(labels, logits, 5)

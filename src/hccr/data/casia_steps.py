@@ -138,7 +138,7 @@ def build_index(raw: str | os.PathLike, label_set: str = "level1", progress: boo
     table["label"] = table["label"].astype(np.int64)
     table["code"] = table["code"].astype(np.int64)
     table["sample"] = table.groupby(["writer", "label"]).cumcount() + 1
-    table["value"] = pd.NA
+    table["value"] = np.nan  # no numeric value (Chinese MNIST has one per class)
     table.insert(0, "id", np.arange(len(table)))
     return table[[*INDEX_COLUMNS, *EXTRA_COLUMNS]], counts
 

@@ -27,9 +27,6 @@ Protocols:
   val writers = round(val_writers * remaining) (>= 1) of the others, drawn with the seed; the
   rest train (1001-1240, and any other writer, e.g. HWDB1.0's). Schemes as under `writer`.
 
-Classes are the index's labels (Chinese MNIST's 15, or a CASIA label set's), so the same draws
-serve any number of classes; a class's draw is keyed by label + 1 (Chinese MNIST's code).
-
 Draws use one seeded permutation per class (and scheme), and sizes take prefixes of it, so the
 ladders are nested: small ⊂ medium ⊂ large ⊂ full for train. Rounding is half-up.
 """
@@ -45,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hccr.classes import Classes
 from hccr.atomic import atomic_dir, write_csv, write_json
 from hccr.config import json_object_arg
 from hccr.errors import ConfigError, DataError, reports_errors
@@ -184,7 +182,9 @@ def _take(pool: np.ndarray, n: int | str, what: str) -> np.ndarray:
 def _class_pools(
     frame: pd.DataFrame, labels: np.ndarray, seed: int, scheme: str, stream: int
 ) -> dict[int, np.ndarray]:
-    """For each label, the frame's ids in one seeded random order (the prefix source for the ladder)."""
+    """For each label, the frame's ids in one seeded random order (the prefix source for the ladder).
+
+    The stream key is label + 1 (Chinese MNIST's code), so splits stay as they were drawn before."""
     groups = {int(k): np.sort(v.to_numpy()) for k, v in frame.groupby("label")["id"]}
     empty = np.zeros(0, dtype=np.int64)
     return {
@@ -196,12 +196,15 @@ def _class_pools(
 def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple[str, str], pd.DataFrame]:
     """Every (scheme, size) split as a DataFrame `id,role` sorted by id. Raises before returning anything."""
     cfg = check_config(subsets_cfg)
-    index = index[["id", "writer", "label", "character"]]
+    classes = Classes.from_index(index, "index")
+    index = index[["id", "writer", "label"]]
     splits: dict[tuple[str, str], pd.DataFrame] = {}
-    writer_of = index["writer"].to_numpy()  # indexed by id: ids are row numbers (read_index checks it)
-    label_of = index["label"].to_numpy()
-    classes = index.drop_duplicates("label").sort_values("label")
-    labels, characters = classes["label"].to_numpy(), dict(zip(classes["label"], classes["character"]))
+    # Lookups by id as arrays (a dict per row would be slow at a million rows).
+    ids = index["id"].to_numpy()
+    writer_of = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+    label_of = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+    writer_of[ids], label_of[ids] = index["writer"].to_numpy(), index["label"].to_numpy()
+    labels = np.arange(len(classes))
 
     if cfg["protocol"] in WRITER_PROTOCOLS:
         groups = split_writers(index["writer"].to_numpy(), cfg, seed)
@@ -222,8 +225,8 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
         for size, n in spec["ladder"].items():
             roles: dict[str, list[np.ndarray]] = {"train": [], "val": []}
             wanted: dict[str, dict[int, int]] = {"train": {}, "val": {}}
-            for label in (int(x) for x in labels):
-                where = f"scheme {scheme}, size {size}, class {label + 1} ({characters[label]})"
+            for label, character in enumerate(classes.characters):
+                where = f"scheme {scheme}, size {size}, class {label + 1} ({character})"
                 if scheme == "holdout":
                     v = spec["val_per_class"]
                     if cfg["protocol"] == "paper":
@@ -263,10 +266,10 @@ def _check_split(table, wanted, writer_of, label_of, groups, where: str) -> None
         raise DataError(f"{where}: image id {int(table.loc[table['id'].duplicated(), 'id'].iloc[0])} drawn twice")
     ids, roles = table["id"].to_numpy(), table["role"].to_numpy()
     for role, per_class in wanted.items():
-        got = np.bincount(label_of[ids[roles == role]], minlength=int(label_of.max()) + 1)
+        got = np.bincount(label_of[ids[roles == role]], minlength=len(per_class))
         for label, n in per_class.items():
             if int(got[label]) != n:
-                raise DataError(f"{where}: class {label + 1} role {role} has {int(got[label])} images, drew {n}")
+                raise DataError(f"{where}: class {label} role {role} has {int(got[label])} images, drew {n}")
     if groups is not None:
         writers = writer_of[ids]
         for role in ROLES:
@@ -280,8 +283,8 @@ def summarize(
 ) -> dict:
     """Counts per scheme/size/role, per class (by character), and the writer groups."""
     cfg = check_config(subsets_cfg)
+    classes = Classes.from_index(index, "index")
     character_of = dict(zip(index["id"], index["character"]))
-    characters = index.drop_duplicates("label").sort_values("label")["character"].tolist()
     writer_of = dict(zip(index["id"], index["writer"]))
     summary: dict = {"protocol": cfg["protocol"], "seed": int(seed), "images": int(len(index)), "schemes": {}}
     if cfg["protocol"] in WRITER_PROTOCOLS:
@@ -294,7 +297,7 @@ def summarize(
                 continue
             entry["counts"][role] = int(len(ids))
             per_class = ids.map(character_of).value_counts()
-            entry["per_class"][role] = {ch: int(per_class.get(ch, 0)) for ch in characters}
+            entry["per_class"][role] = {ch: int(per_class.get(ch, 0)) for ch in classes.characters}
             entry["writers"][role] = int(ids.map(writer_of).nunique())
         summary["schemes"].setdefault(scheme, {})[size] = entry
     return summary

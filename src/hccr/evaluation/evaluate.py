@@ -1,7 +1,7 @@
 """Score a trained run on its validation rows (and test rows, when the split has them).
 
-    python -m hccr.evaluation.evaluate --checkpoint models/M/Z/checkpoint.pt \
-        --train-summary models/M/Z/train.json --images data/processed/images_S.npy \
+    python -m hccr.evaluation.evaluate --checkpoint models/runs/M/Z/checkpoint.pt \
+        --train-summary models/runs/M/Z/train.json --images data/processed/images_S.npy \
         --index data/interim/index.csv --split data/processed/splits/SCHEME/Z.csv \
         --protocol writer --model M --size Z --batch-size 256 --bins 15 \
         --out-metrics reports/metrics/M/Z.json \
@@ -26,23 +26,25 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from hccr import CHARACTERS, NUM_CLASSES, VALUES
 
 from hccr.evaluation import confusion, metrics
 from hccr.atomic import write_csv, write_json
+from hccr.classes import Classes
 from hccr.data import index as hccr_index
+from hccr.data.arrays import load_images
+from hccr.data.splits import read_split
 from hccr.errors import DataError, HccrError, reports_errors
 from hccr.files import read_json_object, read_table
 
 ROLES = ("val", "test")
-PROTOCOLS = ("writer", "paper")
+PROTOCOLS = ("writer", "paper", "official")  # hccr.data.subset's; official: CASIA-HWDB's writer split
 PREDICTION_COLUMNS = ["id", "writer", "role", "true", "predicted", "confidence", "true_character", "predicted_character"]
 
 
@@ -54,6 +56,7 @@ class RolePredictions:
     writers: np.ndarray
     labels: np.ndarray
     logits: np.ndarray
+    classes: Classes
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -72,40 +75,11 @@ class RolePredictions:
 # ----------------------------------------------------------------------------- inputs
 
 
-def read_index(path: str | Path) -> pd.DataFrame:
-    index = hccr_index.read_index(path)
-    bad = index[(index["label"] < 0) | (index["label"] >= NUM_CLASSES)]
-    if len(bad):
-        raise DataError(f"{path}: row {int(bad.index[0]) + 2}: label {bad['label'].iloc[0]} outside 0..{NUM_CLASSES - 1}")
-    return index
-
-
-def read_split(path: str | Path, n_images: int) -> pd.DataFrame:
-    path = Path(path)
-    split = read_table(path, ("id", "role"), "split file")
-    unknown = split[~split["role"].isin(("train", "val", "test"))]
-    if len(unknown):
-        raise DataError(f"{path}: row {int(unknown.index[0]) + 2}: unknown role {unknown['role'].iloc[0]!r}")
-    outside = split[(split["id"] < 0) | (split["id"] >= n_images)]
-    if len(outside):
-        raise DataError(f"{path}: row {int(outside.index[0]) + 2}: id {outside['id'].iloc[0]} not in the index (0..{n_images - 1})")
-    if not (split["role"] == "val").any():
-        raise DataError(f"{path}: no val rows to evaluate")
-    return split
-
-
-def load_images(path: str | Path, n_images: int, input_size: int) -> np.ndarray:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: image array not found")
-    images = np.load(path, mmap_mode="r")
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise DataError(f"{path}: expected a uint8 array (N, S, S), got {images.dtype} {images.shape}")
-    if images.shape[0] != n_images:
-        raise DataError(f"{path}: {images.shape[0]} rows but the index has {n_images}")
-    if images.shape[1:] != (input_size, input_size):
-        raise DataError(f"{path}: images are {images.shape[1]}x{images.shape[2]}, the checkpoint expects {input_size}x{input_size}")
-    return images
+def check_classes(index: pd.DataFrame, path: str | Path, classes: Classes) -> None:
+    """The index must define exactly the classes the checkpoint was trained on."""
+    found = Classes.from_index(index, str(path))
+    if found.characters != classes.characters:
+        raise DataError(f"{path}: defines classes {found.text!r}, the checkpoint was trained on {classes.text!r}")
 
 
 def read_train_summary(path: str | Path) -> dict[str, Any]:
@@ -179,19 +153,15 @@ def predict(
         with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
             logits = model(x.contiguous(memory_format=torch.channels_last))
         out.append(logits.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def score_role(
-    pred: RolePredictions, bins: int, top_k: int = 10, characters: Sequence[str] = CHARACTERS,
-    values: Sequence[Any] | None = VALUES,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(scalars for the metrics JSON, the fuller record for the details JSON).
-
-    `characters`: the class list in label order; `values`: each class's numeric value, if any."""
-    num_classes = len(characters)
-    large = num_classes > confusion.LARGE_LABEL_SET
+def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(scalars for the metrics JSON, the fuller record for the details JSON)."""
     y, p = pred.labels, pred.predicted
+    classes = pred.classes
+    num_classes = len(classes)
+    large = num_classes > confusion.LARGE_LABEL_SET
     confidence = pred.confidence
     correct = int((y == p).sum())
     n = int(y.size)
@@ -205,20 +175,20 @@ def score_role(
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
     }
-    summary = confusion.summary(y, p, pred.logits, characters)
+    summary = confusion.summary(y, p, pred.logits, classes.characters)
     if large:
         scalars["top5_accuracy"] = summary["top5_accuracy"]
     supports, hits_of, _ = metrics.class_counts(y, p, num_classes)
     per_class_acc = metrics.per_class_accuracy(y, p, num_classes)
     per_class_f1 = metrics.per_class_f1(y, p, num_classes)
     per_class = {}
-    for label, character in enumerate(characters):
+    for label, character in enumerate(classes.characters):
         support = int(supports[label])
         hits = int(hits_of[label])
         c_low, c_high = metrics.wilson_interval(hits, support)
         per_class[character] = {
             "label": label,
-            "value": values[label] if values is not None else None,
+            "value": classes.values[label],
             "n": support,
             "correct": hits,
             "accuracy": _finite(per_class_acc[label]),
@@ -238,8 +208,8 @@ def score_role(
             {
                 "true": t,
                 "predicted": q,
-                "true_character": characters[t],
-                "predicted_character": characters[q],
+                "true_character": classes.characters[t],
+                "predicted_character": classes.characters[q],
                 "count": count,
             }
             for t, q, count in metrics.confused_pairs(y, p, top_k, num_classes)
@@ -256,9 +226,9 @@ def _finite(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def predictions_frame(role: str, pred: RolePredictions, characters: Sequence[str] = CHARACTERS) -> pd.DataFrame:
+def predictions_frame(role: str, pred: RolePredictions) -> pd.DataFrame:
     predicted = pred.predicted
-    chars = np.array(list(characters))
+    chars = np.array(pred.classes.characters)
     return pd.DataFrame({
         "id": pred.ids,
         "writer": pred.writers,
@@ -298,6 +268,7 @@ def evaluate_run(
             writers=index["writer"].to_numpy()[ids],
             labels=index["label"].to_numpy(dtype=np.int64)[ids],
             logits=logits,
+            classes=Classes.from_meta(meta, "checkpoint"),
         )
         scalars, details = score_role(pred, bins)
         results[role] = (scalars, details, pred)
@@ -326,8 +297,7 @@ def build_outputs(
     }
     details_json: dict[str, Any] = {
         **head,
-        "characters": CHARACTERS,
-        "values": list(VALUES),
+        **Classes.from_meta(meta, "checkpoint").to_meta(),
         "checkpoint_epoch": meta.get("epoch"),
         "input_size": meta.get("input_size"),
         "device": summary.get("device"),
@@ -344,8 +314,8 @@ def build_outputs(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hccr evaluate", description="Score a trained run on val (and test) rows.")
-    p.add_argument("--checkpoint", required=True, help="models/M/Z/checkpoint.pt")
-    p.add_argument("--train-summary", required=True, help="models/M/Z/train.json")
+    p.add_argument("--checkpoint", required=True, help="models/runs/M/Z/checkpoint.pt")
+    p.add_argument("--train-summary", required=True, help="models/runs/M/Z/train.json")
     p.add_argument("--images", required=True, help="data/processed/images_S.npy at the checkpoint's input size")
     p.add_argument("--index", required=True, help="data/interim/index.csv")
     p.add_argument("--split", required=True, help="data/processed/splits/SCHEME/Z.csv")
@@ -377,18 +347,16 @@ def run(args: argparse.Namespace) -> None:
     if not checkpoint.exists():
         raise DataError(f"{checkpoint}: checkpoint not found")
     summary = read_train_summary(args.train_summary)
-    index = read_index(args.index)
-
-    split = read_split(args.split, len(index))
-    if args.protocol == "writer" and not (split["role"] == "test").any():
-        raise DataError(f"{args.split}: protocol writer needs test rows (held-out writers), found none")
+    index = hccr_index.read_index(args.index)
+    split = read_split(args.split, len(index), required=("val",))
+    if args.protocol != "paper" and not (split["role"] == "test").any():
+        raise DataError(f"{args.split}: protocol {args.protocol} needs test rows (held-out writers), found none")
 
     from hccr.models.checkpoint import load_model  # imported late: only this path needs the model registry
 
     model, meta = load_model(checkpoint, map_location="cpu")
-    if meta.get("characters", CHARACTERS) != CHARACTERS:
-        raise DataError(f"{checkpoint}: trained on classes {meta.get('characters')!r}, expected {CHARACTERS!r}")
-    images = load_images(args.images, len(index), int(meta["input_size"]))
+    check_classes(index, args.index, Classes.from_meta(meta, str(checkpoint)))
+    images = load_images(args.images, rows=len(index), size=int(meta["input_size"]))
 
     device = pick_device(args.device)
     amp_dtype = pick_precision(args.precision, summary, device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from hccr import CHARACTERS, VALUES
+from hccr.classes import Classes
 
 PROTOCOLS = {
     "writer": (
@@ -22,6 +22,10 @@ PROTOCOLS = {
     "paper": (
         "**paper** protocol (the study's): random splits, writers shared between training and "
         "validation, no test set. Validation accuracy is optimistic for new writers."
+    ),
+    "official": (
+        "**official** protocol (CASIA-HWDB's own split): writers 1241-1300 are the test set, validation "
+        "writers are drawn from the others; no test or validation writer appears in training."
     ),
 }
 
@@ -54,9 +58,11 @@ def _start_banner(start: str, config: Mapping[str, Any]) -> str:
         return f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`** (transfer learning, as in the study)."
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
+    if config.get("pretrained", "none") == "none":
+        return f"> **Weights: trained from scratch, by choice** (`pretrained: none`): `{arch}` learned from Chinese MNIST alone."
     return (
-        f"> **Weights: trained from scratch — no ImageNet pretraining.** The study fine-tuned ImageNet "
-        f"weights; none could be downloaded here, so `{arch}` learned from Chinese MNIST alone."
+        f"> **Weights: trained from scratch — no ImageNet pretraining.** `pretrained: {config.get('pretrained')}` was "
+        f"asked for, but no weights could be had, so `{arch}` learned from Chinese MNIST alone."
     )
 
 
@@ -73,6 +79,17 @@ def _phases(config: Mapping[str, Any], start: str, train_summary: Mapping[str, A
     for phase in config.get(key) or []:
         rows.append(f"| {phase.get('name')} | {phase.get('epochs')} | {_num(phase.get('lr'))} | {phase.get('freeze')} |")
     return rows
+
+
+def _classes_section(classes: Classes) -> list[str]:
+    """The label set, as a table of characters (and values) when it is small enough to read."""
+    lines = [f"Recognises one handwritten Chinese character per image, one of {len(classes)} classes:", ""]
+    if len(classes) > 60:
+        return lines + [f"`{classes.text[:60]}…` (the full list is in the checkpoint's `characters`)", ""]
+    lines += ["| " + " | ".join(classes.characters) + " |", "|" + " --- |" * len(classes)]
+    if any(v is not None for v in classes.values):
+        lines.append("| " + " | ".join("" if v is None else str(v) for v in classes.values) + " |")
+    return lines + [""]
 
 
 def render_model_card(
@@ -102,12 +119,7 @@ def render_model_card(
         "",
         _start_banner(start, config),
         "",
-        "Recognises one handwritten Chinese numeral per image — the 15 classes of Chinese MNIST:",
-        "",
-        "| " + " | ".join(CHARACTERS) + " |",
-        "|" + " --- |" * len(CHARACTERS),
-        "| " + " | ".join(str(v) for v in VALUES) + " |",
-        "",
+        *_classes_section(Classes.from_meta(meta, "checkpoint")),
         "## The model",
         "",
         "| | |",

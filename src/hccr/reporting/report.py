@@ -1,7 +1,8 @@
 """Assemble the study report (Markdown + self-contained HTML) from the pipeline's outputs.
 
     python -m hccr.reporting.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation \
-        --models-dir models --figures-dir reports/figures --benchmarks-dir logs/benchmarks \
+        --runs-dir models/runs --sweep-summary models/sweep/summary.csv --figures-dir reports/figures \
+        --benchmarks-dir logs/benchmarks \
         --params-json params.json --out-md reports/report.md --out-html reports/report.html
 
 Sections: 1 data and protocols, 2 Table 1 analogue (+ training curves), 3 Table 2 analogue
@@ -108,7 +109,7 @@ class Inputs:
     git: tuple[str | None, bool | None]
     figures_dir: Path
     evaluation_dir: Path
-    models_dir: Path
+    sweep_summary: Path
     generated: str
 
 
@@ -116,10 +117,9 @@ def gather(args: argparse.Namespace) -> Inputs:
     params: dict[str, Any] = {}
     if args.params_json:
         params = json_object_arg(args.params_json, "--params-json")
-    models_dir = Path(args.models_dir)
     return Inputs(
-        runs=rd.discover_runs(Path(args.metrics_dir), Path(args.evaluation_dir), models_dir, params.get("models")),
-        sweeps=rd.discover_sweeps(models_dir),
+        runs=rd.discover_runs(Path(args.metrics_dir), Path(args.evaluation_dir), Path(args.runs_dir), params.get("models")),
+        sweeps=rd.read_sweeps(Path(args.sweep_summary)),
         benchmarks=rd.read_benchmarks(Path(args.benchmarks_dir)),
         study1=rd.read_study_table1(Path(args.reference_dir) / "study_table1.csv"),
         study2=read_study_table2(Path(args.reference_dir) / "study_table2.csv"),
@@ -128,7 +128,7 @@ def gather(args: argparse.Namespace) -> Inputs:
         git=rd.git_revision(Path(args.repo)) if args.repo else rd.git_revision(),
         figures_dir=Path(args.figures_dir),
         evaluation_dir=Path(args.evaluation_dir),
-        models_dir=models_dir,
+        sweep_summary=Path(args.sweep_summary),
         generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -253,7 +253,7 @@ def section_table2(doc: rr.Document, inp: Inputs) -> None:
             + ("" if sweep_cfg.get("enabled", True) else " (disabled)") + "."
         ))
     if not inp.sweeps:
-        doc.add(rr.Para(f"No sweep runs were found under `{rd.sweep_root(inp.models_dir)}`; only the study's Table 2 is shown."))
+        doc.add(rr.Para(f"No sweep runs were found in `{inp.sweep_summary}`; only the study's Table 2 is shown."))
     for (model, size), table in inp.sweeps.items():
         # The study swept InceptionV3+GRU on its small subset; only that cell grid is comparable.
         comparable = model == "inception_gru" and size == "small"
@@ -520,7 +520,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hccr report", description="Assemble reports/report.md and a self-contained report.html.")
     p.add_argument("--metrics-dir", required=True, help="reports/metrics")
     p.add_argument("--evaluation-dir", required=True, help="reports/evaluation")
-    p.add_argument("--models-dir", required=True, help="models (runs in models/runs/{model}/{size} or models/{model}/{size}; sweep in models/sweep)")
+    p.add_argument("--runs-dir", required=True, help="models/runs (one {model}/{size} folder per run)")
+    p.add_argument("--sweep-summary", default="models/sweep/summary.csv", help="hccr.evaluation.sweep's table")
     p.add_argument("--figures-dir", required=True, help="reports/figures")
     p.add_argument("--benchmarks-dir", default="logs/benchmarks", help="Snakemake benchmark TSVs (may be absent)")
     p.add_argument("--params-json", help="the run's params (params.yaml as JSON): inline or a file")

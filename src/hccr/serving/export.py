@@ -9,7 +9,7 @@
 1. Selection: the run with the best `--select` value among the metrics files
    (`val_accuracy`, `test_accuracy`: higher is better; `val_loss`: lower is better; ties go
    to the first file in sorted order). Files without that metric are skipped, with a note.
-2. `out-dir/checkpoint.pt`: the run's `models/{model}/{size}/checkpoint.pt`, copied byte for
+2. `out-dir/checkpoint.pt`: the run's `models/runs/{model}/{size}/checkpoint.pt`, copied byte for
    byte after it loaded with `weights_only=True`.
 3. `out-dir/model.onnx`: the model followed by a softmax (output `probabilities`, input
    `image` (B, 1, S, S) float32, dynamic batch), exported with torch's default exporter
@@ -42,10 +42,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from hccr import CHARACTERS, VALUES
 from hccr.atomic import atomic_dir, write_json, write_text
 from hccr.errors import ConfigError, DataError, HccrError, reports_errors
 from hccr.files import read_table
+from hccr.serving.onnx_meta import INPUT_NAME, OUTPUT_NAME, metadata_props
 
 # metric name -> (role, key, higher is better)
 SELECTORS = {
@@ -53,9 +53,6 @@ SELECTORS = {
     "test_accuracy": ("test", "accuracy", True),
     "val_loss": ("val", "loss", False),
 }
-META_PREFIX = "hccr."
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 
 
 # ----------------------------------------------------------------------------- selection
@@ -108,53 +105,6 @@ def select_run(metrics_paths: list[Path], select: str, log=None) -> tuple[Candid
         if (candidate.value > best.value) if higher else (candidate.value < best.value):
             best = candidate
     return best, candidates
-
-
-# ----------------------------------------------------------------------------- ONNX metadata
-
-
-def metadata_props(meta: Mapping[str, Any], resize_filter: str) -> dict[str, str]:
-    """`hccr.*` string entries for the ONNX model's metadata_props."""
-    normalize = meta["normalize"]
-    return {
-        f"{META_PREFIX}format": "1",
-        f"{META_PREFIX}model": str(meta["model"]),
-        f"{META_PREFIX}input_size": str(int(meta["input_size"])),
-        f"{META_PREFIX}mean": repr(float(normalize["mean"])),
-        f"{META_PREFIX}std": repr(float(normalize["std"])),
-        f"{META_PREFIX}characters": str(meta.get("characters", CHARACTERS)),
-        f"{META_PREFIX}values": json.dumps(list(VALUES)),
-        f"{META_PREFIX}resize_filter": str(resize_filter),
-        f"{META_PREFIX}input": "image (B, 1, S, S) float32 = ((uint8 / 255) - mean) / std, light strokes on black",
-        f"{META_PREFIX}output": OUTPUT_NAME,
-        f"{META_PREFIX}start": str(meta.get("start", "")),
-        f"{META_PREFIX}epoch": str(meta.get("epoch", "")),
-        f"{META_PREFIX}val_accuracy": repr(float(meta.get("val_accuracy", math.nan))),
-    }
-
-
-def metadata_from_props(props: Mapping[str, str], label: str = "model.onnx") -> dict[str, Any]:
-    """Read back what `metadata_props` wrote; HccrError naming `label` if keys are missing."""
-    needed = ("input_size", "mean", "std", "characters")
-    missing = [k for k in needed if f"{META_PREFIX}{k}" not in props]
-    if missing:
-        raise HccrError(
-            f"{label}: ONNX file lacks hccr metadata ({', '.join(META_PREFIX + k for k in missing)}); "
-            "export it with `hccr export`"
-        )
-    try:
-        return {
-            "input_size": int(props[f"{META_PREFIX}input_size"]),
-            "mean": float(props[f"{META_PREFIX}mean"]),
-            "std": float(props[f"{META_PREFIX}std"]),
-            "characters": props[f"{META_PREFIX}characters"],
-            "resize_filter": props.get(f"{META_PREFIX}resize_filter", "bilinear"),
-            "output": props.get(f"{META_PREFIX}output", OUTPUT_NAME),
-            "model": props.get(f"{META_PREFIX}model"),
-            "start": props.get(f"{META_PREFIX}start"),
-        }
-    except ValueError as exc:
-        raise HccrError(f"{label}: malformed hccr metadata ({exc})") from None
 
 
 # ----------------------------------------------------------------------------- export
