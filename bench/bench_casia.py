@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -256,6 +257,7 @@ def main() -> int:
     if args.records < args.per_file or args.per_file < 1:
         parser.error("--records must be >= --per-file >= 1")
     print(f"machine: {os.cpu_count()} CPUs (shared with other jobs: figures are under contention)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still deletes its GBs in /tmp
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_casia."))
     work.mkdir(parents=True, exist_ok=True)
     try:

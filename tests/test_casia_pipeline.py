@@ -107,3 +107,29 @@ def test_casia_profile_plans_the_benchmark_runs(tmp_path):
     assert counts["casia_fetch"] == counts["casia_index"] == 1 and "fetch" not in counts
     assert counts["casia_resize"] == 2  # 64 px (cnn) and 96 px (EfficientNetV2-S); never 299
     assert counts["train_run"] == 2 and "sweep_run" not in counts
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_snakemake_trains_and_scores_a_cnn_on_a_casia_source(tmp_path):
+    """fetch -> index -> resize -> subset -> train -> evaluate, classes from the CASIA index."""
+    src = corpus(tmp_path / "hwdb", samples=3)
+    project = make_project(tmp_path / "project")
+    (project / "casia.yaml").write_text(
+        json.dumps({"data_source": f"casia-hwdb:{src}", "resize": {"sizes": [32]}, "subsets": SUBSETS,
+                    "models": ["cnn"], "sizes": ["small"], "sweep": {"enabled": False},
+                    "model": {"cnn": {"sizes": ["small"], "input_size": 32}}}),
+        encoding="utf-8",
+    )
+    proc = snakemake(project, "evaluate", "--configfile", "tiny.yaml", "casia.yaml")
+    assert proc.returncode == 0, describe(proc)
+    metrics = json.loads((project / "reports" / "metrics" / "cnn" / "small.json").read_text(encoding="utf-8"))
+    assert metrics["protocol"] == "official"
+    assert metrics["test"]["n"] == 2 * CHARACTERS * 3  # writers 1241 and 1242, every record
+    details = json.loads((project / "reports" / "evaluation" / "cnn" / "small" / "details.json").read_text(encoding="utf-8"))
+    index = read_index(project / "data" / "interim" / "index.csv")
+    classes = index.drop_duplicates("label").sort_values("label")["character"].tolist()
+    assert list(details["test"]["per_class"]) == classes
+    summary = details["test"]["confusion_summary"]
+    assert summary["top5_accuracy"] >= details["test"]["accuracy"]
+    assert np.array(details["test"]["confusion_matrix"]).shape == (CHARACTERS, CHARACTERS)
