@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hccr.classes import Classes
@@ -77,3 +78,29 @@ def test_score_role_at_15_classes_keeps_its_outputs():
     assert [(c["true"], c["predicted"], c["count"]) for c in details["top_confusions"]] == expected
     assert details["per_class"][CHINESE_MNIST.characters[3]]["value"] == 3
     assert details["confusion_summary"]["top5_accuracy"] == metrics.top_k_accuracy(labels, logits, 5)
+
+
+@pytest.mark.parametrize("cjk", [True, False])
+def test_confusion_figure_of_a_large_label_set_draws_its_most_frequent_mistakes(tmp_path, cjk):
+    from hccr.reporting import plots
+
+    characters = gb2312_level1()
+    classes = Classes(tuple(characters), (None,) * len(characters))
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 40, 500)
+    p = np.where(rng.random(500) < 0.7, y, rng.integers(0, 40, 500))
+    summary = confusion.summary(y, p, np.eye(len(characters))[p], characters, top=12)
+    details = {"model": "cnn", "size": "full", **classes.to_meta(),
+               "test": {"confusion_matrix": None, "confusion_summary": summary}}
+    (tmp_path / "details.json").write_text(json.dumps(details, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "cm.png"
+    argv = ["confusion", "--details", str(tmp_path / "details.json"), "--out", str(out)]
+    assert plots.main(argv + ([] if cjk else ["--no-cjk-font"])) == 0
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    data = pd.read_csv(out.with_suffix(".csv"))
+    assert len(data) == 12 and list(data["count"]) == [m["count"] for m in summary["most_confused"]]
+    font = plots.fonts.cjk_font(characters[:40]) if cjk else None
+    labels = plots.fonts.class_labels(font, classes)
+    fig = plots.mistakes_figure(summary["most_confused"], labels, title="t", font=font)
+    top = summary["most_confused"][0]
+    assert fig.axes[0].get_yticklabels()[0].get_text() == f"{labels[top['true']]}→{labels[top['predicted']]}"
