@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from array import array
@@ -33,10 +34,8 @@ from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, atomic_path, write_csv, write_json
 from hccr.data import casia
-from hccr.data.casia_images import FileJob, margin_pixels, write_images
-from hccr.data.fetch import default_workers, sha256_of
+from hccr.data.casia_images import FileJob, margin_pixels, resampling, write_images
 from hccr.data.index import INDEX_COLUMNS
-from hccr.data.resize import resampling
 from hccr.errors import DataError, reports_errors
 from hccr.files import read_json_object
 
@@ -74,7 +73,9 @@ def fetch(source: str | os.PathLike, out: str | os.PathLike, progress: bool = Tr
         records += count
     digests = {}
     for path in sorted({f.path for f in files}):
-        digests[path.relative_to(root).as_posix() if path != root else path.name] = sha256_of(path)
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        digests[path.relative_to(root).as_posix() if path != root else path.name] = digest
     provenance = {
         "kind": KIND,
         "source": str(root),
@@ -206,7 +207,8 @@ def make_images(
     """Fit every indexed record into (size, size) and write the array atomically; return its shape."""
     resample = resampling(filter_name)
     pad = margin_pixels(size, margin)
-    workers = default_workers() if workers is None else max(1, workers)
+    # At most 2 by default, as hccr.device.default_workers (not imported: it would load torch here).
+    workers = min(2, len(os.sched_getaffinity(0))) if workers is None else max(1, workers)
     _, files = read_source(raw)
     table = read_fit_rows(index)
     jobs = file_jobs(table, files, index)
