@@ -21,7 +21,9 @@ the loader reading a million-image memory map. Prints figures, asserts nothing.
    into memory, today's Chinese MNIST path, and (b) the million-image memory map from step 2,
    gathered batch by batch (`in_memory=False`), at one torch thread; median of 7 windows
    taken in turns (a, b, a, b, ...) so that the shared machine's changing load hits both.
-   The memory map is in the page cache right after step 2; a cold read from disk is slower.
+   The memory map is in the page cache right after step 2 (fsync'ed first, so no page is still
+   being written back); a cold read from disk is slower. Random rows of a map touched for the
+   first time cost a page fault each: that, not the copy, is the gap to (a).
 
 Everything lives in a temporary folder that is deleted at the end (unless `--keep`).
 `--smoke` shrinks every size for the test suite.
@@ -223,6 +225,10 @@ def bench_loader(images_path: Path, batches: int, batch_size: int, windows: int 
     import torch
 
     torch.set_num_threads(1)
+    # The array was just written: let the kernel finish writing it back first, as it has when a
+    # training job reads what an earlier resize job wrote (faults on pages under writeback wait).
+    with open(images_path, "rb+") as handle:
+        os.fsync(handle.fileno())
     big = np.load(images_path, mmap_mode="r")
     small = np.random.default_rng(0).integers(0, 256, size=(13500, 64, 64), dtype=np.uint8)
     streams = {"a": endless(make_loader(small, True, batch_size)), "b": endless(make_loader(big, False, batch_size))}
