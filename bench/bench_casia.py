@@ -19,7 +19,8 @@ the loader reading a million-image memory map. Prints figures, asserts nothing.
    is the anonymous peak, under 1 GB, beyond the output array.
 3. loader: `BatchLoader` (augmentation on, as training) over (a) a 13,500-image array copied
    into memory, today's Chinese MNIST path, and (b) the million-image memory map from step 2,
-   gathered batch by batch (`in_memory=False`), at one torch thread; median of 7 windows
+   gathered batch by batch (`in_memory=False`; the next batch is read on a helper thread while
+   the current one is warped), at one torch thread; median of 7 windows
    taken in turns (a, b, a, b, ...) so that the shared machine's changing load hits both.
    The memory map is in the page cache right after step 2 (fsync'ed first, so no page is still
    being written back); a cold read from disk is slower. Random rows of a map touched for the
@@ -243,7 +244,7 @@ def bench_loader(images_path: Path, batches: int, batch_size: int, windows: int 
             rates[name].append(batches * batch_size / (time.perf_counter() - start))
     a, b = statistics.median(rates["a"]), statistics.median(rates["b"])
     print(f"loader (a) 13,500 x 64 x 64 copied in memory:      {a:10,.0f} images/s (1 thread, augment on)")
-    print(f"loader (b) {len(big):,} x 64 x 64 memory-mapped:  {b:10,.0f} images/s (1 thread, augment on)")
+    print(f"loader (b) {len(big):,} x 64 x 64 memory-mapped:  {b:10,.0f} images/s (1 thread + reader, augment on)")
     print(f"loader ratio (b)/(a): {b / a:.2f} (median of {windows} interleaved windows of {batches} batches)")
 
 

@@ -5,7 +5,7 @@ No per-image Python, no PIL, no JPEG: the selected rows are copied once into a u
 a float conversion, optional augmentation and normalisation `((x / 255) - mean) / std`,
 shaped `(B, 1, S, S)`. A selection larger than a quarter of the host's free memory (a
 million-image CASIA-HWDB array at 96 px is 9 GB) is not copied: each batch is then gathered
-from the memory-mapped array itself.
+from the memory-mapped array itself, the next one on a helper thread while this one is used.
 
 The epoch order comes from a generator seeded with (seed, epoch), so any epoch can be replayed
 (`set_epoch`) — that is what makes resumed runs identical to uninterrupted ones. With
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -195,6 +196,25 @@ class BatchLoader:
         # One copy, straight out of the map (pages the kernel caches; no second pass to reorder).
         return torch.from_numpy(np.take(self.source, self.rows[index.cpu().numpy()], axis=0))
 
+    def _batches(self, order: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(start, positions, uint8 pixels) per batch. From a memory map, the next batch is read on
+        a helper thread while this one is used: the page faults of rows touched for the first time
+        overlap the warp and the training step (numpy's take releases the GIL)."""
+        starts = range(0, len(order), self.batch_size)
+        if self.source is None:
+            for start in starts:
+                index = order[start : start + self.batch_size]
+                yield start, index, self._gather(index)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="hccr-gather") as pool:
+            pending = None
+            for start in starts:
+                index = order[start : start + self.batch_size]
+                pixels = pending.result() if pending is not None else self._gather(index)
+                following = order[start + self.batch_size : start + 2 * self.batch_size]
+                pending = pool.submit(self._gather, following) if len(following) else None
+                yield start, index, pixels
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.epoch_indices()
         theta = None
@@ -206,9 +226,7 @@ class BatchLoader:
             order = order.to(self.device)
         # ((x / 255) - mean) / std as x * scale + offset (fused into the warp when augmenting).
         scale, offset = 1.0 / (255.0 * self.std), -self.mean / self.std
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            pixels = self._gather(index)
+        for start, index, pixels in self._batches(order):
             if self.device.type == "cuda" and not self.resident:
                 pixels = pixels.pin_memory().to(self.device, non_blocking=True)
             pixels = pixels.unsqueeze(1)
