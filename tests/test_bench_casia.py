@@ -46,4 +46,7 @@ def test_bench_casia_smoke_prints_decode_index_memory_and_loader_figures(tmp_pat
     a = figure(rf"^loader \(a\) 13,500 x 64 x 64 copied in memory:\s+{NUMBER} images/s", out)
     b = figure(rf"^loader \(b\) 2,400 x 64 x 64 memory-mapped:\s+{NUMBER} images/s", out)
     assert figure(rf"^loader ratio \(b\)/\(a\): {NUMBER}", out) == pytest.approx(b / a, abs=0.01)
+    # 2,400 images fit a quarter of any host's memory: the default copies them.
+    c = figure(rf"^loader \(c\) 2,400 x 64 x 64, BatchLoader's default:\s+{NUMBER} images/s; copied into memory", out)
+    assert figure(rf"^loader ratio \(c\)/\(a\): {NUMBER}", out) == pytest.approx(c / a, abs=0.01)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("bench_casia.")]  # cleaned up
