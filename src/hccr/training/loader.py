@@ -33,6 +33,14 @@ HOST_RESIDENT_SHARE = 0.25
 
 
 def host_available_bytes() -> int:
+    """Memory a new allocation can get without swapping: MemAvailable (free + reclaimable cache)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
