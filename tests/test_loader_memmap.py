@@ -52,3 +52,10 @@ def test_large_selection_is_not_copied(memmap, monkeypatch):
     monkeypatch.setattr(loader_module, "host_available_bytes", lambda: 4 * 123 * 16 * 16)
     small = BatchLoader(memmap, np.arange(123), np.zeros(123), batch_size=8, shuffle=False, seed=0, mean=0, std=1)
     assert small.source is None and small.data.shape == (123, 16, 16)
+
+
+def test_host_available_memory_counts_reclaimable_cache():
+    total = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
+    free = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemFree:"))
+    available = loader_module.host_available_bytes()
+    assert 0 < available <= total and available >= free * 0.5  # MemAvailable, not just free pages
