@@ -1,8 +1,8 @@
 """Shared pieces of the bench scripts: paths, params, test data, the training step they time.
 
-The step mirrors `hccr.training.train` (forward under autocast, loss in float32, zero_grad, backward,
-optimizer from `hccr.training.settings.build_optimizer`), so the figures are the figures of
-the real training loop, minus its bookkeeping.
+The step is `hccr.training.step.train_step` with the optimizer of `build_optimizer`, the very
+code `hccr.training.train` runs, so the figures are those of the real training loop minus its
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ def model_config(
     if size is not None:
         cfg["input_size"] = int(size)
     return cfg
+
+
+def model_settings(name: str, cfg: dict):
+    """The block as `hccr.config.ModelSettings` (checked by the schema, defaults filled in)."""
+    from hccr.config import model_settings as typed
+
+    return typed(name, cfg)
 
 
 def cpu_description() -> str:
@@ -187,14 +194,15 @@ def timed_loop(
 class TrainStep:
     """One optimisation step of `hccr.training.train`'s loop for a model on given batches.
 
-    `amp`: autocast dtype (None = float32); `channels_last` as on CUDA; `compile` wraps the
-    network in `torch.compile`. Everything trains (freeze none), the costliest phase.
+    `settings`: the model's `hccr.config.ModelSettings` (optimizer, first phase's lr, label
+    smoothing). `amp`: autocast dtype (None = float32); `channels_last` as on CUDA; `compile`
+    wraps the network in `torch.compile`. Everything trains (freeze none), the costliest phase.
     """
 
     def __init__(
         self,
         model,
-        cfg: dict,
+        settings,
         device,
         *,
         amp=None,
@@ -204,7 +212,7 @@ class TrainStep:
         import torch
         from torch import nn
 
-        from hccr.training.settings import build_optimizer, parse_settings
+        from hccr.training.step import build_optimizer
 
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -212,21 +220,12 @@ class TrainStep:
             self.model.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
         self.amp = amp
-        settings = parse_settings(cfg)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        lr = settings.phases[0].lr if settings.phases else 1e-4
         self.optimizer = build_optimizer(
-            params, settings, lr, fused=self.device.type == "cuda"
+            params, settings.optimizer, settings.phases[0].lr, fused=self.device.type == "cuda"
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
         self.net = torch.compile(self.model) if compile else self.model
-
-    def _input(self, x):
-        import torch
-
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
 
     def _autocast(self):
         import contextlib
@@ -238,21 +237,21 @@ class TrainStep:
         return torch.autocast(device_type=self.device.type, dtype=self.amp)
 
     def train(self, x, y) -> int:
+        from hccr.training.step import train_step
+
         self.net.train()
-        with self._autocast():
-            logits = self.net(self._input(x))
-        loss = self.criterion(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        train_step(self.net, self.optimizer, self.criterion, x, y, autocast=self._autocast(),
+                   channels_last=self.channels_last)
         return int(y.shape[0])
 
     def infer(self, x) -> int:
         import torch
 
         self.net.eval()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), self._autocast():
-            self.net(self._input(x))
+            self.net(x)
         return int(x.shape[0])
 
 

@@ -135,16 +135,17 @@ def step_speed(name: str, batches: list, device, budget_s: float) -> tuple[float
     import torch
 
     from hccr.device import Runtime
+    from hccr.data.layout import CHINESE_MNIST
     from hccr.models import create
 
     cfg = _common.model_config(name, 64)
-    model, _ = create(name, cfg, pretrained="none")
+    model, _ = create(name, cfg, pretrained="none", num_classes=len(CHINESE_MNIST))
     cuda = torch.device(device).type == "cuda"
     # The memory layout hccr.training.train uses on this device (hccr.device.Runtime decides).
     channels_last = Runtime(device=torch.device(device)).channels_last
     step = _common.TrainStep(
         model,
-        cfg,
+        _common.model_settings(name, cfg),
         device,
         amp=torch.bfloat16 if cuda else None,
         channels_last=channels_last,

@@ -98,6 +98,7 @@ def worker(args: argparse.Namespace) -> dict:
     """One model, every variant, in this (fresh) process."""
     import torch
 
+    from hccr.data.layout import CHINESE_MNIST
     from hccr.models import count_parameters, create
 
     threads = _common.set_threads(args.threads)
@@ -127,7 +128,7 @@ def worker(args: argparse.Namespace) -> dict:
     }
     for variant in args.variants:
         torch.manual_seed(0)
-        model, start = create(name, cfg, pretrained="none")
+        model, start = create(name, cfg, pretrained="none", num_classes=len(CHINESE_MNIST))
         total, _ = count_parameters(model)
         result["parameters"] = int(total)
         if "gflop_forward" not in result:
@@ -139,7 +140,7 @@ def worker(args: argparse.Namespace) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
         step = _common.TrainStep(
             model,
-            cfg,
+            _common.model_settings(name, cfg),
             device,
             amp=amp,
             channels_last="-cl" in variant,

@@ -43,7 +43,7 @@ def make_data(folder, n=300, seed=0, learnable=True, size=SIZE, classes=CHINESE_
 def cnn_config(**overrides):
     """A tiny cnn training config for `make_data` images; keys in `overrides` replace its own."""
     cfg = {
-        "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8, 16],
+        "arch": "cnn", "scheme": "holdout", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8, 16],
         "convs_per_block": 1, "dropout": 0.1, "batch_size": 32, "gpus": 1,
         "optimizer": {"name": "adamw", "weight_decay": 1e-4}, "schedule": "cosine", "label_smoothing": 0.05,
         "early_stopping": {"enabled": False, "patience": 3},

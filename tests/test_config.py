@@ -1,6 +1,7 @@
 """params.yaml validation and the questions the DAG asks of it (hccr.config)."""
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -114,9 +115,163 @@ def test_cli_strings_get_the_schema_types(params):
     hccr_config.validate(params)
 
 
+def test_cli_strings_inside_a_oneof_get_their_type(params):
+    phases = params["model"]["efficientnet"]["phases"]
+    phases[0]["freeze"], phases[1]["freeze"] = "all", "100"
+    assert hccr_config.coerce_cli_strings(params) == ["model.efficientnet.phases.1.freeze"]
+    assert [p["freeze"] for p in phases] == ["all", 100]
+    hccr_config.validate(params)
+
+
 def test_cli_strings_that_do_not_parse_are_left_for_validation_to_name(params):
     params["model"]["cnn"]["batch_size"] = "sixty"
     params["model"]["cnn"]["gpus"] = "true"  # a boolean is no integer
     assert hccr_config.coerce_cli_strings(params) == []
     with pytest.raises(ConfigError, match="model.cnn.batch_size"):
         hccr_config.validate(params)
+
+
+# ---------------------------------------------------------------- the schema as the one validator
+
+EFFICIENTNET_PHASES = [{"name": "head", "epochs": 1, "lr": 1e-4, "freeze": "all"},
+                       {"name": "finetune", "epochs": 1, "lr": 1e-5, "freeze": 1000000}]
+
+# What training cannot run (issue 12, item 12): (override merged over params, the key it must name).
+UNRUNNABLE = {
+    "epochs_0": ({"model": {"cnn": {"phases": [{"name": "train", "epochs": 0, "lr": 1e-3, "freeze": "none"}]}}},
+                 "model.cnn.phases.0.epochs"),
+    "head_typo": ({"model": {"efficientnet": {"head": {"hiden": 12}}}}, "model.efficientnet.head"),
+    "head_hidden_big": ({"model": {"efficientnet": {"head": {"hidden": "big"}}}}, "model.efficientnet.head.hidden"),
+    "inception_16px": ({"model": {"inception_gru": {"input_size": 16}}}, "model.inception_gru.input_size"),
+    "freeze_1000000": ({"model": {"efficientnet": {"phases": EFFICIENTNET_PHASES}}},
+                       "model.efficientnet.phases.1.freeze"),
+    "cnn_freeze_1000000": ({"model": {"cnn": {"scratch_phases": [{"name": "train", "epochs": 1, "lr": 1e-3,
+                                                                  "freeze": 1000000}]}}},
+                           "model.cnn.scratch_phases.0.freeze"),
+}
+
+
+def merged(base, over):
+    """`over` merged into a copy of `base` as Snakemake merges a --configfile (dicts deep, the rest replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(UNRUNNABLE))
+def test_what_training_cannot_run_is_rejected_naming_the_key(params, case):
+    override, key = UNRUNNABLE[case]
+    bad = merged(params, override)
+    with pytest.raises(ConfigError, match=re.escape(f"params: {key}: ")):
+        hccr_config.validate(bad)
+    # The train step checks the block it gets with the same schema.
+    name = next(iter(override["model"]))
+    with pytest.raises(ConfigError, match=re.escape(f"params: {key}: ")):
+        hccr_config.model_settings(name, bad["model"][name])
+
+
+def test_where_the_two_old_validators_disagreed_the_schema_is_right(params):
+    cnn = params["model"]["cnn"]
+    cnn["label_smoothing"] = 0.9  # the old schema stopped at 0.5; anything below 1 trains
+    hccr_config.validate(params)
+    cnn["label_smoothing"] = 1.0
+    with pytest.raises(ConfigError, match=r"model\.cnn\.label_smoothing"):
+        hccr_config.validate(params)
+    cnn["label_smoothing"] = 0.0
+    cnn["optimizer"] = {"name": "adamw", "momentum": 0.9}  # only sgd has a momentum
+    with pytest.raises(ConfigError, match=r"model\.cnn\.optimizer\.momentum: .*only optimizer sgd"):
+        hccr_config.validate(params)
+    cnn["optimizer"] = {"name": "sgd", "momentum": 0.5}
+    assert hccr_config.settings(params).model["cnn"].optimizer == hccr_config.Optimizer("sgd", 0.0, 0.5)
+    cnn["optimizer"] = {"name": "sgd"}
+    assert hccr_config.settings(params).model["cnn"].optimizer.momentum == 0.9
+
+
+def test_each_arch_takes_only_its_own_keys(params):
+    for name, key, value in [("efficientnet", "width", [8]), ("cnn", "head", {"hidden": 8}),
+                             ("inception_gru", "drop_path_rate", 0.1), ("efficientnet", "sequence", "pooled")]:
+        bad = copy.deepcopy(params)
+        bad["model"][name][key] = value
+        with pytest.raises(ConfigError, match=rf"model\.{name}\.{key}: this key is not allowed here"):
+            hccr_config.validate(bad)
+    bad = copy.deepcopy(params)
+    bad["model"]["efficientnet"]["head"]["gru_hidden"] = 8  # an inception head key
+    with pytest.raises(ConfigError, match=r"model\.efficientnet\.head: 'gru_hidden'"):
+        hccr_config.validate(bad)
+
+
+def test_cnn_input_size_must_survive_its_pooling_blocks(params):
+    params["model"]["cnn"].update(width=[8, 8, 8, 8, 8], input_size=16)
+    with pytest.raises(ConfigError, match=r"model\.cnn\.input_size: 16 .*needs >= 32"):
+        hccr_config.validate(params)
+
+
+def schema_freeze_limit(params, name, block_changes=()):
+    """The largest `freeze: N` the checks accept for a model block (None: no bound found below 10000)."""
+    block = copy.deepcopy(params["model"][name])
+    block.update(block_changes)
+    low, high = 0, 10000
+    while low < high:  # the accepted Ns are 0..limit: bisect for the limit
+        mid = (low + high + 1) // 2
+        block["phases"] = [{"name": "p", "epochs": 1, "lr": 1e-3, "freeze": mid}]
+        try:
+            hccr_config.validate_model(name, block)
+            low = mid
+        except ConfigError:
+            high = mid - 1
+    return None if low == 10000 else low
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, changes", [
+    ("cnn", {}), ("cnn", {"width": [8, 16], "convs_per_block": 3}),
+    ("efficientnet", {}), ("efficientnet", {"drop_path_rate": 0.0}),
+    ("inception_gru", {"input_size": 75}),
+])
+def test_freeze_bounds_are_the_real_backbones_layer_counts(params, name, changes):
+    from hccr import models
+
+    block = {**params["model"][name], **changes, "pretrained": "none"}
+    model, _ = models.create(name, block, "none", num_classes=15)
+    assert schema_freeze_limit(params, name, changes) == len(model.freeze_layers())
+
+
+def test_settings_are_typed_with_the_schemas_defaults(params):
+    del params["synthetic"]
+    del params["model"]["cnn"]["early_stopping"]["patience"]
+    del params["model"]["cnn"]["resume_every_s"]
+    settings = hccr_config.settings(params)
+    assert settings.synthetic == hccr_config.Synthetic(writers=100, samples_per_writer=10, seed=0)
+    cnn = settings.model["cnn"]
+    assert cnn.early_stopping == hccr_config.EarlyStopping(enabled=False, patience=3)
+    assert cnn.resume_every_s == 0.0 and cnn.compile is False
+    assert cnn.phases == (hccr_config.Phase("train", 12, 1e-3, "none"),)
+    assert cnn.augment == hccr_config.AugmentConfig(True, 8.0, 0.08, 0.1, 5.0)
+    # The block is kept as written (what checkpoints record), defaults not added.
+    assert cnn.block == params["model"]["cnn"] and "compile" not in cnn.block
+    efficientnet = settings.model["efficientnet"]
+    assert efficientnet.phases_for("imagenet")[1].freeze == 100
+    assert efficientnet.phases_for("scratch") == (hccr_config.Phase("scratch", 20, 1e-3, "none"),)
+    assert settings.sweep.learning_rate == (1e-4, 2e-4, 1e-3)
+    assert settings.subsets.ladder("holdout") == {"small": 70, "medium": 140, "large": 210, "full": "all"}
+
+
+def test_quick_and_tiny_overrides_are_valid(params):
+    root = hccr_config.ROOT
+    for path in (root / "workflow/profiles/quick/params.yaml", root / "tests/workflow/tiny.yaml"):
+        hccr_config.settings(merged(params, yaml.safe_load(path.read_text(encoding="utf-8"))))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(UNRUNNABLE))
+def test_snakemake_stops_before_any_job_naming_the_key(tmp_path, case):
+    from helpers_workflow import describe, make_project, snakemake
+
+    override, key = UNRUNNABLE[case]
+    project = make_project(tmp_path / "project")
+    (project / "bad.yaml").write_text(yaml.safe_dump(override), encoding="utf-8")
+    proc = snakemake(project, "-n", "--configfile", "tiny.yaml", "bad.yaml", timeout=300)
+    assert proc.returncode != 0, describe(proc)
+    assert f"params: {key}: " in proc.stdout + proc.stderr, describe(proc)
+    assert not (project / "data").exists() and not (project / "models").exists()

@@ -61,5 +61,5 @@ def test_a_multi_gpu_config_in_one_process_is_refused(tmp_path):
     cmd = [sys.executable, "-m", "hccr.training.train", *train_args(data, out, CFG, seed=3)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "config.gpus is 2 but this run has 1 process(es)" in result.stderr
+    assert "model.cnn.gpus is 2 but this run has 1 process(es)" in result.stderr
     assert not out.exists() or not any(out.iterdir())

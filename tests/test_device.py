@@ -46,7 +46,7 @@ def test_a_bf16_run_records_its_precision(tmp_path):
     from hccr.training.train import main
 
     cfg = {
-        "arch": "cnn", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8],
+        "arch": "cnn", "scheme": "holdout", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8],
         "convs_per_block": 1, "dropout": 0.0, "batch_size": 64, "gpus": 1, "cpu_precision": "bfloat16",
         "optimizer": {"name": "adamw", "weight_decay": 0.0}, "schedule": "constant", "label_smoothing": 0.0,
         "early_stopping": {"enabled": False}, "augment": {"enabled": False},

@@ -22,7 +22,8 @@ from hccr.serving.onnx_meta import metadata_from_props, metadata_props
 from hccr.reporting.model_card import render_model_card
 from hccr.models import create
 from hccr.serving.predict import main as predict_main
-from hccr.serving.preprocess import glyph_to_size, normalize
+from hccr.normalization import normalize
+from hccr.serving.preprocess import glyph_to_size
 
 from helpers_data import CHARACTERS
 

@@ -44,7 +44,8 @@ def read_archive(archive: Path) -> tuple[pd.DataFrame, zipfile.ZipFile]:
 
 def train_small_cnn(images: np.ndarray, labels: np.ndarray, cfg: dict, epochs: int, seed: int = 0):
     """A few epochs of plain AdamW + one-cycle on uint8 (N, 64, 64) glyphs; returns (model, mean, std)."""
-    from hccr.serving.preprocess import glyph_to_size, normalize
+    from hccr.normalization import normalize
+    from hccr.serving.preprocess import glyph_to_size
 
     size = cfg["input_size"]
     sized = np.stack([glyph_to_size(g, size) for g in images])

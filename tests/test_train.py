@@ -15,6 +15,7 @@ from hccr import models
 
 from hccr.models import checkpoint
 from hccr.training.history import COLUMNS
+from hccr.training.run_state import Best, RunState
 from hccr.training.schedules import learning_rate
 from hccr.training.train import main, seed_everything
 
@@ -210,10 +211,31 @@ def test_bad_inputs_give_clear_errors_and_no_output(data, tmp_path, capsys):
     bad_cfg = copy.deepcopy(CNN)
     bad_cfg["optimizer"] = {"name": "lbfgs"}
     assert main(train_args(data, out, bad_cfg)) == 2
-    assert "config.optimizer.name" in capsys.readouterr().err
+    assert "model.cnn.optimizer.name" in capsys.readouterr().err
+
+    # The block is checked by the params schema, as Snakemake checks it: no phase of 0 epochs.
+    no_epochs = with_phases(CNN, [{"name": "t", "epochs": 0, "lr": 1e-3, "freeze": "none"}])
+    assert main(train_args(data, out, no_epochs)) == 2
+    assert "params: model.cnn.phases.0.epochs: 0 is less than the minimum of 1" in capsys.readouterr().err
 
     wrong_size = copy.deepcopy(CNN)
     wrong_size["input_size"] = 64
     assert main(train_args(data, out, wrong_size)) == 2
     assert "input_size" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_run_state_round_trips_through_its_saved_dict():
+    state = RunState(fingerprint={"seed": 1}, start="scratch")
+    state.begin_phase(1)
+    state.history.append({"epoch": 1, "phase": "a", "phase_index": 1})
+    assert state.best.beaten_by(0.5, 2.0)
+    state.best = Best(epoch=1, val_accuracy=0.5, val_loss=2.0)
+    assert not state.best.beaten_by(0.5, 2.5) and state.best.beaten_by(0.5, 1.5)
+    assert [state.early_stopping.update(loss) for loss in (3.0, 3.0, 2.0, 2.5)] == [0, 1, 0, 1]
+    saved = {"format": 1, **state.to_dict()}
+    assert isinstance(saved["best"], dict) and isinstance(saved["early_stopping"], dict)
+    again = RunState.from_dict(saved)
+    assert again == state
+    assert again.phase_over(0) and not again.phase_over(1) and not again.resumes_phase(1)
+    assert again.history_rows() == [{"epoch": 1, "phase": "a"}]

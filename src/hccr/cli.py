@@ -20,6 +20,7 @@ COMMANDS = {
     "report": "hccr.reporting.report",
     "export": "hccr.serving.export",
     "predict": "hccr.serving.predict",
+    "serve": "hccr.serving.serve",
 }
 
 

@@ -1,16 +1,22 @@
-"""params.yaml: loading, validation, and the questions the DAG asks of it.
+"""params.yaml: the one place it is checked, its typed form, and the questions the DAG asks of it.
 
-The JSON schema (workflow/schemas/params.schema.yaml) checks types and unknown keys; this
-module adds the checks that span several keys (a listed model without a block, a size that
-no scheme defines, ...) and derives what the rules need (run grid, sweep cells, sizes).
-Snakemake's common.smk and the CLIs both use it, so the two never disagree.
+The JSON schema (workflow/schemas/params.schema.yaml) is the single source of validation and
+defaults: types, ranges, unknown keys, and per-architecture bounds. This module adds the few
+checks that span keys (a listed model without a block, a size no scheme defines, the cnn's
+depth against its input size and `freeze`), then turns the params into typed, frozen
+dataclasses (`Params`, with one `ModelSettings` per model block) that every step reads.
+Snakemake's common.smk and the CLIs both come through here, so a config error surfaces when
+Snakemake builds the job graph, naming the key, and never halfway through a run.
 """
 
 from __future__ import annotations
 
 import copy
-import json
+import functools
 import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,162 @@ from hccr.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
 NATIVE_SIZE = 64
+
+
+# ---------------------------------------------------------------- the typed settings
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    freeze: str | int  # "all" | "none" | N first backbone layers
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str  # adam | adamw | sgd
+    weight_decay: float = 0.0
+    momentum: float | None = None  # sgd only
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    enabled: bool
+    patience: int = 3
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The `augment:` block: a small random affine per training image (hccr.training.augment)."""
+
+    enabled: bool = False
+    degrees: float = 0.0  # rotation in [-degrees, +degrees]
+    translate: float = 0.0  # shift in [-translate, +translate] x image size, per axis
+    scale: float = 0.0  # zoom factor in [1 - scale, 1 + scale]
+    shear: float = 0.0  # horizontal shear angle in [-shear, +shear] degrees
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any] | AugmentConfig | None, key: str = "augment") -> AugmentConfig:
+        """From an `augment:` mapping, checked against the schema's `augment` definition."""
+        if spec is None:
+            return cls()
+        if isinstance(spec, AugmentConfig):
+            return spec
+        return cls(**checked_part("augment", spec, key))
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """One model block of params.yaml, validated, defaults filled in.
+
+    `block` is the block exactly as written: the model builders read their architecture keys
+    (head, width, ...) from it, and checkpoints store it so a run can be rebuilt.
+    """
+
+    name: str
+    arch: str
+    scheme: str
+    input_size: int
+    in_chans: int
+    pretrained: str
+    sizes: tuple[str, ...] | None
+    batch_size: int
+    gpus: int
+    optimizer: Optimizer
+    schedule: str
+    label_smoothing: float
+    early_stopping: EarlyStopping
+    augment: AugmentConfig
+    phases: tuple[Phase, ...]
+    scratch_phases: tuple[Phase, ...]
+    compile: bool
+    cpu_precision: str
+    resume_every_s: float
+    block: Mapping[str, Any]
+
+    def phases_for(self, start: str) -> tuple[Phase, ...]:
+        """A run from scratch uses `scratch_phases`: freezing a random backbone only hurts."""
+        return self.scratch_phases if start == "scratch" else self.phases
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    writers: int
+    samples_per_writer: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Resize:
+    sizes: tuple[int, ...]
+    filter: str
+
+
+@dataclass(frozen=True)
+class Subsets:
+    protocol: str
+    test_writers: float
+    val_writers: float
+    schemes: Mapping[str, Any]
+
+    def ladder(self, scheme: str) -> Mapping[str, Any]:
+        """A scheme's sizes: label -> images per class (or `all`)."""
+        spec = self.schemes[scheme]
+        return spec.get("train_per_class") or spec.get("per_class") or {}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    enabled: bool
+    model: str
+    size: str
+    gpus: tuple[int, ...]
+    learning_rate: tuple[float, ...]
+    batch_size: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Resources:
+    slots_per_gpu: int
+    train_threads: int
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    batch_size: int
+    calibration_bins: int
+    precision: str
+    threads: int
+
+
+@dataclass(frozen=True)
+class Export:
+    select: str
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.yaml as one typed object."""
+
+    data_source: str
+    seed: int
+    profile: str
+    synthetic: Synthetic
+    resize: Resize
+    subsets: Subsets
+    models: tuple[str, ...]
+    sizes: tuple[str, ...]
+    model: Mapping[str, ModelSettings]
+    sweep: Sweep
+    resources: Resources
+    evaluate: Evaluate
+    export: Export
+
+
+# ---------------------------------------------------------------- loading and checking
 
 
 def load(path: str | Path = "params.yaml", schema: str | Path = SCHEMA) -> dict[str, Any]:
@@ -37,8 +199,42 @@ def load(path: str | Path = "params.yaml", schema: str | Path = SCHEMA) -> dict[
     return config
 
 
-def schema_validator(schema: str | Path = SCHEMA) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text(encoding="utf-8")))
+@functools.cache
+def _schema(path: str) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def schema_validator(schema: str | Path = SCHEMA, part: str | None = None) -> jsonschema.Draft202012Validator:
+    """A validator for the whole params, or for one `$defs` entry (`part`) such as model_block."""
+    root = _schema(str(schema))
+    if part is not None:
+        root = {"$schema": root["$schema"], "$defs": root["$defs"], "$ref": f"#/$defs/{part}"}
+    return jsonschema.Draft202012Validator(root)
+
+
+def _fill_defaults(validator_class):
+    """The validator class that also writes each absent key's schema `default` into the instance."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+_DefaultsValidator = _fill_defaults(jsonschema.Draft202012Validator)
+
+
+def with_defaults(instance: Any, schema: str | Path = SCHEMA, part: str | None = None) -> Any:
+    """A deep copy of (already valid) `instance` with the schema's defaults filled in."""
+    filled = copy.deepcopy(instance)
+    for _ in _DefaultsValidator(schema_validator(schema, part).schema).iter_errors(filled):
+        pass  # the instance was validated before; this pass only writes defaults
+    return filled
 
 
 _SCALAR_TYPES = {"integer": (int,), "number": (int, float), "boolean": (bool,)}
@@ -55,8 +251,10 @@ def coerce_cli_strings(config: dict[str, Any], schema: str | Path = SCHEMA) -> l
     converted = []
     validator = schema_validator(schema)
     for err in validator.iter_errors(config):
-        wanted = err.validator_value if err.validator == "type" else None
-        wanted = [wanted] if isinstance(wanted, str) else (wanted or [])
+        # A leaf may be typed directly or as one branch of a oneOf (`freeze: all | none | N`).
+        typed = [err] if err.validator == "type" else [e for e in err.context or () if e.validator == "type"]
+        wanted = [w for e in typed for w in ([e.validator_value] if isinstance(e.validator_value, str)
+                                             else e.validator_value)]
         kinds = tuple(t for w in wanted for t in _SCALAR_TYPES.get(w, ()))
         if not kinds or not isinstance(err.instance, str) or not err.absolute_path:
             continue
@@ -75,14 +273,37 @@ def coerce_cli_strings(config: dict[str, Any], schema: str | Path = SCHEMA) -> l
     return converted
 
 
+def _message(err: jsonschema.ValidationError) -> str:
+    if err.validator == "not" and err.validator_value == {}:
+        why = err.schema.get("description") if isinstance(err.schema, dict) else None
+        return f"this key is not allowed here{f' ({why})' if why else ''}"
+    return err.message
+
+
+def _raise_errors(errors: list[jsonschema.ValidationError], prefix: str, most: int = 5) -> None:
+    """One ConfigError listing the errors (in key order), each naming its key; none: no-op."""
+    if not errors:
+        return
+    errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
+    lines = []
+    for err in errors[:most]:
+        key = ".".join([prefix] * bool(prefix) + [str(p) for p in err.absolute_path]) or "(top level)"
+        lines.append(f"params: {key}: {_message(err)}")
+    if len(errors) > most:
+        lines.append(f"... and {len(errors) - most} more")
+    raise ConfigError("\n".join(lines))
+
+
 def validate(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
     """Schema validation naming the offending key, then the cross-key checks."""
-    errors = sorted(schema_validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ConfigError(f"params: {key}: {err.message}")
+    _raise_errors(list(schema_validator(schema).iter_errors(config)), "")
     check(config)
+
+
+def checked_part(part: str, instance: Any, key: str, schema: str | Path = SCHEMA) -> dict[str, Any]:
+    """One `$defs` part (e.g. `augment`) checked on its own, returned with its defaults."""
+    _raise_errors(list(schema_validator(schema, part).iter_errors(instance)), key)
+    return with_defaults(instance, schema, part)
 
 
 def check(config: dict[str, Any]) -> None:
@@ -93,6 +314,7 @@ def check(config: dict[str, Any]) -> None:
         if name not in blocks:
             raise ConfigError(f"params: models lists {name!r} but model.{name} is not defined")
     for name, block in blocks.items():
+        check_model(name, block)
         if block["scheme"] not in schemes:
             raise ConfigError(
                 f"params: model.{name}.scheme: unknown scheme {block['scheme']!r}; "
@@ -111,6 +333,102 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"params: sweep.model: {sweep['model']!r} is not defined under model")
         if sweep["size"] not in _ladder(config, blocks[sweep["model"]]["scheme"]):
             raise ConfigError(f"params: sweep.size: {sweep['size']!r} is not a size of its scheme")
+
+
+def cnn_layers(width: list[int], convs_per_block: int) -> int:
+    """Backbone layers of the cnn as `freeze: N` counts them: the input, then per block
+    `convs_per_block` x (conv, BatchNorm, ReLU) and a max-pool (hccr.models.freeze)."""
+    return 1 + len(width) * (3 * convs_per_block + 1)
+
+
+def check_model(name: str, block: Mapping[str, Any]) -> None:
+    """A model block's cross-key rules (the schema bounds the other archs on its own)."""
+    if block["arch"] != "cnn":
+        return
+    filled = with_defaults(block, part="model_block")
+    width, convs = filled["width"], filled["convs_per_block"]
+    smallest = 2 ** len(width)
+    if block["input_size"] < smallest:
+        raise ConfigError(
+            f"params: model.{name}.input_size: {block['input_size']} is too small for the cnn's "
+            f"{len(width)} pooling blocks (needs >= {smallest})"
+        )
+    layers = cnn_layers(width, convs)
+    for key in ("phases", "scratch_phases"):
+        for i, phase in enumerate(block[key]):
+            if isinstance(phase["freeze"], int) and phase["freeze"] > layers:
+                raise ConfigError(
+                    f"params: model.{name}.{key}.{i}.freeze: {phase['freeze']} is more than the {layers} "
+                    f"backbone layers of this cnn (width {list(width)}, convs_per_block {convs}); "
+                    "use freeze: all to freeze all of it"
+                )
+
+
+def validate_model(name: str, block: Any, schema: str | Path = SCHEMA) -> None:
+    """One model block on its own (as the train step gets it), errors named `model.<name>.<key>`."""
+    _raise_errors(list(schema_validator(schema, "model_block").iter_errors(block)), f"model.{name}")
+    check_model(name, block)
+
+
+# ---------------------------------------------------------------- the typed form
+
+
+def _phases(specs: list[Mapping[str, Any]]) -> tuple[Phase, ...]:
+    return tuple(Phase(name=s["name"], epochs=s["epochs"], lr=float(s["lr"]), freeze=s["freeze"]) for s in specs)
+
+
+def model_settings(name: str, block: Any, schema: str | Path = SCHEMA) -> ModelSettings:
+    """A model block, checked, as `ModelSettings`."""
+    validate_model(name, block, schema)
+    filled = with_defaults(block, schema, "model_block")
+    return ModelSettings(
+        name=name,
+        arch=filled["arch"],
+        scheme=filled["scheme"],
+        input_size=filled["input_size"],
+        in_chans=filled["in_chans"],
+        pretrained=filled["pretrained"],
+        sizes=tuple(filled["sizes"]) if "sizes" in filled else None,
+        batch_size=filled["batch_size"],
+        gpus=filled["gpus"],
+        optimizer=Optimizer(**{k: float(v) if k != "name" else v for k, v in filled["optimizer"].items()}),
+        schedule=filled["schedule"],
+        label_smoothing=float(filled["label_smoothing"]),
+        early_stopping=EarlyStopping(**filled["early_stopping"]),
+        augment=AugmentConfig(**filled["augment"]),
+        phases=_phases(filled["phases"]),
+        scratch_phases=_phases(filled["scratch_phases"]),
+        compile=filled["compile"],
+        cpu_precision=filled["cpu_precision"],
+        resume_every_s=float(filled["resume_every_s"]),
+        block=copy.deepcopy(dict(block)),
+    )
+
+
+def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
+    """The whole params, checked, as one `Params` object."""
+    validate(config, schema)
+    filled = with_defaults(config, schema)
+    sweep = filled["sweep"]
+    return Params(
+        data_source=filled["data_source"],
+        seed=filled["seed"],
+        profile=filled["profile"],
+        synthetic=Synthetic(**filled["synthetic"]),
+        resize=Resize(sizes=tuple(filled["resize"]["sizes"]), filter=filled["resize"]["filter"]),
+        subsets=Subsets(**filled["subsets"]),
+        models=tuple(filled["models"]),
+        sizes=tuple(filled["sizes"]),
+        model={name: model_settings(name, block, schema) for name, block in config["model"].items()},
+        sweep=Sweep(enabled=sweep["enabled"], model=sweep["model"], size=sweep["size"], gpus=tuple(sweep["gpus"]),
+                    learning_rate=tuple(sweep["learning_rate"]), batch_size=tuple(sweep["batch_size"])),
+        resources=Resources(**filled["resources"]),
+        evaluate=Evaluate(**filled["evaluate"]),
+        export=Export(**filled["export"]),
+    )
+
+
+# ---------------------------------------------------------------- what the DAG asks
 
 
 def _ladder(config: dict[str, Any], scheme: str) -> dict[str, Any]:

@@ -7,9 +7,10 @@ from hccr import config as hccr_config
 from hccr.data import casia as hccr_casia
 
 # Nested --config overrides arrive as strings ('64'); give them the schema's types, then
-# check the schema (types, unknown keys) and the cross-key rules; an error names the key.
+# check the schema (types, unknown keys, per-arch bounds) and the cross-key rules, so every
+# config error stops the DAG before any job runs, naming the key. PARAMS is the typed form.
 hccr_config.coerce_cli_strings(config)
-hccr_config.validate(config)
+PARAMS = hccr_config.settings(config)
 
 RUNS = hccr_config.runs(config)
 SWEEP = hccr_config.sweep_cells(config)
@@ -31,11 +32,11 @@ wildcard_constraints:
 
 
 def images_for(model):
-    return f"data/processed/images_{config['model'][model]['input_size']}.npy"
+    return f"data/processed/images_{PARAMS.model[model].input_size}.npy"
 
 
 def split_for(model, size):
-    return f"data/processed/splits/{config['model'][model]['scheme']}/{size}.csv"
+    return f"data/processed/splits/{PARAMS.model[model].scheme}/{size}.csv"
 
 
 # A sweep cell's folder name; the wildcards {gpus}, {lr}, {batch} in the train rules' paths.
@@ -57,7 +58,7 @@ def evaluation_files(*names):
 
 
 def sweep_dirs():
-    model, size = config["sweep"]["model"], config["sweep"]["size"]
+    model, size = PARAMS.sweep.model, PARAMS.sweep.size
     return [f"models/sweep/{model}/{size}/{CELL.format(**c)}" for c in SWEEP]
 
 
@@ -66,9 +67,9 @@ FIG = "reports/figures"
 
 def report_figures():
     figures = [f"{FIG}/{kind}/{m}/{s}.png" for kind in ("curves", "confusion", "misclassified") for m, s in RUNS]
-    figures += [f"{FIG}/sizes/{m}.png" for m in config["models"]]
+    figures += [f"{FIG}/sizes/{m}.png" for m in PARAMS.models]
     if SWEEP:
-        figures.append(f"{FIG}/sweep/{config['sweep']['model']}_{config['sweep']['size']}.png")
+        figures.append(f"{FIG}/sweep/{PARAMS.sweep.model}_{PARAMS.sweep.size}.png")
     return figures
 
 
@@ -78,12 +79,12 @@ def histories_of(model):
 
 def synthetic_args():
     # Only the synthetic source reads these; for real data they must not trigger a re-fetch.
-    if config["data_source"] != "synthetic":
+    if PARAMS.data_source != "synthetic":
         return ""
-    spec = config.get("synthetic", {})
+    spec = PARAMS.synthetic  # the schema's defaults filled in
     return (
-        f"--seed {spec.get('seed', 0)} --synthetic-writers {spec.get('writers', 100)}"
-        f" --synthetic-samples {spec.get('samples_per_writer', 10)}"
+        f"--seed {spec.seed} --synthetic-writers {spec.writers}"
+        f" --synthetic-samples {spec.samples_per_writer}"
     )
 
 

@@ -34,14 +34,14 @@ rule train_run:
         model=lambda w: w.model,
         size=lambda w: w.size,
         cfg=lambda w: as_json(hccr_config.train_config(config, w.model)),
-        seed=config["seed"],
-        filter=config["resize"]["filter"],
-        slots=config["resources"]["slots_per_gpu"],
-        gpus=lambda w: config["model"][w.model]["gpus"],
+        seed=PARAMS.seed,
+        filter=PARAMS.resize.filter,
+        slots=PARAMS.resources.slots_per_gpu,
+        gpus=lambda w: PARAMS.model[w.model].gpus,
         out=lambda w: f"models/runs/{w.model}/{w.size}",
-    threads: config["resources"]["train_threads"]
+    threads: PARAMS.resources.train_threads
     resources:
-        gpu=lambda w: config["model"][w.model]["gpus"],
+        gpu=lambda w: PARAMS.model[w.model].gpus,
     conda:
         CONDA_ENV
     log:
@@ -65,12 +65,12 @@ rule sweep_run:
         cfg=lambda w: as_json(
             hccr_config.train_config(config, w.model, gpus=w.gpus, lr=w.lr, batch=w.batch)
         ),
-        seed=config["seed"],
-        filter=config["resize"]["filter"],
-        slots=config["resources"]["slots_per_gpu"],
+        seed=PARAMS.seed,
+        filter=PARAMS.resize.filter,
+        slots=PARAMS.resources.slots_per_gpu,
         gpus=lambda w: int(w.gpus),
         out=lambda w: f"models/sweep/{w.model}/{w.size}/{CELL.format(gpus=w.gpus, lr=w.lr, batch=w.batch)}",
-    threads: config["resources"]["train_threads"]
+    threads: PARAMS.resources.train_threads
     resources:
         gpu=lambda w: int(w.gpus),
     conda:

@@ -27,8 +27,6 @@ import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
 
-import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, write_json

@@ -44,14 +44,12 @@ import pandas as pd
 
 from hccr.classes import Classes
 from hccr.atomic import atomic_dir, write_csv, write_json
-from hccr.config import json_object_arg
-from hccr.errors import ConfigError, DataError, reports_errors
+from hccr.config import checked_part, json_object_arg
+from hccr.errors import DataError, reports_errors
 from hccr.data.casia import OFFICIAL_TEST_WRITERS
 from hccr.data.index import read_index
 
-PROTOCOLS = ("paper", "writer", "official")
 WRITER_PROTOCOLS = ("writer", "official")  # whole writers per role, a test role
-SCHEMES = ("holdout", "fraction")
 ROLES = ("train", "val", "test")
 ALL = "all"
 
@@ -63,60 +61,21 @@ def round_half_up(x: float) -> int:
 # ---------------------------------------------------------------------------- config checks
 
 
-def _fraction(cfg: dict, key: str, where: str) -> float:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ConfigError(f"{where}.{key}: must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _count(value, where: str, allow_all: bool) -> int | str:
-    if allow_all and value == ALL:
-        return ALL
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        extra = " or 'all'" if allow_all else ""
-        raise ConfigError(f"{where}: must be a positive integer{extra}, got {value!r}")
-    return value
-
-
-def _ladder(cfg: dict, key: str, where: str) -> dict[str, int | str]:
-    ladder = cfg.get(key)
-    if not isinstance(ladder, dict) or not ladder:
-        raise ConfigError(f"{where}.{key}: must map subset sizes to a count per class or 'all', got {ladder!r}")
-    return {str(size): _count(value, f"{where}.{key}.{size}", allow_all=True) for size, value in ladder.items()}
-
-
 def check_config(cfg: dict) -> dict:
-    """Validate the `subsets` block; return a normalised copy (ConfigError naming the key)."""
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"subsets: must be a mapping, got {type(cfg).__name__}")
-    protocol = cfg.get("protocol")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"subsets.protocol: must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    schemes = cfg.get("schemes")
-    if not isinstance(schemes, dict) or not schemes:
-        raise ConfigError("subsets.schemes: missing or empty (expected holdout and/or fraction)")
-    out: dict = {"protocol": protocol, "schemes": {}}
-    if protocol == "writer":
-        out["test_writers"] = _fraction(cfg, "test_writers", "subsets")
-    if protocol in WRITER_PROTOCOLS:
-        out["val_writers"] = _fraction(cfg, "val_writers", "subsets")
-    for name, scheme in schemes.items():
-        where = f"subsets.schemes.{name}"
-        if name not in SCHEMES:
-            raise ConfigError(f"{where}: unknown scheme; choose from {', '.join(SCHEMES)}")
-        if not isinstance(scheme, dict):
-            raise ConfigError(f"{where}: must be a mapping")
+    """The `subsets` block, checked against the params schema (errors name the key), normalised."""
+    checked = checked_part("subsets", cfg, "subsets")
+    out: dict = {"protocol": checked["protocol"], "schemes": {}}
+    if checked["protocol"] == "writer":
+        out["test_writers"] = float(checked["test_writers"])
+    if checked["protocol"] in WRITER_PROTOCOLS:
+        out["val_writers"] = float(checked["val_writers"])
+    for name, scheme in checked["schemes"].items():  # in params' order
         if name == "holdout":
-            out["schemes"][name] = {
-                "val_per_class": _count(scheme.get("val_per_class"), f"{where}.val_per_class", allow_all=False),
-                "ladder": _ladder(scheme, "train_per_class", where),
-            }
+            out["schemes"][name] = {"val_per_class": scheme["val_per_class"],
+                                    "ladder": dict(scheme["train_per_class"])}
         else:
-            out["schemes"][name] = {
-                "train_fraction": _fraction(scheme, "train_fraction", where),
-                "ladder": _ladder(scheme, "per_class", where),
-            }
+            out["schemes"][name] = {"train_fraction": float(scheme["train_fraction"]),
+                                    "ladder": dict(scheme["per_class"])}
     return out
 
 
@@ -179,17 +138,15 @@ def _take(pool: np.ndarray, n: int | str, what: str) -> np.ndarray:
     return pool[:n]
 
 
-def _class_pools(
-    frame: pd.DataFrame, labels: np.ndarray, seed: int, scheme: str, stream: int
-) -> dict[int, np.ndarray]:
-    """For each label, the frame's ids in one seeded random order (the prefix source for the ladder).
-
-    The stream key is label + 1 (Chinese MNIST's code), so splits stay as they were drawn before."""
+def _class_pools(frame: pd.DataFrame, seed: int, scheme: str, stream: int, n_classes: int) -> dict[int, np.ndarray]:
+    """For each label, the frame's ids in one seeded random order (the prefix source for the ladder)."""
+    # One groupby, not a scan of the frame per class (3,755 scans of a million rows for CASIA).
     groups = {int(k): np.sort(v.to_numpy()) for k, v in frame.groupby("label")["id"]}
     empty = np.zeros(0, dtype=np.int64)
+    # The stream key is label + 1 (Chinese MNIST's code), so splits stay as they were drawn before.
     return {
-        int(label): _rng(seed, 1, _scheme_key(scheme), stream, int(label) + 1).permutation(groups.get(int(label), empty))
-        for label in labels
+        label: _rng(seed, 1, _scheme_key(scheme), stream, label + 1).permutation(groups.get(label, empty))
+        for label in range(n_classes)
     }
 
 
@@ -204,7 +161,6 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
     writer_of = np.zeros(int(ids.max()) + 1, dtype=np.int64)
     label_of = np.zeros(int(ids.max()) + 1, dtype=np.int64)
     writer_of[ids], label_of[ids] = index["writer"].to_numpy(), index["label"].to_numpy()
-    labels = np.arange(len(classes))
 
     if cfg["protocol"] in WRITER_PROTOCOLS:
         groups = split_writers(index["writer"].to_numpy(), cfg, seed)
@@ -218,10 +174,10 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
     for scheme, spec in cfg["schemes"].items():
         # One permutation per class and scheme; every size takes prefixes of it (nested ladders).
         if cfg["protocol"] == "paper":
-            pools = _class_pools(index, labels, seed, scheme, 0)
+            pools = _class_pools(index, seed, scheme, 0, len(classes))
         else:
-            train_pools = _class_pools(train_frame, labels, seed, scheme, 1)
-            val_pools = _class_pools(val_frame, labels, seed, scheme, 2)
+            train_pools = _class_pools(train_frame, seed, scheme, 1, len(classes))
+            val_pools = _class_pools(val_frame, seed, scheme, 2, len(classes))
         for size, n in spec["ladder"].items():
             roles: dict[str, list[np.ndarray]] = {"train": [], "val": []}
             wanted: dict[str, dict[int, int]] = {"train": {}, "val": {}}

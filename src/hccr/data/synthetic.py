@@ -141,16 +141,30 @@ def _points(code: int, style: dict, rng: np.random.Generator) -> list[np.ndarray
     return np.split(points, _GLYPH_SPLITS[code - 1])
 
 
-def render(code: int, writer: int, sample: int, seed: int, style: dict | None = None) -> Image.Image:
-    """One 64x64 grayscale image of `code` by `writer`, sample `sample`."""
+def _sample(code: int, writer: int, sample: int, seed: int, style: dict | None) -> tuple[int, int, list[np.ndarray]]:
+    """(stroke width, ink level, strokes in supersampled pixels) of one sample."""
     style = writer_style(seed, writer) if style is None else style
     rng = np.random.default_rng([seed, writer, sample, code])
+    width = max(1, round(style["width"] * rng.uniform(0.85, 1.15) * SUPERSAMPLE))
+    ink = int(np.clip(style["ink"] * rng.uniform(0.93, 1.03), 120, 200))
+    return width, ink, _points(code, style, rng)
+
+
+def strokes(code: int, writer: int, sample: int, seed: int, style: dict | None = None) -> list[np.ndarray]:
+    """The polylines `render` draws for this sample, in order, as (n, 2) arrays of (x, y) in 0..1 of the side.
+
+    What a hand would trace: `hccr serve`'s browser test draws them stroke by stroke on the page.
+    """
+    return [stroke / (SIZE * SUPERSAMPLE) for stroke in _sample(code, writer, sample, seed, style)[2]]
+
+
+def render(code: int, writer: int, sample: int, seed: int, style: dict | None = None) -> Image.Image:
+    """One 64x64 grayscale image of `code` by `writer`, sample `sample`."""
+    width, ink, paths = _sample(code, writer, sample, seed, style)
     big = SIZE * SUPERSAMPLE
     canvas = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(canvas)
-    width = max(1, round(style["width"] * rng.uniform(0.85, 1.15) * SUPERSAMPLE))
-    ink = int(np.clip(style["ink"] * rng.uniform(0.93, 1.03), 120, 200))
-    for stroke in _points(code, style, rng):
+    for stroke in paths:
         coords = [tuple(pt) for pt in stroke.round(1).tolist()]
         draw.line(coords, fill=ink, width=width, joint="curve")
         for x, y in (coords[0], coords[-1]):  # round stroke ends

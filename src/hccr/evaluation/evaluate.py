@@ -41,7 +41,8 @@ from hccr.data import index as hccr_index
 from hccr.data.arrays import load_images
 from hccr.data.splits import read_split
 from hccr.errors import DataError, HccrError, reports_errors
-from hccr.files import read_json_object, read_table
+from hccr.files import read_json_object
+from hccr.normalization import check_stats, normalize
 
 ROLES = ("val", "test")
 PROTOCOLS = ("writer", "paper", "official")  # hccr.data.subset's; official: CASIA-HWDB's writer split
@@ -148,8 +149,8 @@ def predict(
     for start in tqdm(range(0, len(ids), batch_size), desc=desc, unit="batch", file=sys.stderr, leave=False):
         batch_ids = np.sort(ids[start : start + batch_size])  # sorted reads are cheaper on a memmap
         order = np.argsort(np.argsort(ids[start : start + batch_size]))
-        x = torch.from_numpy(np.ascontiguousarray(images[batch_ids])[order]).to(device, non_blocking=True)
-        x = (x.float().div_(255.0).sub_(mean).div_(std)).unsqueeze(1)
+        x = normalize(torch.from_numpy(np.ascontiguousarray(images[batch_ids])[order]).to(device, non_blocking=True),
+                      mean, std)
         with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
             logits = model(x.contiguous(memory_format=torch.channels_last))
         out.append(logits.float().cpu().numpy())
@@ -254,7 +255,7 @@ def evaluate_run(
     amp_dtype: torch.dtype | None = None,
 ) -> dict[str, tuple[dict, dict, RolePredictions]]:
     """Score every role present among val/test: role -> (scalars, details, predictions)."""
-    mean, std = float(meta["normalize"]["mean"]), float(meta["normalize"]["std"])
+    mean, std = check_stats(meta["normalize"]["mean"], meta["normalize"]["std"], "checkpoint")
     results = {}
     for role in ROLES:
         rows = split[split["role"] == role].sort_values("id")

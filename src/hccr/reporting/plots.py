@@ -18,8 +18,6 @@ misclassified/{model}/{size}.png.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,7 +56,7 @@ def reference_history(model: str, size: str, reference_dir: str | Path = REFEREN
     path = Path(reference_dir) / f"{model}_{size}_phase2_history.json"
     if not path.exists():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json_object(path, "study history")
     return {k: list(map(float, v)) for k, v in data.items()}
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from hccr.reporting import report_render as rr
 from hccr.atomic import write_text
 from hccr.errors import reports_errors
 from hccr.evaluation.evaluate import summary_parameters
+from hccr.reporting.formatting import DASH, PROTOCOLS, ci, integer, is_number, num, pct, pp, seconds
 from hccr.reporting.plots import REFERENCE_DIR, read_study_table2
 
 TITLE = "hccr: handwritten Chinese character recognition on Chinese MNIST — re-run of the study"
@@ -44,46 +44,6 @@ SECTIONS = (
     "6. Provenance",
     "7. Discussion",
 )
-DASH = "—"
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def _ok(x: Any) -> bool:
-    try:
-        return x is not None and not math.isnan(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def pct(x: Any, digits: int = 2) -> str:
-    return f"{100 * float(x):.{digits}f} %" if _ok(x) else DASH
-
-
-def num(x: Any, digits: int = 4) -> str:
-    return f"{float(x):.{digits}f}" if _ok(x) else DASH
-
-
-def integer(x: Any) -> str:
-    return f"{int(x):,}" if _ok(x) else DASH
-
-
-def pp(x: Any) -> str:
-    return f"{100 * float(x):+.2f} pp" if _ok(x) else DASH
-
-
-def seconds(x: Any) -> str:
-    if not _ok(x):
-        return DASH
-    s = float(x)
-    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.2f} h"
-
-
-def ci(block: dict | None) -> str:
-    if not block or not _ok(block.get("accuracy_ci_low")):
-        return DASH
-    return f"[{pct(block['accuracy_ci_low'])}, {pct(block['accuracy_ci_high'])}]"
 
 
 def start_label(start: str) -> str:
@@ -136,7 +96,7 @@ def gather(args: argparse.Namespace) -> Inputs:
 def best_run(runs: list[rd.Run]) -> tuple[rd.Run | None, str]:
     """The run with the best test accuracy (or val accuracy when no run has a test set)."""
     for role in ("test", "val"):
-        scored = [r for r in runs if r.role(role) and _ok(r.role(role).get("accuracy"))]
+        scored = [r for r in runs if r.role(role) and is_number(r.role(role).get("accuracy"))]
         if scored:
             return max(scored, key=lambda r: r.role(role)["accuracy"]), role
     return None, ""
@@ -156,12 +116,10 @@ def section_data(doc: rr.Document, inp: Inputs) -> None:
     ))
     tw, vw = subsets.get("test_writers"), subsets.get("val_writers")
     doc.add(rr.Bullets([
-        "**writer** (this project's): whole writers are held out — "
-        + (f"{pct(tw, 0)} of writers form the test set and {pct(vw, 0)} of the remaining writers the validation set"
-           if _ok(tw) and _ok(vw) else "a fraction of writers forms the test set, another the validation set")
-        + "; no writer's images appear in two roles, so test accuracy measures unseen handwriting.",
-        "**paper** (the study's): random splits per class as the study drew them; writers are shared between "
-        "training and validation, and there is no test set.",
+        PROTOCOLS["writer"]
+        + (f" Here {pct(tw, 0)} of writers form the test set and {pct(vw, 0)} of the remaining writers the validation set."
+           if is_number(tw) and is_number(vw) else ""),
+        PROTOCOLS["paper"],
     ]))
     schemes = subsets.get("schemes", {})
     if schemes:
@@ -305,7 +263,7 @@ def section_test(doc: rr.Document, inp: Inputs) -> None:
         rows = []
         for run in with_test:
             test, val = run.role("test"), run.role("val") or {}
-            gap = val.get("accuracy") - test.get("accuracy") if _ok(val.get("accuracy")) and _ok(test.get("accuracy")) else None
+            gap = val.get("accuracy") - test.get("accuracy") if is_number(val.get("accuracy")) and is_number(test.get("accuracy")) else None
             rows.append([run.model, run.size, start_label(run.start), pct(test.get("accuracy")), ci(test), num(test.get("macro_f1")),
                          num(test.get("loss")), num(test.get("ece")), integer(test.get("n")), pct(val.get("accuracy")), pp(gap)])
         doc.add(rr.Table(
@@ -430,17 +388,17 @@ def discussion(inp: Inputs) -> list[str]:
     b = best.role(role)
     claims.append(f"The best run on the {role} set is {best.name} ({start_label(best.start)}): {pct(b['accuracy'])} "
                   f"accuracy, 95 % CI {ci(b)}, n = {integer(b.get('n'))}.")
-    scored = sorted((r for r in runs if r.role(role) and _ok(r.role(role).get("accuracy"))),
+    scored = sorted((r for r in runs if r.role(role) and is_number(r.role(role).get("accuracy"))),
                     key=lambda r: r.role(role)["accuracy"], reverse=True)
     if len(scored) > 1:
         second = scored[1]
         s = second.role(role)
-        overlap = _ok(s.get("accuracy_ci_high")) and _ok(b.get("accuracy_ci_low")) and s["accuracy_ci_high"] >= b["accuracy_ci_low"]
+        overlap = is_number(s.get("accuracy_ci_high")) and is_number(b.get("accuracy_ci_low")) and s["accuracy_ci_high"] >= b["accuracy_ci_low"]
         claims.append(f"Runner-up: {second.name} at {pct(s['accuracy'])} ({100 * (b['accuracy'] - s['accuracy']):.2f} pp behind); "
                       + ("the two 95 % intervals overlap, so this data does not clearly separate them."
                          if overlap else "the two 95 % intervals do not overlap."))
     for model in dict.fromkeys(r.model for r in runs):
-        ladder = [r for r in runs if r.model == model and r.role(role) and _ok(r.role(role).get("accuracy"))]
+        ladder = [r for r in runs if r.model == model and r.role(role) and is_number(r.role(role).get("accuracy"))]
         ladder.sort(key=lambda r: rd.size_key(r.size))
         if len(ladder) < 2:
             continue
@@ -450,7 +408,7 @@ def discussion(inp: Inputs) -> list[str]:
         claims.append(f"{model}: {role} accuracy {trend} (" + ", ".join(f"{r.size} {pct(a)}" for r, a in zip(ladder, accs))
                       + f"; {ladder[-1].size} vs {ladder[0].size}: {pp(accs[-1] - accs[0])}).")
     gaps = [(r, r.role("val")["accuracy"] - r.role("test")["accuracy"]) for r in runs
-            if r.role("val") and r.role("test") and _ok(r.role("val").get("accuracy")) and _ok(r.role("test").get("accuracy"))]
+            if r.role("val") and r.role("test") and is_number(r.role("val").get("accuracy")) and is_number(r.role("test").get("accuracy"))]
     if gaps:
         mean_gap = sum(g for _, g in gaps) / len(gaps)
         worst = max(gaps, key=lambda x: abs(x[1]))
@@ -462,7 +420,7 @@ def discussion(inp: Inputs) -> list[str]:
     for run in runs:
         study = _study_row(inp.study1, run.model, run.size)
         val = run.role("val") or {}
-        if study is not None and _ok(study["val_accuracy"]) and _ok(val.get("accuracy")):
+        if study is not None and is_number(study["val_accuracy"]) and is_number(val.get("accuracy")):
             comparisons.append((run, val["accuracy"] - float(study["val_accuracy"]), float(study["val_accuracy"])))
     if comparisons:
         higher = sum(1 for _, d, _ in comparisons if d > 0)
@@ -486,7 +444,7 @@ def discussion(inp: Inputs) -> list[str]:
             claim += (f"; the study's best is {int(st['gpus'])} GPU(s), lr {st['learning_rate']:g}, batch {int(st['batch_size'])} "
                       f"at {pct(st['val_accuracy'])}")
         claims.append(claim + ".")
-    eces = [(r, r.role(role)["ece"]) for r in runs if r.role(role) and _ok(r.role(role).get("ece"))]
+    eces = [(r, r.role(role)["ece"]) for r in runs if r.role(role) and is_number(r.role(role).get("ece"))]
     if eces:
         lo = min(eces, key=lambda x: x[1])
         hi = max(eces, key=lambda x: x[1])

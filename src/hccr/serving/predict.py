@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from hccr.classes import Classes
 from hccr.errors import DataError, HccrError, reports_errors
-from hccr.serving.preprocess import canonical_glyph, glyph_to_size, normalize, open_image, resample_filter
+from hccr.normalization import check_stats, normalize
+from hccr.serving.preprocess import MAX_PIXELS, canonical_glyph, glyph_to_size, open_image, resample_filter
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -145,20 +146,45 @@ def iter_sources(paths: Iterable[str]) -> Iterator[Source]:
 
 
 class Predictor:
-    """A loaded model with the metadata needed to prepare its input."""
+    """A loaded model with the metadata needed to prepare its input.
 
-    def __init__(self, path: Path, input_size: int, mean: float, std: float, classes: Classes, resize_filter: str):
+    `prepare` (image bytes -> glyph) and `top_k` (glyphs -> ranked characters) are the one
+    code path that `hccr predict` and `hccr serve` share, so a file and a drawing get the
+    same answer.
+    """
+
+    def __init__(
+        self, path: Path, input_size: int, mean: float, std: float, classes: Classes, resize_filter: str,
+        meta: dict | None = None,
+    ):
         self.path = path
         self.input_size = int(input_size)
-        self.mean = float(mean)
-        self.std = float(std)
+        self.mean, self.std = check_stats(mean, std, str(path))
         self.classes = classes
         self.characters = classes.characters
         self.resize_filter = resize_filter
+        self.meta = dict(meta or {})  # the model file's own metadata (checkpoint fields or ONNX hccr.*)
         resample_filter(resize_filter)
 
     def probabilities(self, batch) -> np.ndarray:  # (B, 1, S, S) tensor -> (B, C) array
         raise NotImplementedError
+
+    def prepare(self, data: bytes, label: str, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+        """Image bytes -> (64x64 dataset glyph, the same at the model's input size), both uint8."""
+        image = open_image(data, label, max_pixels)
+        glyph = canonical_glyph(image, label)
+        return glyph, glyph_to_size(glyph, self.input_size, self.resize_filter)
+
+    def top_k(self, sized: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """uint8 (B, S, S) glyphs -> for each, the k most probable (character, probability), best first."""
+        k = max(1, min(k, len(self.characters)))
+        # A writable copy: torch warns about read-only arrays (PIL's are), and this one is small.
+        probs = self.probabilities(normalize(np.array(sized, dtype=np.uint8), self.mean, self.std))
+        ranked = []
+        for p in probs:
+            order = np.argsort(-p, kind="stable")[:k]
+            ranked.append([(self.characters[i], float(p[i])) for i in order])
+        return ranked
 
 
 class TorchPredictor(Predictor):
@@ -179,6 +205,7 @@ class TorchPredictor(Predictor):
             normalize_meta.get("std", 1.0),
             Classes.from_meta(meta, str(path)),
             meta.get("resize_filter", "bilinear"),
+            meta={k: v for k, v in meta.items() if k != "state_dict"},
         )
         self.model = model.eval()
 
@@ -190,18 +217,28 @@ class TorchPredictor(Predictor):
 
 
 class OnnxPredictor(Predictor):
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime
 
-        from hccr.serving.onnx_meta import metadata_from_props
+        from hccr.serving.onnx_meta import META_PREFIX, metadata_from_props
 
+        options = onnxruntime.SessionOptions()
+        if threads:
+            # A fixed pool that sleeps when idle: concurrent requests (hccr serve) must not
+            # oversubscribe the cores with spinning threads.
+            options.intra_op_num_threads = threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise HccrError(f"{path}: cannot load ONNX model ({type(exc).__name__}: {exc})") from None
-        meta = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
+        props = self.session.get_modelmeta().custom_metadata_map
+        meta = metadata_from_props(props, str(path))
+        # The other hccr.* entries (epoch, val_accuracy, ...) as strings, under the parsed ones.
+        meta = {**{k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}, **meta}
         super().__init__(
-            path, meta["input_size"], meta["mean"], meta["std"], meta["classes"], meta.get("resize_filter", "bilinear")
+            path, meta["input_size"], meta["mean"], meta["std"], meta["classes"],
+            meta.get("resize_filter", "bilinear"), meta=meta,
         )
         self.input_name = self.session.get_inputs()[0].name
         self.outputs_probabilities = meta.get("output", "probabilities") == "probabilities"
@@ -214,13 +251,16 @@ class OnnxPredictor(Predictor):
         return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def load_predictor(path: str | Path) -> Predictor:
-    """A predictor for a `.pt` checkpoint or an `.onnx` export (chosen by the file's suffix)."""
+def load_predictor(path: str | Path, threads: int | None = None) -> Predictor:
+    """A predictor for a `.pt` checkpoint or an `.onnx` export (chosen by the file's suffix).
+
+    `threads`: onnxruntime's intra-op threads (PyTorch's are set with torch.set_num_threads).
+    """
     path = Path(path)
     if not path.is_file():
         raise HccrError(f"{path}: model file not found")
     if path.suffix.lower() == ".onnx":
-        return OnnxPredictor(path)
+        return OnnxPredictor(path, threads)
     return TorchPredictor(path)
 
 
@@ -228,22 +268,17 @@ def predict_sources(
     predictor: Predictor, sources: Iterable[Source], top_k: int = 3, batch_size: int = 64, progress: bool = False
 ) -> Iterator[Prediction]:
     """Predictions in source order; a source that fails yields a Prediction with `error` set."""
-    top_k = max(1, min(top_k, len(predictor.characters)))
     pending: list[tuple[int, str, np.ndarray | None, str | None]] = []
     bar = tqdm(desc="predict", unit="img", file=sys.stderr, disable=not progress)
 
     def flush() -> Iterator[Prediction]:
         good = [glyph for _, _, glyph, _ in pending if glyph is not None]
-        probs = predictor.probabilities(normalize(np.stack(good), predictor.mean, predictor.std)) if good else None
-        row = 0
+        ranked = iter(predictor.top_k(np.stack(good), top_k) if good else [])
         for _, label, glyph, error in pending:
             if glyph is None:
                 yield Prediction(label, error=error)
-                continue
-            p = probs[row]
-            row += 1
-            order = np.argsort(-p, kind="stable")[:top_k]
-            yield Prediction(label, top=[(predictor.characters[i], float(p[i])) for i in order], classes=predictor.classes)
+            else:
+                yield Prediction(label, top=next(ranked), classes=predictor.classes)
         bar.update(len(pending))
         pending.clear()
 
@@ -251,8 +286,7 @@ def predict_sources(
         glyph, error = None, source.error
         if error is None:
             try:
-                image = open_image(source.read(), source.label)
-                glyph = glyph_to_size(canonical_glyph(image, source.label), predictor.input_size, predictor.resize_filter)
+                _, glyph = predictor.prepare(source.read(), source.label)
             except HccrError as exc:
                 error = str(exc)
             except (OSError, ValueError) as exc:
@@ -296,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resize-filter", default=None,
         help="filter from 64 px to the model's input size; default: the model's metadata, else bilinear",
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for PyTorch or onnxruntime (default: their own)")
     return parser
 
 
@@ -314,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, args.threads)
     if args.resize_filter:
         resample_filter(args.resize_filter)
         predictor.resize_filter = args.resize_filter

@@ -9,53 +9,13 @@ it on images in pixel/255 units, before normalisation. Random parameters come fr
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
-
 import torch
 import torch.nn.functional as F
 
-from hccr.errors import ConfigError
+# The `augment:` settings live with the other typed params (checked by the schema).
+from hccr.config import AugmentConfig
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    enabled: bool = False
-    degrees: float = 0.0  # rotation in [-degrees, +degrees]
-    translate: float = 0.0  # shift in [-translate, +translate] x image size, per axis
-    scale: float = 0.0  # zoom factor in [1 - scale, 1 + scale]
-    shear: float = 0.0  # horizontal shear angle in [-shear, +shear] degrees
-
-    @classmethod
-    def from_dict(cls, spec: Mapping[str, Any] | None, key: str = "augment") -> "AugmentConfig":
-        """Build from the params `augment:` block; unknown keys and bad ranges name the key."""
-        if spec is None:
-            return cls()
-        if isinstance(spec, AugmentConfig):
-            return spec
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {type(spec).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ConfigError(f"{key}: unknown key(s) {unknown}; known: {sorted(known)}")
-        values: dict[str, Any] = {"enabled": bool(spec.get("enabled", False))}
-        for name in ("degrees", "translate", "scale", "shear"):
-            try:
-                value = float(spec.get(name, 0.0))
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key}.{name}: not a number: {spec.get(name)!r}") from None
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{key}.{name}: must be a finite number >= 0, got {value}")
-            values[name] = value
-        if values["scale"] >= 1:
-            raise ConfigError(f"{key}.scale: must be < 1 (zoom 1 +- scale), got {values['scale']}")
-        if values["translate"] >= 1:
-            raise ConfigError(f"{key}.translate: must be < 1 (fraction of the image), got {values['translate']}")
-        if values["degrees"] > 180 or values["shear"] >= 90:
-            raise ConfigError(f"{key}: degrees must be <= 180 and shear < 90")
-        return cls(**values)
+__all__ = ["AugmentConfig", "affine_matrices", "draw_matrices", "random_affine", "warp_batch"]
 
 
 def affine_matrices(uniform: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:

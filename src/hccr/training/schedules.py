@@ -19,12 +19,6 @@ from hccr.errors import ConfigError
 SCHEDULES = ("constant", "inverse_time", "cosine")
 
 
-def check_schedule(name: str, key: str = "schedule") -> str:
-    if name not in SCHEDULES:
-        raise ConfigError(f"{key}: unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
-    return name
-
-
 def learning_rate(name: str, base_lr: float, step: int, *, epochs: int, total_steps: int) -> float:
     """The learning rate for optimizer step `step` (0-based, counted within the phase)."""
     if name == "constant":

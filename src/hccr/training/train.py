@@ -2,28 +2,31 @@
 
     python -m hccr.training.train --model M --size Z --images data/processed/images_S.npy \
         --index data/interim/index.csv --split data/processed/splits/SCHEME/Z.csv \
-        --config-json JSON --seed N --threads T --out models/M/Z
+        --config-json JSON --seed N --threads T --out models/runs/M/Z
 
-`--config-json` is the model's params.yaml block, as a JSON string or a path to a JSON file.
-Writes into `--out`: `checkpoint.pt` (best validation accuracy; ties go to the lower
-validation loss), `last.pt` (resume state, every epoch), `history.csv` (every epoch) and
-`train.json` (summary, at the end). Rerunning with the same `--out` resumes from `last.pt`;
-a finished run does nothing (it only restores outputs that were deleted). Under torchrun
-(WORLD_SIZE > 1) it trains with DistributedDataParallel and only rank 0 writes.
+`--config-json` is the model's params.yaml block (JSON text or a JSON file), with a sweep
+cell's overrides applied; it is checked against the schema's `model_block` (hccr.config), so
+an error names the key as `model.M.<key>`. Writes into `--out`: `checkpoint.pt` (best
+validation accuracy; ties go to the lower validation loss), `history.csv` (rewritten after
+every epoch), `last.pt` (resume state, at most every `resume_every_s` and at every phase end)
+and `train.json` (summary, at the end). Rerunning with the same `--out` resumes from
+`last.pt`; a finished run does nothing (it only restores outputs that were deleted). Under
+torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel and only rank 0 writes.
 
-Each phase freezes what its `freeze` says, gets a fresh optimizer at its `lr` and runs its
-`epochs`; runs that really start from scratch use `scratch_phases`. Early stopping (on the
-validation loss, per phase as Keras' callback does per `fit`) is off unless enabled.
-The training loss and the validation loss use the same criterion (with label smoothing).
+How to read it: `Trainer.run` resumes or starts a `RunState`, then `run_phase` for each
+phase (freeze, fresh optimizer at the phase's `lr`), which calls `run_epoch` for each epoch
+(train, validate, record, save). Runs that really start from scratch use `scratch_phases`.
+Early stopping (on the validation loss, per phase as Keras' callback does per `fit`) is off
+unless enabled. The training loss and the validation loss use the same criterion.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +37,41 @@ from tqdm import tqdm
 
 from hccr import device as devices
 from hccr.atomic import write_json
-from hccr.config import json_object_arg
+from hccr.config import ModelSettings, Phase, json_object_arg, model_settings
 from hccr.errors import ConfigError, reports_errors
-from hccr.training.loader import BatchLoader, compute_stats, epoch_seed
 from hccr.training.history import write_history
 from hccr.training.inputs import RunData, load_run_data
+from hccr.training.loader import BatchLoader, compute_stats, epoch_seed
+from hccr.training.run_state import RunState, cpu_weights, to_cpu
 from hccr.training.schedules import learning_rate
-from hccr.training.settings import Phase, Settings, build_optimizer, parse_settings
 from hccr.training.state import ids_digest, load_state, save_state
+from hccr.training.step import build_optimizer, train_step
 
 CHECKPOINT, LAST, HISTORY, SUMMARY = "checkpoint.pt", "last.pt", "history.csv", "train.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run trains on and where it writes (the command line, typed)."""
+
+    model: str  # registry name
+    size: str  # subset size label
+    images: Path
+    index: Path
+    split: Path
+    out: Path
+    seed: int = 42
+    threads: int | None = None
+    pretrained: str | None = None  # overrides the settings' `pretrained`
+    device: str = "auto"
+    resize_filter: str = "bilinear"  # the filter that made `images`, kept for predict/export
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    accuracy: float
+    images: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -52,68 +80,102 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def parse_config(text: str) -> dict[str, Any]:
-    """The model block from a JSON string or a JSON file."""
-    return json_object_arg(text, "--config-json")
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
-
-
 class Trainer:
-    def __init__(self, args: argparse.Namespace, runtime: devices.Runtime, cfg: dict[str, Any],
-                 settings: Settings) -> None:
+    def __init__(self, spec: RunSpec, settings: ModelSettings, runtime: devices.Runtime) -> None:
         from hccr import models  # heavy (timm): imported when a run really starts
 
         self.models = models
-        self.args = args
-        self.rt = runtime
-        self.out = Path(args.out)
-        self.cfg = cfg
+        self.spec = spec
         self.settings = settings
-        self.pretrained = args.pretrained or self.settings.pretrained
-        self.data: RunData = load_run_data(args.images, args.index, args.split)
+        self.rt = runtime
+        self.out = spec.out
+        self.pretrained = spec.pretrained or settings.pretrained
+        self.data: RunData = load_run_data(spec.images, spec.index, spec.split)
         size = self.data.image_size
-        wanted = self.cfg.get("input_size")
-        if wanted is not None and int(wanted) != size:
-            raise ConfigError(f"config.input_size is {wanted} but {args.images} holds {size} px images")
+        if settings.input_size != size:
+            raise ConfigError(f"model.{settings.name}.input_size is {settings.input_size} "
+                              f"but {spec.images} holds {size} px images")
         self.fingerprint = {
-            "model": args.model,
-            "size": args.size,
-            "seed": args.seed,
+            "model": spec.model,
+            "size": spec.size,
+            "seed": spec.seed,
             "pretrained": self.pretrained,
             # How often last.pt is written does not change what is trained.
-            "config": {k: v for k, v in self.cfg.items() if k != "resume_every_s"},
+            "config": {k: v for k, v in settings.block.items() if k != "resume_every_s"},
             "input_size": size,
             "images": list(self.data.images.shape),
             "ids": ids_digest(self.data.train_ids, self.data.train_labels, self.data.val_ids, self.data.val_labels),
             "world_size": runtime.world_size,
         }
+        self._last_save = time.monotonic()
+
+    # ---------------------------------------------------------------- the run
+    def run(self) -> int:
+        state = self.resume_state()
+        if state is not None and state.finished:
+            self.finished_already(state)
+            return 0
+        self.check_world_size()
+        self.build()
+        state = self.fresh_or_resumed(state)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._last_save = time.monotonic()
+        for index, phase in enumerate(self.phases):
+            if not state.phase_over(index):
+                self.run_phase(state, index, phase)
+        self.finish(state)
+        return 0
+
+    def resume_state(self) -> RunState | None:
+        saved = load_state(self.out / LAST, self.fingerprint)
+        return None if saved is None else RunState.from_dict(saved)
+
+    def finished_already(self, state: RunState) -> None:
+        """A rerun of a finished run: nothing to train; outputs a workflow engine deleted come back."""
+        if not self.rt.is_main:
+            return
+        if self._outputs_present():
+            print(f"{self.out}: run already finished; nothing to do", file=sys.stderr)
+            return
+        print(f"{self.out}: run finished; restoring missing outputs from {LAST}", file=sys.stderr)
+        self.start = state.start
+        self.mean = state.summary["normalize"]["mean"]
+        self.std = state.summary["normalize"]["std"]
+        self.restore_outputs(state)
+
+    def check_world_size(self) -> None:
+        gpus = self.settings.gpus
+        if gpus > 1 and self.rt.world_size != gpus:
+            # A 4-GPU cell run by one process would be another experiment (a quarter of the
+            # global batch), so refuse rather than warn.
+            raise ConfigError(f"model.{self.settings.name}.gpus is {gpus} but this run has {self.rt.world_size} "
+                              f"process(es); start it with `hccr launch --gpus {gpus} -- ...`")
+
+    def fresh_or_resumed(self, state: RunState | None) -> RunState:
+        if state is not None and state.start != self.start:
+            print(f"warning: {self.out / LAST} began from {state.start} weights but this run starts from "
+                  f"{self.start}; starting afresh", file=sys.stderr)
+            state = None
+        if state is None:
+            return RunState(fingerprint=self.fingerprint, start=self.start)
+        self.model.load_state_dict(state.model)
+        if self.rt.is_main:
+            print(f"{self.out}: resuming after epoch {state.epoch}", file=sys.stderr)
+        return state
 
     # ---------------------------------------------------------------- setup
     def build(self) -> None:
         rt, s = self.rt, self.settings
-        seed_everything(self.args.seed)
+        seed_everything(self.spec.seed)
         self.model, self.start = self.models.create(
-            self.args.model, self.cfg, self.pretrained, num_classes=len(self.data.classes)
+            self.spec.model, dict(s.block), self.pretrained, num_classes=len(self.data.classes)
         )
         self.model.to(rt.device)
         if rt.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.phases: tuple[Phase, ...] = s.phases_for(self.start)
         self.mean, self.std = compute_stats(self.data.images, self.data.train_ids)
-        common = dict(seed=self.args.seed, device=rt.device, mean=self.mean, std=self.std,
+        common = dict(seed=self.spec.seed, device=rt.device, mean=self.mean, std=self.std,
                       rank=rt.rank, world_size=rt.world_size)
         self.train_loader = BatchLoader(self.data.images, self.data.train_ids, self.data.train_labels,
                                         s.batch_size, shuffle=True, augment_cfg=s.augment, **common)
@@ -122,7 +184,6 @@ class Trainer:
                                       max(2 * s.batch_size, 64), shuffle=False, even_shards=False, **common)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=s.label_smoothing)
 
-    # ---------------------------------------------------------------- epochs
     def _wrap(self) -> tuple[nn.Module, nn.Module]:
         """(network to train, network to evaluate) for the current phase's trainable set."""
         net: nn.Module = self.model
@@ -136,13 +197,84 @@ class Trainer:
             evaluate = net if not self.rt.distributed else torch.compile(self.model)
         return net, evaluate
 
-    def _batches(self, loader: BatchLoader, desc: str):
-        bar = tqdm(loader, desc=desc, total=len(loader), file=sys.stderr, leave=False,
-                   disable=not self.rt.is_main, dynamic_ncols=True, mininterval=1.0)
-        return bar
+    # ---------------------------------------------------------------- a phase
+    def start_phase(self, state: RunState, index: int, phase: Phase) -> torch.optim.Optimizer:
+        """Freeze what the phase says; its optimizer, fresh or (resuming) as it was saved."""
+        resuming = state.resumes_phase(index)
+        if not resuming:
+            state.begin_phase(index)
+        self.models.apply_freeze(self.model, phase.freeze)
+        _, trainable = self.models.count_parameters(self.model)
+        state.trainable[str(index)] = int(trainable)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError(f"model.{self.settings.name}: phase {phase.name!r} (freeze: {phase.freeze}) "
+                              "leaves nothing to train")
+        optimizer = build_optimizer(params, self.settings.optimizer, phase.lr, fused=self.rt.is_cuda)
+        if resuming:
+            optimizer.load_state_dict(state.optimizer)
+        return optimizer
 
-    def train_epoch(self, net: nn.Module, optimizer: torch.optim.Optimizer, phase: Phase, epoch: int,
-                    step: int, total_steps: int) -> tuple[dict[str, float], int, float]:
+    def run_phase(self, state: RunState, index: int, phase: Phase) -> None:
+        optimizer = self.start_phase(state, index, phase)
+        net, evaluate = self._wrap()
+        for phase_epoch in range(state.phase_epoch, phase.epochs):
+            if self.run_epoch(state, index, phase, phase_epoch, net, evaluate, optimizer):
+                break
+        state.optimizer = None
+
+    # ---------------------------------------------------------------- an epoch
+    def run_epoch(self, state: RunState, index: int, phase: Phase, phase_epoch: int, net: nn.Module,
+                  evaluate: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+        """Train and validate one epoch, record it, save what is due; True: stop the phase early."""
+        epoch = state.epoch + 1
+        # Everything random in an epoch follows from (seed, epoch): resumes replay exactly.
+        seed_everything(epoch_seed(self.spec.seed, epoch, self.rt.rank, 2))
+        began = time.perf_counter()
+        train, lr = self.train_epoch(state, net, optimizer, phase, epoch)
+        train_seconds = time.perf_counter() - began
+        val = self.validate(evaluate, epoch)
+        seconds = time.perf_counter() - began
+
+        row = {
+            "epoch": epoch, "phase": phase.name, "train_loss": train.loss, "train_accuracy": train.accuracy,
+            "val_loss": val.loss, "val_accuracy": val.accuracy, "lr": lr, "seconds": seconds,
+            "images_per_second": train.images / train_seconds, "phase_index": index,
+        }
+        state.history.append(row)
+        state.epoch, state.phase_epoch = epoch, phase_epoch + 1
+        state.seconds_total += seconds
+        state.train_seconds += train_seconds
+        state.train_images += train.images
+
+        improved = state.best.beaten_by(val.accuracy, val.loss)
+        if improved:
+            state.best.epoch, state.best.val_accuracy, state.best.val_loss = epoch, val.accuracy, val.loss
+        bad_epochs = state.early_stopping.update(val.loss)
+        stop = self.settings.early_stopping.enabled and bad_epochs >= self.settings.early_stopping.patience
+        if stop and phase_epoch + 1 < phase.epochs:
+            state.stopped_early.append(index)
+        state.phase_done = stop or phase_epoch + 1 == phase.epochs
+
+        if self.rt.is_main:
+            tqdm.write(
+                f"epoch {epoch} [{phase.name}] loss {train.loss:.4f} acc {train.accuracy:.4f} "
+                f"val_loss {val.loss:.4f} val_acc {val.accuracy:.4f} lr {lr:.3g} "
+                f"{row['images_per_second']:.1f} img/s",
+                file=sys.stderr,
+            )
+            self.save_progress(state, optimizer, improved)
+            if stop:
+                tqdm.write(f"early stopping: val_loss did not improve for {bad_epochs} epochs", file=sys.stderr)
+        return stop
+
+    def _batches(self, loader: BatchLoader, desc: str):
+        return tqdm(loader, desc=desc, total=len(loader), file=sys.stderr, leave=False,
+                    disable=not self.rt.is_main, dynamic_ncols=True, mininterval=1.0)
+
+    def train_epoch(self, state: RunState, net: nn.Module, optimizer: torch.optim.Optimizer, phase: Phase,
+                    epoch: int) -> tuple[EpochResult, float]:
+        """One pass over the training set; advances `state.step`. Returns (metrics, last lr)."""
         rt = self.rt
         net.train()
         self.train_loader.set_epoch(epoch)
@@ -151,35 +283,29 @@ class Trainer:
         count = 0
         # On CUDA the postfix costs a host sync: refresh it rarely; on CPU it is free.
         postfix_every = 50 if rt.is_cuda else 1
+        total_steps = phase.epochs * len(self.train_loader)
         lr = phase.lr
         bar = self._batches(self.train_loader, f"epoch {epoch} [{phase.name}] train")
         for i, (x, y) in enumerate(bar):
-            if rt.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            lr = learning_rate(self.settings.schedule, phase.lr, step, epochs=phase.epochs, total_steps=total_steps)
+            lr = learning_rate(self.settings.schedule, phase.lr, state.step, epochs=phase.epochs,
+                               total_steps=total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with rt.autocast():
-                logits = net(x)
-            loss = self.criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+            loss, logits = train_step(net, optimizer, self.criterion, x, y, autocast=rt.autocast(),
+                                      channels_last=rt.channels_last)
+            state.step += 1
             batch = y.shape[0]
-            loss_sum += loss.detach() * batch
-            correct += (logits.detach().argmax(1) == y).sum()
+            loss_sum += loss * batch
+            correct += (logits.argmax(1) == y).sum()
             count += batch
             if rt.is_main and (i + 1) % postfix_every == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / count:.4f}", acc=f"{correct.item() / count:.4f}",
                                 refresh=False)
-        totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(count), device=rt.device,
-                                                                               dtype=torch.float64)])
-        loss_total, correct_total, seen = rt.all_reduce_sum(totals).tolist()  # one sync per epoch
-        return {"loss": loss_total / seen, "accuracy": correct_total / seen, "images": seen}, step, lr
+        loss_total, correct_total, seen = self._sum_over_ranks(loss_sum, correct, count)  # one sync per epoch
+        return EpochResult(loss_total / seen, correct_total / seen, seen), lr
 
     @torch.no_grad()
-    def validate(self, net: nn.Module, epoch: int) -> dict[str, float]:
+    def validate(self, net: nn.Module, epoch: int) -> EpochResult:
         rt = self.rt
         if rt.distributed:
             # BatchNorm statistics drift apart per rank; evaluate rank 0's (the saved) model.
@@ -197,18 +323,49 @@ class Trainer:
             loss_sum += self.criterion(logits.float(), y).double() * y.shape[0]
             correct += (logits.argmax(1) == y).sum()
             count += y.shape[0]
-        totals = torch.stack([loss_sum, correct, torch.tensor(float(count), device=rt.device, dtype=torch.float64)])
-        loss_total, correct_total, seen = rt.all_reduce_sum(totals).tolist()
-        return {"loss": loss_total / seen, "accuracy": correct_total / seen}
+        loss_total, correct_total, seen = self._sum_over_ranks(loss_sum, correct, count)
+        return EpochResult(loss_total / seen, correct_total / seen)
+
+    def _sum_over_ranks(self, loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> list[float]:
+        device = self.rt.device
+        totals = torch.stack([loss_sum.double(), correct.double(),
+                              torch.tensor(float(count), device=device, dtype=torch.float64)])
+        return self.rt.all_reduce_sum(totals).tolist()
 
     # ---------------------------------------------------------------- outputs
+    def save_progress(self, state: RunState, optimizer: torch.optim.Optimizer, improved: bool) -> None:
+        """After an epoch (rank 0): the best checkpoint, history.csv, and last.pt when due."""
+        # last.pt: a kill before it is written replays the epochs since the previous write;
+        # resume_every_s trades that for fewer 0.3-0.6 GB writes.
+        save_last = state.phase_done or time.monotonic() - self._last_save >= self.settings.resume_every_s
+        weights = cpu_weights(self.model) if improved or save_last else None
+        if improved:
+            state.best_state = weights
+            self.save_checkpoint(weights, state.best.epoch, state.best.val_accuracy)
+        write_history(self.out / HISTORY, state.history_rows())
+        if save_last:
+            state.model = weights
+            state.optimizer = to_cpu(optimizer.state_dict())
+            save_state(self.out / LAST, state.to_dict())
+            self._last_save = time.monotonic()
+
+    def finish(self, state: RunState) -> None:
+        if self.rt.is_main:
+            summary = self.summary(state)
+            write_json(self.out / SUMMARY, summary)
+            write_history(self.out / HISTORY, state.history_rows())
+            state.finished, state.summary = True, summary
+            state.model, state.optimizer = cpu_weights(self.model), None
+            save_state(self.out / LAST, state.to_dict())
+        self.rt.barrier()
+
     def save_checkpoint(self, state_dict: dict[str, torch.Tensor], epoch: int, val_accuracy: float) -> None:
         from hccr.models import checkpoint
 
         checkpoint.save(
             self.out / CHECKPOINT,
-            model_name=self.args.model,
-            config=self.cfg,
+            model_name=self.spec.model,
+            config=dict(self.settings.block),
             state_dict=state_dict,
             input_size=self.data.image_size,
             normalize={"mean": self.mean, "std": self.std},
@@ -216,13 +373,13 @@ class Trainer:
             start=self.start,
             epoch=epoch,
             val_accuracy=val_accuracy,
-            size=self.args.size,
-            seed=self.args.seed,
-            resize_filter=self.args.resize_filter,
+            size=self.spec.size,
+            seed=self.spec.seed,
+            resize_filter=self.spec.resize_filter,
         )
 
-    def summary(self, st: dict[str, Any]) -> dict[str, Any]:
-        history = st["history"]
+    def summary(self, state: RunState) -> dict[str, Any]:
+        history = state.history
         last = history[-1] if history else {}
         total, _ = self.models.count_parameters(self.model)
         phases = []
@@ -230,197 +387,60 @@ class Trainer:
             run = sum(1 for row in history if row["phase_index"] == i)
             phases.append({
                 "name": phase.name, "epochs_planned": phase.epochs, "epochs_run": run, "lr": phase.lr,
-                "freeze": phase.freeze, "trainable_parameters": st["trainable"].get(str(i)),
-                "stopped_early": i in st["stopped_early"],
+                "freeze": phase.freeze, "trainable_parameters": state.trainable.get(str(i)),
+                "stopped_early": i in state.stopped_early,
             })
+        s, rt = self.settings, self.rt
         return {
-            "model": self.args.model,
-            "size": self.args.size,
+            "model": self.spec.model,
+            "size": self.spec.size,
             "input_size": self.data.image_size,
             "start": self.start,
             "pretrained": self.pretrained,
-            "seed": self.args.seed,
+            "seed": self.spec.seed,
             "epochs": len(history),
             "epochs_planned": sum(p.epochs for p in self.phases),
             "phases": phases,
-            "best_epoch": st["best"]["epoch"],
-            "best_val_accuracy": st["best"]["val_accuracy"],
-            "best_val_loss": st["best"]["val_loss"],
+            "best_epoch": state.best.epoch,
+            "best_val_accuracy": state.best.val_accuracy,
+            "best_val_loss": state.best.val_loss,
             "final_train_loss": last.get("train_loss"),
             "final_train_accuracy": last.get("train_accuracy"),
             "final_val_loss": last.get("val_loss"),
             "final_val_accuracy": last.get("val_accuracy"),
-            "stopped_early": bool(st["stopped_early"]),
-            "seconds_total": st["seconds_total"],
-            "images_per_second": st["train_images"] / st["train_seconds"] if st["train_seconds"] else None,
+            "stopped_early": bool(state.stopped_early),
+            "seconds_total": state.seconds_total,
+            "images_per_second": state.train_images / state.train_seconds if state.train_seconds else None,
             "parameters": {"total": total,
                            "trainable_per_phase": [{"phase": p["name"], "trainable": p["trainable_parameters"]}
                                                    for p in phases]},
             "n_train": int(self.data.train_ids.size),
             "n_val": int(self.data.val_ids.size),
             "normalize": {"mean": self.mean, "std": self.std},
-            "batch_size": self.settings.batch_size,
-            "global_batch_size": self.settings.batch_size * self.rt.world_size,
-            "gpus": self.cfg.get("gpus", 1),
-            "world_size": self.rt.world_size,
-            "backend": self.rt.backend,
-            "ranks_per_device": self.rt.ranks_per_device,
-            "device": self.rt.describe(),
-            "precision": self.rt.precision,
-            "threads": self.args.threads,
-            "compiled": bool(self.settings.compile and self.rt.is_cuda),
-            "config": self.cfg,
+            "batch_size": s.batch_size,
+            "global_batch_size": s.batch_size * rt.world_size,
+            "gpus": s.gpus,
+            "world_size": rt.world_size,
+            "backend": rt.backend,
+            "ranks_per_device": rt.ranks_per_device,
+            "device": rt.describe(),
+            "precision": rt.precision,
+            "threads": self.spec.threads,
+            "compiled": bool(s.compile and rt.is_cuda),
+            "config": dict(s.block),
         }
-
-    def _history_rows(self, st: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in row.items() if k != "phase_index"} for row in st["history"]]
 
     def _outputs_present(self) -> bool:
         return all((self.out / name).exists() for name in (CHECKPOINT, HISTORY, SUMMARY))
 
-    def restore_outputs(self, st: dict[str, Any]) -> None:
+    def restore_outputs(self, state: RunState) -> None:
         """A finished run whose outputs were removed: write them again from last.pt."""
         if not (self.out / CHECKPOINT).exists():
-            self.save_checkpoint(st["best_state"], st["best"]["epoch"], st["best"]["val_accuracy"])
+            self.save_checkpoint(state.best_state, state.best.epoch, state.best.val_accuracy)
         if not (self.out / HISTORY).exists():
-            write_history(self.out / HISTORY, self._history_rows(st))
+            write_history(self.out / HISTORY, state.history_rows())
         if not (self.out / SUMMARY).exists():
-            write_json(self.out / SUMMARY, st["summary"])
-
-    # ---------------------------------------------------------------- the run
-    def run(self) -> int:
-        rt = self.rt
-        st = load_state(self.out / LAST, self.fingerprint)
-        if st is not None and st.get("finished"):
-            if rt.is_main:
-                if self._outputs_present():
-                    print(f"{self.out}: run already finished; nothing to do", file=sys.stderr)
-                else:
-                    print(f"{self.out}: run finished; restoring missing outputs from {LAST}", file=sys.stderr)
-                    self.build_for_restore(st)
-                    self.restore_outputs(st)
-            return 0
-        gpus = self.cfg.get("gpus", 1)
-        if isinstance(gpus, int) and gpus > 1 and rt.world_size != gpus:
-            # A 4-GPU cell run by one process would be another experiment (a quarter of the
-            # global batch), so refuse rather than warn.
-            raise ConfigError(f"config.gpus is {gpus} but this run has {rt.world_size} process(es); "
-                              f"start it with `hccr launch --gpus {gpus} -- ...`")
-        self.build()
-        if st is not None and st.get("start") != self.start:
-            print(f"warning: {self.out / LAST} began from {st.get('start')} weights but this run starts from "
-                  f"{self.start}; starting afresh", file=sys.stderr)
-            st = None
-        if st is None:
-            st = {
-                "fingerprint": self.fingerprint, "finished": False, "start": self.start,
-                "phase_index": 0, "phase_epoch": 0, "phase_done": False, "step": 0, "epoch": 0,
-                "model": None, "optimizer": None, "history": [],
-                "best": {"epoch": 0, "val_accuracy": -1.0, "val_loss": math.inf}, "best_state": None,
-                "early_stopping": {"best_loss": math.inf, "bad_epochs": 0},
-                "trainable": {}, "stopped_early": [], "seconds_total": 0.0,
-                "train_seconds": 0.0, "train_images": 0.0,
-            }
-        else:
-            self.model.load_state_dict(st["model"])
-            if rt.is_main:
-                print(f"{self.out}: resuming after epoch {st['epoch']}", file=sys.stderr)
-        self.out.mkdir(parents=True, exist_ok=True)
-
-        last_save = time.monotonic()
-        for pi, phase in enumerate(self.phases):
-            if pi < st["phase_index"] or (pi == st["phase_index"] and st["phase_done"]):
-                continue
-            continuing = pi == st["phase_index"] and st["optimizer"] is not None
-            if not continuing:
-                st.update(phase_index=pi, phase_epoch=0, phase_done=False, step=0, optimizer=None,
-                          early_stopping={"best_loss": math.inf, "bad_epochs": 0})
-            self.models.apply_freeze(self.model, phase.freeze)
-            _, trainable = self.models.count_parameters(self.model)
-            st["trainable"][str(pi)] = int(trainable)
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            if not params:
-                raise ConfigError(f"config: phase {phase.name!r} (freeze: {phase.freeze}) leaves nothing to train")
-            optimizer = build_optimizer(params, self.settings, phase.lr, fused=rt.is_cuda)
-            if continuing:
-                optimizer.load_state_dict(st["optimizer"])
-            net, evaluate = self._wrap()
-            total_steps = phase.epochs * len(self.train_loader)
-
-            for phase_epoch in range(st["phase_epoch"], phase.epochs):
-                epoch = st["epoch"] + 1
-                # Everything random in an epoch follows from (seed, epoch): resumes replay exactly.
-                seed_everything(epoch_seed(self.args.seed, epoch, rt.rank, 2))
-                began = time.perf_counter()
-                train, step, lr = self.train_epoch(net, optimizer, phase, epoch, st["step"], total_steps)
-                train_seconds = time.perf_counter() - began
-                val = self.validate(evaluate, epoch)
-                seconds = time.perf_counter() - began
-                row = {
-                    "epoch": epoch, "phase": phase.name, "train_loss": train["loss"],
-                    "train_accuracy": train["accuracy"], "val_loss": val["loss"],
-                    "val_accuracy": val["accuracy"], "lr": lr, "seconds": seconds,
-                    "images_per_second": train["images"] / train_seconds, "phase_index": pi,
-                }
-                st["history"].append(row)
-                st.update(epoch=epoch, step=step, phase_epoch=phase_epoch + 1, seconds_total=st["seconds_total"] + seconds,
-                          train_seconds=st["train_seconds"] + train_seconds,
-                          train_images=st["train_images"] + train["images"])
-
-                improved = (val["accuracy"], -val["loss"]) > (st["best"]["val_accuracy"], -st["best"]["val_loss"])
-                if improved:
-                    st["best"] = {"epoch": epoch, "val_accuracy": val["accuracy"], "val_loss": val["loss"]}
-                es = st["early_stopping"]
-                if val["loss"] < es["best_loss"]:
-                    es.update(best_loss=val["loss"], bad_epochs=0)
-                else:
-                    es["bad_epochs"] += 1
-                stop = self.settings.early_stopping and es["bad_epochs"] >= self.settings.patience
-                if stop and phase_epoch + 1 < phase.epochs:
-                    st["stopped_early"].append(pi)
-                st["phase_done"] = stop or phase_epoch + 1 == phase.epochs
-
-                if rt.is_main:
-                    tqdm.write(
-                        f"epoch {epoch} [{phase.name}] loss {train['loss']:.4f} acc {train['accuracy']:.4f} "
-                        f"val_loss {val['loss']:.4f} val_acc {val['accuracy']:.4f} lr {lr:.3g} "
-                        f"{row['images_per_second']:.1f} img/s",
-                        file=sys.stderr,
-                    )
-                    # last.pt: a kill before it is written replays the epochs since the
-                    # previous write; resume_every_s trades that for fewer 0.3-0.6 GB writes.
-                    save_last = st["phase_done"] or time.monotonic() - last_save >= self.settings.resume_every_s
-                    weights = _cpu_state(self.model) if improved or save_last else None
-                    if improved:
-                        st["best_state"] = weights
-                        self.save_checkpoint(weights, epoch, val["accuracy"])
-                    write_history(self.out / HISTORY, self._history_rows(st))
-                    if save_last:
-                        st["model"] = weights
-                        st["optimizer"] = _to_cpu(optimizer.state_dict())
-                        save_state(self.out / LAST, st)
-                        last_save = time.monotonic()
-                if stop:
-                    if rt.is_main:
-                        tqdm.write(f"early stopping: val_loss did not improve for {es['bad_epochs']} epochs",
-                                   file=sys.stderr)
-                    break
-            st["optimizer"] = None
-
-        if rt.is_main:
-            summary = self.summary(st)
-            write_json(self.out / SUMMARY, summary)
-            write_history(self.out / HISTORY, self._history_rows(st))
-            st.update(finished=True, summary=summary, model=_cpu_state(self.model), optimizer=None)
-            save_state(self.out / LAST, st)
-        rt.barrier()
-        return 0
-
-    def build_for_restore(self, st: dict[str, Any]) -> None:
-        """Enough of `build` to write outputs again (no loaders, no training)."""
-        self.start = st["start"]
-        self.mean = st["summary"]["normalize"]["mean"]
-        self.std = st["summary"]["normalize"]["std"]
+            write_json(self.out / SUMMARY, state.summary)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for this job (split among DDP ranks)")
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--pretrained", default=None, help="override the config's pretrained: imagenet | none | auto | PATH")
+    parser.add_argument("--pretrained", default=None,
+                        help="override the config's pretrained: imagenet | none | auto | PATH")
     parser.add_argument("--device", default="auto", choices=devices.DEVICE_CHOICES)
     parser.add_argument(
         "--resize-filter", default="bilinear",
@@ -443,18 +464,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_spec(args: argparse.Namespace) -> RunSpec:
+    return RunSpec(
+        model=args.model, size=args.size, images=Path(args.images), index=Path(args.index), split=Path(args.split),
+        out=Path(args.out), seed=args.seed, threads=args.threads, pretrained=args.pretrained, device=args.device,
+        resize_filter=args.resize_filter,
+    )
+
+
 @reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    runtime = None
+    spec = run_spec(args)
+    settings = model_settings(spec.model, json_object_arg(args.config_json, "--config-json"))
+    runtime = devices.setup(spec.threads, spec.device, cpu_precision=settings.cpu_precision)
     try:
-        cfg = parse_config(args.config_json)
-        settings = parse_settings(cfg)
-        runtime = devices.setup(args.threads, args.device, cpu_precision=settings.cpu_precision)
-        return Trainer(args, runtime, cfg, settings).run()
+        return Trainer(spec, settings, runtime).run()
     finally:
-        if runtime is not None:
-            devices.teardown(runtime)
+        devices.teardown(runtime)
 
 
 if __name__ == "__main__":
