@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
 RULE_FILES = {
-    "data": ["data.smk"],
+    "data": ["data.smk", "casia.smk"],
     "train": ["train.smk"],
     "sweep": ["train.smk", "sweep.smk"],
     "report": ["evaluate.smk", "report.smk"],

@@ -97,3 +97,52 @@ def test_wilson_interval_by_hand():
     assert all(math.isnan(v) for v in metrics.wilson_interval(0, 0))
     with pytest.raises(ValueError):
         metrics.wilson_interval(5, 3)
+
+
+# ---------------------------------------------------------------------------- large label sets
+
+
+def test_top_k_accuracy_counts_true_class_among_the_k_best():
+    scores = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.2, 0.6], [0.3, 0.3, 0.4]])
+    y = [2, 2, 0, 1]  # ranks of the truth: 2nd, 3rd, tied 2nd, tied 2nd
+    assert metrics.top_k_accuracy(y, scores, 1) == 0.0
+    assert metrics.top_k_accuracy(y, scores, 2) == 0.75
+    assert metrics.top_k_accuracy(y, scores, 3) == 1.0
+    assert metrics.top_k_accuracy(y, scores, 2, chunk=1) == 0.75
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        metrics.top_k_accuracy(y, scores, 0)
+
+
+def test_confused_pairs_match_top_confusions_and_merge_both_directions():
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, 7, 400)
+    p = np.where(rng.random(400) < 0.6, t, rng.integers(0, 7, 400))
+    cm = metrics.confusion_matrix(t, p, 7)
+    assert metrics.confused_pairs(t, p, 12, 7) == metrics.top_confusions(cm, 12)
+    merged = metrics.confused_pairs(t, p, 3, 7, symmetric=True)
+    both = cm + cm.T
+    for a, b, count in merged:
+        assert a < b and count == both[a, b]
+    assert merged[0][2] == max(both[a, b] for a in range(7) for b in range(a + 1, 7))
+
+
+def test_class_counts_give_per_class_figures_at_thousands_of_classes():
+    rng = np.random.default_rng(1)
+    k = 3755
+    t = rng.integers(0, k, 20000)
+    p = np.where(rng.random(20000) < 0.9, t, rng.integers(0, k, 20000))
+    support, hits, predicted = metrics.class_counts(t, p, k)
+    assert support.sum() == hits.sum() + (t != p).sum() == predicted.sum() == 20000
+    acc = metrics.per_class_accuracy(t, p, k)
+    some = int(t[0])
+    assert acc[some] == pytest.approx(np.mean(p[t == some] == some))
+
+
+def test_max_softmax_and_blocked_cross_entropy_match_the_full_softmax():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 3, (9000, 40)).astype(np.float32)  # more rows than one 4096 block
+    y = rng.integers(0, 40, 9000)
+    full = metrics.softmax(logits)
+    np.testing.assert_allclose(metrics.max_softmax(logits), full.max(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(metrics.max_softmax(logits, chunk=7), full.max(axis=1), rtol=1e-12)
+    assert metrics.cross_entropy_from_logits(y, logits) == pytest.approx(metrics.log_loss(y, full), rel=1e-9)

@@ -11,6 +11,7 @@ COMMANDS = {
     "index": "hccr.data.index",
     "resize": "hccr.data.resize",
     "subset": "hccr.data.subset",
+    "casia": "hccr.data.casia_steps",
     "train": "hccr.training.train",
     "launch": "hccr.training.launch",
     "sweep": "hccr.evaluation.sweep",

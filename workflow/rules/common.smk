@@ -4,6 +4,7 @@
 import json
 
 from hccr import config as hccr_config
+from hccr.data import casia as hccr_casia
 
 # Nested --config overrides arrive as strings ('64'); give them the schema's types, then
 # check the schema (types, unknown keys, per-arch bounds) and the cross-key rules, so every
@@ -16,7 +17,8 @@ SWEEP = hccr_config.sweep_cells(config)
 SIZES = hccr_config.resize_sizes(config)
 SCHEME_SIZES = hccr_config.scheme_sizes(config)
 CONDA_ENV = "../envs/hccr.yaml"  # used with --sdm conda; otherwise the active venv
-RAW = "data/raw/chinese-mnist"
+CASIA = hccr_casia.source_path(config["data_source"])  # None unless data_source is casia-hwdb:PATH
+RAW = "data/raw/casia-hwdb" if CASIA else "data/raw/chinese-mnist"
 INDEX = "data/interim/index.csv"
 
 

@@ -12,7 +12,10 @@ Writes three artifacts (atomically; all three or none are replaced):
 - metrics JSON of scalars only (what `dvc metrics` reads); `test` is left out when the split
   has no test rows (the `paper` protocol);
 - details JSON: per-class accuracy keyed by character, confusion matrices (rows true),
-  most frequent confusions, 95 % Wilson intervals, calibration bins;
+  most frequent confusions, 95 % Wilson intervals, calibration bins, and a confusion summary
+  (top-5 accuracy, most confused pairs, hardest classes: hccr.evaluation.confusion). Above
+  `confusion.LARGE_LABEL_SET` classes (CASIA's 3,755) the full matrix is left out and the
+  metrics JSON carries `top5_accuracy` too;
 - predictions CSV, one row per scored image.
 """
 
@@ -31,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 
-from hccr.evaluation import metrics
+from hccr.evaluation import confusion, metrics
 from hccr.atomic import write_csv, write_json
 from hccr.classes import Classes
 from hccr.data import index as hccr_index
@@ -42,7 +45,7 @@ from hccr.files import read_json_object
 from hccr.normalization import check_stats, normalize
 
 ROLES = ("val", "test")
-PROTOCOLS = ("writer", "paper")
+PROTOCOLS = ("writer", "paper", "official")  # hccr.data.subset's; official: CASIA-HWDB's writer split
 PREDICTION_COLUMNS = ["id", "writer", "role", "true", "predicted", "confidence", "true_character", "predicted_character"]
 
 
@@ -59,6 +62,11 @@ class RolePredictions:
     @property
     def probabilities(self) -> np.ndarray:
         return metrics.softmax(self.logits)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """Max softmax per row, in blocks (at 3,755 classes the full float64 softmax is GBs)."""
+        return metrics.max_softmax(self.logits)
 
     @property
     def predicted(self) -> np.ndarray:
@@ -153,27 +161,31 @@ def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[
     """(scalars for the metrics JSON, the fuller record for the details JSON)."""
     y, p = pred.labels, pred.predicted
     classes = pred.classes
-    probs = pred.probabilities
-    confidence = probs.max(axis=1)
+    num_classes = len(classes)
+    large = num_classes > confusion.LARGE_LABEL_SET
+    confidence = pred.confidence
     correct = int((y == p).sum())
     n = int(y.size)
     low, high = metrics.wilson_interval(correct, n)
     scalars = {
         "accuracy": metrics.accuracy(y, p),
-        "macro_f1": metrics.macro_f1(y, p, len(classes)),
+        "macro_f1": metrics.macro_f1(y, p, num_classes),
         "loss": metrics.cross_entropy_from_logits(y, pred.logits),
         "ece": metrics.expected_calibration_error(confidence, y == p, bins),
         "n": n,
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
     }
-    cm = metrics.confusion_matrix(y, p, len(classes))
-    per_class_acc = metrics.per_class_accuracy(y, p, len(classes))
-    per_class_f1 = metrics.per_class_f1(y, p, len(classes))
+    summary = confusion.summary(y, p, pred.logits, classes.characters)
+    if large:
+        scalars["top5_accuracy"] = summary["top5_accuracy"]
+    supports, hits_of, _ = metrics.class_counts(y, p, num_classes)
+    per_class_acc = metrics.per_class_accuracy(y, p, num_classes)
+    per_class_f1 = metrics.per_class_f1(y, p, num_classes)
     per_class = {}
     for label, character in enumerate(classes.characters):
-        support = int(cm[label].sum())
-        hits = int(cm[label, label])
+        support = int(supports[label])
+        hits = int(hits_of[label])
         c_low, c_high = metrics.wilson_interval(hits, support)
         per_class[character] = {
             "label": label,
@@ -191,7 +203,8 @@ def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[
         "accuracy_ci": {"low": low, "high": high, "level": 0.95, "method": "wilson"},
         "writers": sorted(int(w) for w in np.unique(pred.writers)),
         "per_class": per_class,
-        "confusion_matrix": cm.tolist(),
+        # Rows true, columns predicted; left out (null) for large label sets: see confusion_summary.
+        "confusion_matrix": None if large else metrics.confusion_matrix(y, p, num_classes).tolist(),
         "top_confusions": [
             {
                 "true": t,
@@ -200,8 +213,9 @@ def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[
                 "predicted_character": classes.characters[q],
                 "count": count,
             }
-            for t, q, count in metrics.top_confusions(cm, top_k)
+            for t, q, count in metrics.confused_pairs(y, p, top_k, num_classes)
         ],
+        "confusion_summary": summary,
         "calibration": {"bins": bins, "table": metrics.calibration_table(confidence, y == p, bins)},
     }
     return scalars, details
@@ -214,7 +228,6 @@ def _finite(value: float) -> float | None:
 
 
 def predictions_frame(role: str, pred: RolePredictions) -> pd.DataFrame:
-    probs = pred.probabilities
     predicted = pred.predicted
     chars = np.array(pred.classes.characters)
     return pd.DataFrame({
@@ -223,7 +236,7 @@ def predictions_frame(role: str, pred: RolePredictions) -> pd.DataFrame:
         "role": role,
         "true": pred.labels,
         "predicted": predicted,
-        "confidence": probs[np.arange(len(predicted)), predicted].round(6),
+        "confidence": pred.confidence.round(6),
         "true_character": chars[pred.labels],
         "predicted_character": chars[predicted],
     })
@@ -337,8 +350,8 @@ def run(args: argparse.Namespace) -> None:
     summary = read_train_summary(args.train_summary)
     index = hccr_index.read_index(args.index)
     split = read_split(args.split, len(index), required=("val",))
-    if args.protocol == "writer" and not (split["role"] == "test").any():
-        raise DataError(f"{args.split}: protocol writer needs test rows (held-out writers), found none")
+    if args.protocol != "paper" and not (split["role"] == "test").any():
+        raise DataError(f"{args.split}: protocol {args.protocol} needs test rows (held-out writers), found none")
 
     from hccr.models.checkpoint import load_model  # imported late: only this path needs the model registry
 

@@ -16,6 +16,10 @@ PROTOCOLS = {
         "**paper** protocol (the study's): random splits, writers shared between training and "
         "validation, no test set. Validation accuracy is optimistic for new writers."
     ),
+    "official": (
+        "**official** protocol (CASIA-HWDB's own split): writers 1241-1300 are the test set, validation "
+        "writers are drawn from the others; no test or validation writer appears in training."
+    ),
 }
 
 

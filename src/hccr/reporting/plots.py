@@ -227,6 +227,21 @@ def confusion_figure(matrix: np.ndarray, labels: list[str], *, title: str, font:
     return fig
 
 
+def mistakes_figure(mistakes: list[dict], labels: list[str], *, title: str, font: fonts.CjkFont | None) -> Figure:
+    """The most frequent mistakes as bars `true→predicted`: a large label set's confusion figure."""
+    fig = _figure(7.5, 0.28 * max(len(mistakes), 1) + 1.6)
+    ax = fig.subplots()
+    names = [f"{labels[m['true']]}→{labels[m['predicted']]}" for m in mistakes]
+    ax.barh(range(len(names)), [m["count"] for m in mistakes], color="tab:blue")
+    ax.set_yticks(range(len(names)), names, **_font_kw(font))
+    ax.invert_yaxis()
+    ax.set_xlabel("images")
+    ax.set_title(title)
+    if not mistakes:
+        ax.text(0.5, 0.5, "no mistakes", ha="center", va="center", transform=ax.transAxes)
+    return fig
+
+
 def confusion_data(matrix: np.ndarray, labels: list[str]) -> pd.DataFrame:
     matrix = np.asarray(matrix)
     return pd.DataFrame(
@@ -335,6 +350,14 @@ def cmd_confusion(args: argparse.Namespace) -> None:
         raise DataError(f"{path}: {role} has no confusion_matrix")
     font = _font(args, classes)
     labels = fonts.class_labels(font, classes)
+    if details[role]["confusion_matrix"] is None:  # a large label set: its mistakes, not a K x K picture
+        mistakes = details[role].get("confusion_summary", {}).get("most_confused")
+        if mistakes is None:
+            raise DataError(f"{path}: {role} has neither a confusion_matrix nor a confusion_summary")
+        title = f"{details.get('model', '')} / {details.get('size', '')}: most frequent mistakes on {role}"
+        save_figure(mistakes_figure(mistakes, labels, title=title, font=font), args.out)
+        write_csv(_data_path(args), pd.DataFrame(mistakes))
+        return
     matrix = np.asarray(details[role]["confusion_matrix"])
     if matrix.shape != (len(labels), len(labels)):
         raise DataError(f"{path}: {role} confusion_matrix is {matrix.shape}, expected {len(labels)}x{len(labels)}")

@@ -3,7 +3,9 @@
 No per-image Python, no PIL, no JPEG: the selected rows are copied once into a uint8 tensor
 (on the GPU when they fit, else pinned host memory), and each batch is one `index_select`,
 a float conversion, optional augmentation and normalisation `((x / 255) - mean) / std`,
-shaped `(B, 1, S, S)`.
+shaped `(B, 1, S, S)`. A selection larger than a quarter of the host's free memory (a
+million-image CASIA-HWDB array at 96 px is 9 GB) is not copied: each batch is then gathered
+from the memory-mapped array itself, the next one on a helper thread while this one is used.
 
 The epoch order comes from a generator seeded with (seed, epoch), so any epoch can be replayed
 (`set_epoch`) — that is what makes resumed runs identical to uninterrupted ones. With
@@ -14,6 +16,8 @@ The epoch order comes from a generator seeded with (seed, epoch), so any epoch c
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -23,8 +27,22 @@ from hccr.training.augment import AugmentConfig, draw_matrices, warp_batch
 from hccr.errors import DataError
 from hccr.normalization import affine, check_stats
 
-# Keep the whole uint8 set on the GPU when it needs at most this share of free memory.
+# Keep the whole uint8 set on the GPU when it needs at most this share of free memory; copy
+# it into host memory when it needs at most this share of the host's available memory.
 GPU_RESIDENT_SHARE = 0.25
+HOST_RESIDENT_SHARE = 0.25
+
+
+def host_available_bytes() -> int:
+    """Memory a new allocation can get without swapping: MemAvailable (free + reclaimable cache)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def epoch_seed(*parts: int) -> int:
@@ -58,6 +76,8 @@ class BatchLoader:
     `images` is the `(N, S, S)` uint8 array (a memmap is fine); `ids` the rows to use and
     `labels` their classes (same length). `even_shards=False` gives each rank exactly its
     share with no wrap-around padding (for evaluation, where duplicates would bias sums).
+    `in_memory`: copy the selected rows once (True), gather every batch from `images` (False),
+    or decide by size (None: copy when they fit HOST_RESIDENT_SHARE of available memory).
     """
 
     def __init__(
@@ -77,6 +97,7 @@ class BatchLoader:
         world_size: int = 1,
         drop_last: bool = False,
         even_shards: bool = True,
+        in_memory: bool | None = None,
     ) -> None:
         ids = np.asarray(ids, dtype=np.int64)
         labels = np.asarray(labels, dtype=np.int64)
@@ -107,12 +128,22 @@ class BatchLoader:
         self.image_size = int(images.shape[1])
         self.epoch = 0
 
+        targets = torch.from_numpy(labels.copy())
+        nbytes = ids.size * self.image_size * self.image_size
+        if in_memory is None:
+            in_memory = nbytes <= HOST_RESIDENT_SHARE * host_available_bytes()
+        self.source, self.rows = None, ids
+        if not in_memory:  # batches are gathered from the memory map as they are needed
+            self.source = images
+            self.resident = False
+            self.data = None
+            self.targets = targets.to(self.device) if self.device.type == "cuda" else targets
+            return
         # One copy of the selected rows; sorted reads are the fast path on a memmap.
         order = np.argsort(ids, kind="stable")
         rows = np.empty((ids.size, self.image_size, self.image_size), dtype=np.uint8)
         rows[order] = np.asarray(images[ids[order]], dtype=np.uint8)
         data = torch.from_numpy(rows)
-        targets = torch.from_numpy(labels.copy())
         self.resident = True  # data lives on self.device
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
@@ -166,6 +197,32 @@ class BatchLoader:
             order = order[: (len(order) // self.batch_size) * self.batch_size]
         return order
 
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        """The uint8 pixels (B, S, S) of positions `index` (into ids), from the copy or the memory map."""
+        if self.source is None:
+            return self.data.index_select(0, index)
+        # One copy, straight out of the map (pages the kernel caches; no second pass to reorder).
+        return torch.from_numpy(np.take(self.source, self.rows[index.cpu().numpy()], axis=0))
+
+    def _batches(self, order: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(start, positions, uint8 pixels) per batch. From a memory map, the next batch is read on
+        a helper thread while this one is used: the page faults of rows touched for the first time
+        overlap the warp and the training step (numpy's take releases the GIL)."""
+        starts = range(0, len(order), self.batch_size)
+        if self.source is None:
+            for start in starts:
+                index = order[start : start + self.batch_size]
+                yield start, index, self._gather(index)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="hccr-gather") as pool:
+            pending = None
+            for start in starts:
+                index = order[start : start + self.batch_size]
+                pixels = pending.result() if pending is not None else self._gather(index)
+                following = order[start + self.batch_size : start + 2 * self.batch_size]
+                pending = pool.submit(self._gather, following) if len(following) else None
+                yield start, index, pixels
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.epoch_indices()
         theta = None
@@ -177,10 +234,8 @@ class BatchLoader:
             order = order.to(self.device)
         # hccr.normalization's pixel * scale + offset, fused into the warp when augmenting.
         scale, offset = affine(self.mean, self.std)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            pixels = self.data.index_select(0, index)
-            if not self.resident:
+        for start, index, pixels in self._batches(order):
+            if self.device.type == "cuda" and not self.resident:
                 pixels = pixels.pin_memory().to(self.device, non_blocking=True)
             pixels = pixels.unsqueeze(1)
             if theta is not None:
