@@ -112,8 +112,8 @@ def test_a_four_class_dataset_trains_evaluates_and_predicts(tmp_path):
 def test_evaluation_refuses_an_index_with_other_classes(tmp_path, capsys):
     data = make_data(tmp_path / "data", n=160, classes=FOUR)
     out = tmp_path / "run"
-    assert train_main(train_args(data, out, cnn_config(phases=[{"name": "t", "epochs": 1, "lr": 1e-3, "freeze": "none"}],
-                                                       scratch_phases=None))) == 0
+    one_epoch = [{"name": "t", "epochs": 1, "lr": 1e-3, "freeze": "none"}]
+    assert train_main(train_args(data, out, cnn_config(phases=one_epoch, scratch_phases=one_epoch))) == 0
     other = make_data(tmp_path / "other", n=160, classes=Classes(tuple("子丑寅卯"), (None,) * 4))
     argv = [
         "--checkpoint", str(out / "checkpoint.pt"), "--train-summary", str(out / "train.json"),

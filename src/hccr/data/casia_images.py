@@ -21,19 +21,10 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from hccr.data.casia import GntFile, tag_code
+
 from hccr.errors import ConfigError, DataError
 
 BLOCK = 1024  # fitted rows buffered per worker before they are written into the memory map
-FILTERS = ("nearest", "bilinear", "bicubic", "lanczos")  # resize.filter, as hccr.data.resize reads it
-
-
-def resampling(name: str) -> Image.Resampling:
-    """Pillow's filter of that name (hccr.data.resize has the same table, but importing it loads torch)."""
-    if name not in FILTERS:
-        raise ConfigError(f"resize.filter: unknown filter {name!r}; choose from {', '.join(FILTERS)}")
-    return Image.Resampling[name.upper()]
-
-
 def margin_pixels(size: int, margin: float) -> int:
     """Blank pixels left on each edge of an S-pixel square for a `margin` share of the side."""
     if not 0 <= margin < 0.5:

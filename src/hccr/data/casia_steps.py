@@ -34,8 +34,10 @@ from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, atomic_path, write_csv, write_json
 from hccr.data import casia
-from hccr.data.casia_images import FileJob, margin_pixels, resampling, write_images
+from hccr.data.casia_images import FileJob, margin_pixels, write_images
+from hccr.data.resize import resampling
 from hccr.data.index import INDEX_COLUMNS
+from hccr.data.workers import default_workers
 from hccr.errors import DataError, reports_errors
 from hccr.files import read_json_object
 
@@ -207,8 +209,7 @@ def make_images(
     """Fit every indexed record into (size, size) and write the array atomically; return its shape."""
     resample = resampling(filter_name)
     pad = margin_pixels(size, margin)
-    # At most 2 by default, as hccr.device.default_workers (not imported: it would load torch here).
-    workers = min(2, len(os.sched_getaffinity(0))) if workers is None else max(1, workers)
+    workers = default_workers() if workers is None else max(1, workers)
     _, files = read_source(raw)
     table = read_fit_rows(index)
     jobs = file_jobs(table, files, index)

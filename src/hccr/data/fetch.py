@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, write_json
 from hccr.data.layout import CSV_NAME, IMAGE_DIR, check_rows, decode_image, image_name, read_raw_csv
-from hccr.device import default_workers
+from hccr.data.workers import default_workers
 from hccr.errors import DataError, reports_errors
 
 KAGGLE_HANDLE = "gpreda/chinese-mnist"

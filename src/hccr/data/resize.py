@@ -34,7 +34,7 @@ from tqdm import tqdm
 from hccr.atomic import atomic_path
 from hccr.errors import ConfigError, DataError, reports_errors
 from hccr.data.layout import IMAGE_SIZE, decode_image
-from hccr.device import default_workers
+from hccr.data.workers import default_workers
 from hccr.data.index import read_index
 
 NATIVE_SIZE = IMAGE_SIZE

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from hccr.data.layout import CHINESE_MNIST
-from hccr.device import default_workers
+from hccr.data.workers import default_workers
 from hccr.errors import ConfigError
 
 SIZE = 64
