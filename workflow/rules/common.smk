@@ -18,6 +18,11 @@ CONDA_ENV = "../envs/hccr.yaml"  # used with --sdm conda; otherwise the active v
 RAW = "data/raw/chinese-mnist"
 INDEX = "data/interim/index.csv"
 
+# Snakemake deletes RAW before rerunning fetch: a source inside it must be refused now (issue 12).
+from hccr.data.fetch import check_source_outside
+
+check_source_outside(config["data_source"], RAW)
+
 
 wildcard_constraints:
     model=r"[a-z][a-z0-9_]*",
