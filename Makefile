@@ -42,8 +42,11 @@ clean:
 		data/interim data/processed
 
 clean-data:
-	@if [ -f data/raw/chinese-mnist/SOURCE.json ]; then rm -rf data/raw/chinese-mnist && echo "removed data/raw/chinese-mnist"; \
-	elif [ -e data/raw/chinese-mnist ]; then echo "data/raw/chinese-mnist has no SOURCE.json (not made by fetch): left alone" >&2; exit 2; fi
+	@if [ -f data/raw/chinese-mnist/SOURCE.json ]; then \
+		rm -rf data/raw/chinese-mnist && echo "removed data/raw/chinese-mnist"; \
+	elif [ -e data/raw/chinese-mnist ]; then \
+		echo "data/raw/chinese-mnist has no SOURCE.json (not made by fetch): left alone" >&2; exit 2; \
+	fi
 
 clean-models:
 	rm -rf models

@@ -130,8 +130,8 @@ def test_only_layout_entries_are_unpacked(raw, tmp_path):
 def _patch_central_flag(archive: Path, entry: str, flag: int) -> None:
     """Set a general-purpose flag bit of `entry` in the central directory (what zipfile trusts)."""
     data = bytearray(archive.read_bytes())
-    start = data.index(b"PK\x01\x02" + b"", data.rindex(b"PK\x05\x06") - struct.unpack(
-        "<I", data[data.rindex(b"PK\x05\x06") + 12: data.rindex(b"PK\x05\x06") + 16])[0])
+    end = data.rindex(b"PK\x05\x06")  # end of central directory: size at +12, offset at +16
+    start = struct.unpack("<I", data[end + 16:end + 20])[0]
     position = start
     while data[position:position + 4] == b"PK\x01\x02":
         name_len, extra_len, comment_len = struct.unpack("<HHH", data[position + 28:position + 34])
