@@ -2,7 +2,10 @@
 SIGTERM); after each kill every artifact is either absent or complete, nothing of the user's is
 touched, and a rerun finishes with every artifact complete and no temporaries left behind.
 
-Bounded: tiny synthetic data, four kills per step. `pytest -s` prints the table of faults.
+Each kill waits for the step to be at work (fetch and export: their temporary folder exists;
+train: one more epoch is on disk), then a seeded random extra delay, so it lands mid-write
+rather than during the imports. Bounded: tiny synthetic data, four kills per step.
+`pytest -s` prints the table of faults.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,28 +32,35 @@ from hccr.models import checkpoint
 pytestmark = pytest.mark.slow
 SEED = 12
 SIGNALS = (signal.SIGKILL, signal.SIGTERM)
-EPOCHS = 4
+EPOCHS = 8
 CFG = cnn_config(scheme="holdout", phases=[{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
                  scratch_phases=[{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
                  resume_every_s=0)
 TABLE: list[str] = []
 
 
-def plan(step: str, low: float, high: float) -> list[tuple[signal.Signals, float]]:
-    """Two kills per signal at seeded moments between `low` and `high` seconds after the start."""
+def plan(step: str, high: float) -> list[tuple[signal.Signals, float]]:
+    """Two kills per signal, each a seeded random 0..`high` seconds after the step is at work."""
     rng = random.Random(f"{SEED}-{step}")
-    return [(sig, round(rng.uniform(low, high), 2)) for sig in SIGNALS for _ in range(2)]
+    return [(sig, round(rng.uniform(0.0, high), 2)) for sig in SIGNALS for _ in range(2)]
 
 
-def kill_after(cmd: list[str], sig: signal.Signals, delay: float, cwd: Path | None = None) -> str:
-    """Start `cmd`, send `sig` after `delay` s; 'killed' or, if it had already finished, 'finished'."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def kill_when(cmd: list[str], sig: signal.Signals, at_work, delay: float) -> str:
+    """Start `cmd`; once `at_work()` holds, wait `delay` s and send `sig`.
+
+    Returns 'killed', or 'finished' when the command ended first.
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and not at_work():
+        assert time.monotonic() < deadline, "the step never got to work"
+        time.sleep(0.02)
     try:
         proc.wait(timeout=delay)
         return "finished"
     except subprocess.TimeoutExpired:
         proc.send_signal(sig)
-        proc.communicate(timeout=120)
+        proc.wait(timeout=120)
         return "killed"
 
 
@@ -74,7 +85,7 @@ def record(step, sig, delay, outcome, after_kill, after_rerun):
 @pytest.fixture(scope="module", autouse=True)
 def print_table():
     yield
-    print("\n| step | signal | at | process | after the kill | after a rerun |\n| --- | --- | --- | --- | --- | --- |")
+    print("\n| step | signal | delay once at work | process | after the kill | after a rerun |\n| --- | --- | --- | --- | --- | --- |")
     print("\n".join(TABLE))
 
 
@@ -90,10 +101,13 @@ def test_fetch_killed_anywhere(tmp_path):
     user = {archive: sha(archive), notes: sha(notes)}
     out = data_raw / "chinese-mnist"
     cmd = [sys.executable, "-m", "hccr.data.fetch", "--source", str(archive), "--out", str(out), "--workers", "1"]
-    for number, (sig, delay) in enumerate(plan("fetch", 0.5, 2.5)):
+    def at_work() -> bool:
+        return any(p.name.startswith(".chinese-mnist.") for p in data_raw.iterdir())
+
+    for number, (sig, delay) in enumerate(plan("fetch", 0.6)):
         if number % 2 == 0:  # a first fetch; otherwise one replacing the previous output
             shutil.rmtree(out, ignore_errors=True)
-        outcome = kill_after(cmd, sig, delay)
+        outcome = kill_when(cmd, sig, at_work, delay)
         complete = (out / "SOURCE.json").is_file()
         if complete:  # the swap is atomic: a present output is a whole, verified one
             assert verify_dataset(out, workers=1, progress=False)["images"] == 20 * 4 * 15
@@ -126,6 +140,13 @@ def reference(data, tmp_path_factory) -> dict:
     return torch.load(out / "checkpoint.pt", weights_only=True)
 
 
+def epochs(out: Path) -> int:
+    try:
+        return len(pd.read_csv(out / "history.csv"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0
+
+
 def check_run(out: Path) -> str:
     """Each of the run's files absent or complete; a short description."""
     present = []
@@ -149,9 +170,10 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(data, reference, tmp_
     mine.parent.mkdir(parents=True)
     mine.write_text("the user's")
     cmd = [sys.executable, "-m", "hccr.training.train", *train_args(data, out, CFG)]
-    for sig, delay in plan("train", 2.0, 12.0):
-        outcome = kill_after(cmd, sig, delay)
-        after_kill = check_run(out)
+    for sig, delay in plan("train", 0.25):
+        done = epochs(out)
+        outcome = kill_when(cmd, sig, lambda: epochs(out) > done, delay)
+        after_kill = check_run(out) + f" ({epochs(out)} epochs in history)"
         if sig == signal.SIGTERM:
             assert temporaries(out) == []
         record("train", sig, delay, outcome, after_kill, "")
@@ -184,8 +206,13 @@ def test_export_killed_anywhere(data, reference, tmp_path):
            "--images", str(data / "images.npy"), "--index", str(data / "index.csv"), "--split", str(data / "split.csv"),
            "--max-images", "64", "--threads", "1", "--out-dir", str(out)]
     expected = ["checkpoint.pt", "model.onnx", "model_card.md", "parity.json"]
-    for sig, delay in plan("export", 1.5, 8.0):
-        outcome = kill_after(cmd, sig, delay)
+    def at_work() -> bool:
+        return any(p.name.startswith(".export.") for p in models.iterdir())
+
+    for number, (sig, delay) in enumerate(plan("export", 1.5)):
+        if number % 2 == 0:  # a first export; otherwise one replacing the previous output
+            shutil.rmtree(out, ignore_errors=True)
+        outcome = kill_when(cmd, sig, at_work, delay)
         if out.exists():
             assert sorted(p.name for p in out.iterdir()) == expected
             checkpoint.load(out / "checkpoint.pt")
@@ -196,4 +223,5 @@ def test_export_killed_anywhere(data, reference, tmp_path):
         assert sorted(p.name for p in out.iterdir()) == expected
         assert json.loads((out / "parity.json").read_text())["passed"] is True
         assert temporaries(models) == [] and mine.read_text() == "the user's"
-        record("export", sig, delay, outcome, after_kill, "complete, no temporaries, user files intact")
+        start = "first export" if number % 2 == 0 else "replacing"
+        record("export", sig, delay, f"{outcome} ({start})", after_kill, "complete, no temporaries, user files intact")
