@@ -95,3 +95,16 @@ def test_predict_refuses_std_zero_instead_of_printing_nan(good, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0, proc.stdout
     assert "normalize.std" in proc.stderr and "nan" not in proc.stdout.lower()
+
+
+@pytest.mark.parametrize(("input_size", "mean", "std", "message"), [
+    (200_000, 0.1, 0.2, "input_size 200000 is outside"),
+    (64, 0.1, 0.0, "std must be a positive"),
+    (64, float("nan"), 0.2, "std must be a positive"),
+])
+def test_any_model_file_metadata_is_checked_before_predicting(input_size, mean, std, message):
+    from hccr import CHARACTERS
+    from hccr.serving.predict import Predictor
+
+    with pytest.raises(DataError, match=f"model.onnx: .*{message}"):
+        Predictor(Path("model.onnx"), input_size, mean, std, CHARACTERS, "bilinear")

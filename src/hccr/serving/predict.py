@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -156,6 +157,14 @@ class Predictor:
         self.characters = characters
         self.resize_filter = resize_filter
         resample_filter(resize_filter)
+        # A model file may come from elsewhere (ONNX metadata too): refuse what would allocate
+        # S x S per image without bound, or print NaN confidences (issue 12).
+        from hccr.models.checkpoint import INPUT_SIZE_RANGE
+
+        if not INPUT_SIZE_RANGE[0] <= self.input_size <= INPUT_SIZE_RANGE[1]:
+            raise DataError(f"{path}: input_size {input_size} is outside {INPUT_SIZE_RANGE[0]}..{INPUT_SIZE_RANGE[1]}")
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise DataError(f"{path}: normalisation mean={mean} std={std} is unusable (std must be a positive number)")
 
     def probabilities(self, batch) -> np.ndarray:  # (B, 1, S, S) tensor -> (B, C) array
         raise NotImplementedError
