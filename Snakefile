@@ -39,3 +39,9 @@ onsuccess:
     from hccr.dvc_sync import record
 
     record(rule.name for rule in workflow.dag.targetrules)
+
+
+onerror:
+    from hccr.dvc_sync import warn_after_failure
+
+    warn_after_failure()

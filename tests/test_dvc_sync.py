@@ -66,3 +66,11 @@ def test_stays_out_under_dvc_and_outside_a_dvc_project(fake_dvc, monkeypatch):
     (fake_dvc / ".dvc").rmdir()
     assert dvc_sync.record(["all"], fake_dvc) == []
     assert not (fake_dvc / "calls.log").exists()
+
+
+def test_a_failed_run_says_the_lock_was_not_updated(fake_dvc, monkeypatch, capsys):
+    assert dvc_sync.warn_after_failure(fake_dvc) is True
+    assert "dvc.lock was not updated" in capsys.readouterr().err
+    monkeypatch.setenv("DVC_STAGE", "train")
+    assert dvc_sync.warn_after_failure(fake_dvc) is False
+    assert not (fake_dvc / "calls.log").exists()

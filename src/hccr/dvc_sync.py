@@ -9,7 +9,8 @@ stops `dvc repro` from deleting outputs before a stage runs; it does not protect
 
 So every successful Snakemake run that did not come from DVC ends with `dvc commit --force`
 for the DVC stages it brought up to date (the Snakefile's `onsuccess`): the `all` target
-covers every stage, the targets `data`, `train`, `sweep` and `report` their own. Under DVC
+covers every stage, the targets `data`, `train`, `sweep` and `report` their own. A failed run
+records nothing (its stages are not up to date) and says so (`warn_after_failure`). Under DVC
 (`DVC_STAGE` is set in a stage's command) nothing is done: DVC records the lock itself.
 Outside a DVC project, or without the `dvc` command, nothing is done either.
 
@@ -69,6 +70,17 @@ def record(targets: Iterable[str], root: str | os.PathLike = ".") -> list[str]:
               "before `dvc exp run`", file=sys.stderr)
         return []
     return names
+
+
+def warn_after_failure(root: str | os.PathLike = ".") -> bool:
+    """After a failed Snakemake run (outside DVC): say that dvc.lock was not updated, and why it matters."""
+    root = Path(root)
+    if os.environ.get("DVC_STAGE") or not (root / ".dvc").is_dir():
+        return False
+    print("note: dvc.lock was not updated (the run failed). Finish with snakemake (it resumes) before "
+          "`dvc exp run`: its checkout deletes outputs dvc.lock does not record. "
+          "`python -m hccr.dvc_sync` records them by hand.", file=sys.stderr)
+    return True
 
 
 @reports_errors
