@@ -6,7 +6,13 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from hccr.data.layout import CHINESE_MNIST
 from hccr.data.synthetic import generate
+
+# Chinese MNIST's label set, as the tests spell it.
+CHARACTERS = CHINESE_MNIST.text
+VALUES = CHINESE_MNIST.values
+NUM_CLASSES = len(CHINESE_MNIST)
 
 # Small but with enough writers for the writer protocol (test/val/train writers all non-empty).
 WRITERS = 12

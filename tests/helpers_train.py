@@ -7,18 +7,21 @@ import json
 import numpy as np
 import pandas as pd
 
+from hccr.data.layout import CHINESE_MNIST
+
 SIZE = 32
 
 
-def make_data(folder, n=300, seed=0, learnable=True, size=SIZE):
+def make_data(folder, n=300, seed=0, learnable=True, size=SIZE, classes=CHINESE_MNIST):
     """Noise plus a bar whose length gives the class; roles by writer.
 
     Writers 0-6 of every ten train, 7-8 validate, 9 test, so every class is in every role.
     With `learnable=False` the labels are shuffled: a model can only memorise them.
+    `classes`: the label set the index defines (Chinese MNIST's 15 by default).
     """
     rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 15
-    writers = np.arange(n) // 15
+    labels = np.arange(n) % len(classes)
+    writers = np.arange(n) // len(classes)
     images = rng.integers(0, 60, (n, size, size)).astype(np.uint8)
     for i, label in enumerate(labels):
         row = rng.integers(4, size - 6)
@@ -28,8 +31,9 @@ def make_data(folder, n=300, seed=0, learnable=True, size=SIZE):
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "images.npy", images)
     pd.DataFrame({
-        "id": np.arange(n), "writer": writers, "sample": 1, "code": labels + 1, "value": labels,
-        "character": "x", "label": labels, "path": [f"p{i}.jpg" for i in range(n)],
+        "id": np.arange(n), "writer": writers, "sample": 1, "code": labels + 1,
+        "value": [classes.values[label] for label in labels],
+        "character": [classes.characters[label] for label in labels], "label": labels, "path": [f"p{i}.jpg" for i in range(n)],
     }).to_csv(folder / "index.csv", index=False)
     roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
     pd.DataFrame({"id": np.arange(n), "role": roles}).to_csv(folder / "split.csv", index=False)

@@ -113,7 +113,7 @@ def test_bench_models_smoke_table_and_json(tmp_path):
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"][
         "cnn"
     ]
-    expected, _ = count_parameters(create("cnn", dict(cfg, input_size=32), "none")[0])
+    expected, _ = count_parameters(create("cnn", dict(cfg, input_size=32), "none", num_classes=15)[0])
     assert result["parameters"] == expected
     assert row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
     assert row["memory_kind"] == "process peak RSS"

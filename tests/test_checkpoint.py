@@ -12,10 +12,12 @@ import torch
 import yaml
 from torch import nn
 
-from hccr import CHARACTERS
+from hccr.data.layout import CHINESE_MNIST
 from hccr.models import checkpoint
 from hccr.errors import DataError
 from hccr.models import create
+
+from helpers_data import CHARACTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"]
@@ -25,7 +27,7 @@ def trained_cnn(**overrides):
     torch.manual_seed(1)
     cfg = copy.deepcopy(PARAMS["cnn"])
     cfg.update(overrides)
-    model, start = create("cnn", cfg)
+    model, start = create("cnn", cfg, num_classes=15)
     # Move the BatchNorm statistics off their defaults so the round trip has to carry them.
     model.train()
     model(torch.randn(8, 1, 32, 32) * 2 + 0.5)
@@ -34,7 +36,7 @@ def trained_cnn(**overrides):
 
 def save_cnn(path, model, cfg, start, **extra):
     return checkpoint.save(
-        path, model_name="cnn", config=cfg, state_dict=model.state_dict(), input_size=32,
+        path, classes=CHINESE_MNIST, model_name="cnn", config=cfg, state_dict=model.state_dict(), input_size=32,
         normalize={"mean": np.float32(0.17), "std": 0.31}, start=start, epoch=4, val_accuracy=0.875, **extra,
     )
 
@@ -75,7 +77,7 @@ def test_wrapper_prefixes_are_stripped(tmp_path):
 
     wrapped = Wrapper(model).state_dict()
     assert all(key.startswith("module.") for key in wrapped)
-    path = checkpoint.save(tmp_path / "c.pt", model_name="cnn", config=cfg, state_dict=wrapped, input_size=32,
+    path = checkpoint.save(tmp_path / "c.pt", classes=CHINESE_MNIST, model_name="cnn", config=cfg, state_dict=wrapped, input_size=32,
                            normalize={"mean": 0.1, "std": 0.2}, start=start, epoch=1, val_accuracy=0.5)
     rebuilt, _ = checkpoint.load_model(path)
     x = torch.randn(2, 1, 32, 32)
@@ -86,9 +88,9 @@ def test_wrapper_prefixes_are_stripped(tmp_path):
 def test_efficientnet_round_trip(tmp_path):
     cfg = copy.deepcopy(PARAMS["efficientnet"])
     cfg["input_size"] = 32
-    model, start = create("efficientnet", cfg, "none")
+    model, start = create("efficientnet", cfg, "none", num_classes=15)
     model.eval()
-    path = checkpoint.save(tmp_path / "e.pt", model_name="efficientnet", config=cfg, state_dict=model.state_dict(),
+    path = checkpoint.save(tmp_path / "e.pt", classes=CHINESE_MNIST, model_name="efficientnet", config=cfg, state_dict=model.state_dict(),
                            input_size=32, normalize={"mean": 0.1, "std": 0.2}, start=start, epoch=0,
                            val_accuracy=0.0)
     rebuilt, meta = checkpoint.load_model(path)

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from hccr.data.layout import CHINESE_MNIST
 from hccr.errors import DataError
 from hccr.models import checkpoint, create
 
@@ -22,9 +23,9 @@ CNN = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> Path:
     cfg = copy.deepcopy(CNN) | {"width": [4, 8], "input_size": 32}
-    model, start = create("cnn", cfg)
-    return checkpoint.save(tmp_path_factory.mktemp("ck") / "good.pt", model_name="cnn", config=cfg,
-                           state_dict=model.state_dict(), input_size=32, normalize={"mean": 0.2, "std": 0.3},
+    model, start = create("cnn", cfg, num_classes=len(CHINESE_MNIST))
+    return checkpoint.save(tmp_path_factory.mktemp("ck") / "good.pt", classes=CHINESE_MNIST, model_name="cnn",
+                           config=cfg, state_dict=model.state_dict(), input_size=32, normalize={"mean": 0.2, "std": 0.3},
                            start=start, epoch=1, val_accuracy=0.5)
 
 
@@ -91,20 +92,19 @@ def test_predict_refuses_std_zero_instead_of_printing_nan(good, tmp_path):
     glyph = np.zeros((80, 80), dtype=np.uint8)
     glyph[20:60, 38:42] = 200
     Image.fromarray(glyph).save(tmp_path / "one.png")
-    proc = subprocess.run([sys.executable, "-m", "hccr.serving.predict", "--model", str(path), str(tmp_path / "one.png")],
-                          capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "hccr.serving.predict", "--model", str(path), str(tmp_path / "one.png")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0, proc.stdout
     assert "normalize.std" in proc.stderr and "nan" not in proc.stdout.lower()
 
 
 @pytest.mark.parametrize(("input_size", "mean", "std", "message"), [
     (200_000, 0.1, 0.2, "input_size 200000 is outside"),
-    (64, 0.1, 0.0, "std must be a positive"),
-    (64, float("nan"), 0.2, "std must be a positive"),
+    (64, 0.1, 0.0, "std > 0"),
+    (64, float("nan"), 0.2, "std > 0"),
 ])
 def test_any_model_file_metadata_is_checked_before_predicting(input_size, mean, std, message):
-    from hccr import CHARACTERS
     from hccr.serving.predict import Predictor
 
     with pytest.raises(DataError, match=f"model.onnx: .*{message}"):
-        Predictor(Path("model.onnx"), input_size, mean, std, CHARACTERS, "bilinear")
+        Predictor(Path("model.onnx"), input_size, mean, std, CHINESE_MNIST, "bilinear")

@@ -64,6 +64,32 @@ def test_repro_again_is_a_no_op(dvc_project):
     assert "up to date" in proc.stdout.lower()
 
 
+def changed_stages(project) -> set[str]:
+    proc = dvc(project, "status", "--json")
+    assert proc.returncode == 0, describe(proc)
+    return set(json.loads(proc.stdout))
+
+
+@pytest.mark.parametrize(
+    "module, stages",
+    [
+        ("src/hccr/classes.py", {"data", "train", "sweep", "report", "export"}),  # shared by every step
+        ("src/hccr/training/loader.py", {"train", "sweep"}),
+        ("src/hccr/reporting/report_data.py", {"report", "export"}),
+        ("src/hccr/serving/onnx_meta.py", {"export"}),
+    ],
+)
+def test_touching_a_module_a_stage_runs_marks_that_stage_changed(dvc_project, module, stages):
+    path = dvc_project / module
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# touched\n")
+        assert changed_stages(dvc_project) == stages
+    finally:
+        path.write_bytes(original)
+    assert changed_stages(dvc_project) == set()
+
+
 def test_exp_run_with_a_changed_param_shows_in_metrics_diff(dvc_project):
     run(["git", "add", "-A"], cwd=dvc_project)
     run(["git", "commit", "-qm", "baseline results"], cwd=dvc_project)

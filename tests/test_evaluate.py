@@ -14,9 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from hccr import CHARACTERS, NUM_CLASSES
 
+from hccr.data.layout import CHINESE_MNIST
 from hccr.evaluation import evaluate
+
+from helpers_data import CHARACTERS, NUM_CLASSES
 
 SIZE = 8
 MEAN, STD = 0.3, 0.2
@@ -178,9 +180,9 @@ def test_cli_end_to_end_on_a_tiny_cnn_checkpoint(tmp_path):
         pytest.skip("hccr.models.create / hccr.models.checkpoint.save not available yet")
     torch.manual_seed(0)
     cfg = {"arch": "cnn", "input_size": SIZE, "in_chans": 1, "width": [4, 8], "convs_per_block": 1, "dropout": 0.0}
-    model, start = models.create("cnn", cfg, "none")
+    model, start = models.create("cnn", cfg, "none", num_classes=15)
     checkpoint_mod.save(
-        tmp_path / "checkpoint.pt", model_name="cnn", config=cfg, input_size=SIZE, normalize={"mean": MEAN, "std": STD},
+        tmp_path / "checkpoint.pt", classes=CHINESE_MNIST, model_name="cnn", config=cfg, input_size=SIZE, normalize={"mean": MEAN, "std": STD},
         start=start, epoch=1, val_accuracy=0.1, state_dict=model.state_dict(),
     )
     (tmp_path / "train.json").write_text(json.dumps(SUMMARY))

@@ -14,14 +14,18 @@ import pytest
 import torch
 from PIL import Image
 
-from hccr import CHARACTERS
+from hccr.data.layout import CHINESE_MNIST
 from hccr.errors import ConfigError, DataError, HccrError
 from hccr.serving.export import main as export_main
-from hccr.serving.export import metadata_from_props, metadata_props, select_run
+from hccr.serving.export import select_run
+from hccr.serving.onnx_meta import metadata_from_props, metadata_props
 from hccr.reporting.model_card import render_model_card
 from hccr.models import create
 from hccr.serving.predict import main as predict_main
-from hccr.serving.preprocess import glyph_to_size, normalize
+from hccr.normalization import normalize
+from hccr.serving.preprocess import glyph_to_size
+
+from helpers_data import CHARACTERS
 
 from test_predict import read_archive, save_checkpoint, train_small_cnn
 
@@ -64,9 +68,9 @@ def test_select_run_by_each_metric(tmp_path, capsys):
 
 def test_metadata_round_trip_and_missing_metadata():
     meta = {"model": "cnn", "input_size": 48, "normalize": {"mean": 0.0612345678901, "std": 0.1712345678901},
-            "characters": CHARACTERS, "start": "scratch", "epoch": 3, "val_accuracy": 0.9}
+            **CHINESE_MNIST.to_meta(), "start": "scratch", "epoch": 3, "val_accuracy": 0.9}
     back = metadata_from_props(metadata_props(meta, "bicubic"))
-    assert back["input_size"] == 48 and back["characters"] == CHARACTERS and back["resize_filter"] == "bicubic"
+    assert back["input_size"] == 48 and back["classes"] == CHINESE_MNIST and back["resize_filter"] == "bicubic"
     assert back["mean"] == meta["normalize"]["mean"] and back["std"] == meta["normalize"]["std"]  # exact
     with pytest.raises(HccrError, match="lacks hccr metadata"):
         metadata_from_props({"hccr.mean": "0.1"}, "x.onnx")
@@ -74,17 +78,19 @@ def test_metadata_round_trip_and_missing_metadata():
 
 def test_model_card_says_how_the_weights_started():
     meta = {"model": "efficientnet", "input_size": 64, "normalize": {"mean": 0.06, "std": 0.17},
-            "config": {"arch": "tf_efficientnetv2_s", "batch_size": 32, "optimizer": {"name": "adam"},
+            "config": {"arch": "tf_efficientnetv2_s", "batch_size": 32, "optimizer": {"name": "adam"}, "pretrained": "auto",
                        "phases": [{"name": "head", "epochs": 10, "lr": 1e-4, "freeze": "all"}],
                        "scratch_phases": [{"name": "scratch", "epochs": 20, "lr": 1e-3, "freeze": "none"}]},
-            "start": "scratch", "epoch": 7}
+            "start": "scratch", "epoch": 7, **CHINESE_MNIST.to_meta()}
     metrics = {"model": "efficientnet", "size": "small", "protocol": "writer",
                "val": {"accuracy": 0.9, "accuracy_ci_low": 0.88, "accuracy_ci_high": 0.92, "n": 1050},
                "test": {"accuracy": 0.875, "accuracy_ci_low": 0.85, "accuracy_ci_high": 0.9, "n": 1350}}
     counts = {"train": {"images": 1050, "writers": 72}, "val": {"images": 1050, "writers": 9},
               "test": {"images": 1350, "writers": 9}}
     card = render_model_card(meta, metrics, parameters=21_000_000, split_counts=counts, total_writers=90)
-    assert "trained from scratch — no ImageNet pretraining" in card
+    assert "trained from scratch — no ImageNet pretraining" in card and "`pretrained: auto` was asked for" in card
+    chosen = render_model_card(dict(meta, config=dict(meta["config"], pretrained="none")), metrics, parameters=1)
+    assert "trained from scratch, by choice" in chosen and "no weights could be had" not in chosen
     assert "| scratch | 20 |" in card and "| head |" not in card  # the phases a scratch run really used
     assert "87.50 %" in card and "85.00 % – 90.00 %" in card
     assert "| test | 1350 | 9 |" in card and "90 writers" in card
@@ -129,7 +135,7 @@ def project(real_archive, tmp_path_factory):
                   {"accuracy": test_acc, "n": int((role == "test").sum())})
     # A worse second run (never trained), which the selection must pass over.
     torch.manual_seed(1)
-    untrained = create("cnn", TINY_CNN, "none")[0].eval()
+    untrained = create("cnn", TINY_CNN, "none", num_classes=15)[0].eval()
     save_checkpoint(root / "models" / "cnn" / "medium" / "checkpoint.pt", untrained, TINY_CNN, mean, std, 0.07)
     write_metrics(root / "metrics" / "cnn" / "medium.json", "cnn", "medium", {"accuracy": 0.07, "loss": 2.7},
                   {"accuracy": 0.06})

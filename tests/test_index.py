@@ -7,9 +7,8 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers_data import copy_raw, make_raw
+from helpers_data import CHARACTERS, VALUES, copy_raw, make_raw
 
-from hccr import CHARACTERS, VALUES
 from hccr.errors import DataError
 from hccr.data.index import INDEX_COLUMNS, build_index, main, read_index
 

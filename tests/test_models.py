@@ -10,11 +10,12 @@ import torch
 import yaml
 from torch import nn
 
-from hccr import NUM_CLASSES
 from hccr.errors import ConfigError
 from hccr.models import REGISTRY, apply_freeze, count_parameters, create, layer_list
 from hccr.models.base import is_frozen_batchnorm
 from hccr.models.inception_gru import GruHead
+
+from helpers_data import NUM_CLASSES
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,14 +30,14 @@ def cfg_for(name: str, **overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def efficientnet():
-    model, start = create("efficientnet", cfg_for("efficientnet", input_size=64), "none")
+    model, start = create("efficientnet", cfg_for("efficientnet", input_size=64), "none", num_classes=15)
     assert start == "scratch"
     return model
 
 
 @pytest.fixture(scope="module")
 def inception():
-    model, start = create("inception_gru", cfg_for("inception_gru", input_size=75), "none")
+    model, start = create("inception_gru", cfg_for("inception_gru", input_size=75), "none", num_classes=15)
     assert start == "scratch"
     return model
 
@@ -54,7 +55,7 @@ def trainable_ids(model: nn.Module) -> set[int]:
 
 @pytest.mark.parametrize("size", [64, 32])
 def test_cnn_maps_grayscale_batch_to_logits(size):
-    model, start = create("cnn", cfg_for("cnn", input_size=size))
+    model, start = create("cnn", cfg_for("cnn", input_size=size), num_classes=15)
     assert start == "scratch"
     out = model.eval()(torch.randn(3, 1, size, size))
     assert out.shape == (3, NUM_CLASSES)
@@ -87,7 +88,7 @@ def test_three_channel_models_see_the_same_image_on_every_channel(efficientnet):
 
 @pytest.mark.parametrize("sequence, steps", [("pooled", 1), ("spatial", 12)])
 def test_gru_head_sequence_length(sequence, steps):
-    head = GruHead(features=8, sequence=sequence, gru_hidden=4, noise_std=0.1, hidden=6, dropout=0.0, batchnorm=True)
+    head = GruHead(features=8, sequence=sequence, gru_hidden=4, noise_std=0.1, hidden=6, dropout=0.0, batchnorm=True, num_classes=NUM_CLASSES)
     seen = []
     head.gru.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
     out = head.eval()(torch.randn(5, 8, 3, 4))
@@ -96,7 +97,7 @@ def test_gru_head_sequence_length(sequence, steps):
 
 
 def test_gaussian_noise_only_in_training():
-    head = GruHead(features=8, sequence="pooled", gru_hidden=4, noise_std=1.0, hidden=6, dropout=0.0, batchnorm=False)
+    head = GruHead(features=8, sequence="pooled", gru_hidden=4, noise_std=1.0, hidden=6, dropout=0.0, batchnorm=False, num_classes=NUM_CLASSES)
     features = torch.randn(4, 8, 2, 2)
     head.eval()
     assert torch.equal(head(features), head(features))
@@ -109,34 +110,34 @@ def test_gaussian_noise_only_in_training():
 
 def test_unknown_model_lists_registry_keys():
     with pytest.raises(ConfigError) as err:
-        create("resnet", {})
+        create("resnet", {}, num_classes=15)
     for key in REGISTRY:
         assert key in str(err.value)
 
 
 def test_inception_rejects_inputs_below_75_px():
     with pytest.raises(ConfigError, match="input_size.*75"):
-        create("inception_gru", cfg_for("inception_gru", input_size=64), "none")
+        create("inception_gru", cfg_for("inception_gru", input_size=64), "none", num_classes=15)
 
 
 def test_cnn_has_no_imagenet_weights():
     with pytest.raises(ConfigError, match="cnn.*imagenet|imagenet.*cnn"):
-        create("cnn", cfg_for("cnn"), "imagenet")
+        create("cnn", cfg_for("cnn"), "imagenet", num_classes=15)
 
 
 def test_cnn_default_size_is_about_0_29_m_parameters():
-    model, _ = create("cnn", cfg_for("cnn"))
+    model, _ = create("cnn", cfg_for("cnn"), num_classes=15)
     total, trainable = count_parameters(model)
     assert 250_000 < total < 330_000
     assert trainable == total
-    wider, _ = create("cnn", cfg_for("cnn", width=[8, 16]))
+    wider, _ = create("cnn", cfg_for("cnn", width=[8, 16]), num_classes=15)
     assert count_parameters(wider)[0] < total
 
 
 @pytest.mark.parametrize("bad", [{"width": []}, {"width": [32, -1]}, {"convs_per_block": 0}, {"input_size": 4}])
 def test_cnn_rejects_bad_config(bad):
     with pytest.raises(ConfigError, match="model.cnn"):
-        create("cnn", cfg_for("cnn", **bad))
+        create("cnn", cfg_for("cnn", **bad), num_classes=15)
 
 
 # --- layer counting -------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def test_cnn_rejects_bad_config(bad):
 
 @pytest.mark.parametrize("name", ["cnn", "efficientnet", "inception"])
 def test_layer_list_owns_every_backbone_parameter_once(name, efficientnet, inception):
-    model = {"efficientnet": efficientnet, "inception": inception}.get(name) or create("cnn", cfg_for("cnn"))[0]
+    model = {"efficientnet": efficientnet, "inception": inception}.get(name) or create("cnn", cfg_for("cnn"), num_classes=15)[0]
     owned = [id(p) for _, params in model.freeze_layers() for p in params]
     assert len(owned) == len(set(owned))
     assert set(owned) == backbone_ids(model)
@@ -161,7 +162,7 @@ def test_efficientnetv2_s_counts_513_layers_like_keras(efficientnet):
 
 
 def test_cnn_layers_follow_its_blocks():
-    model, _ = create("cnn", cfg_for("cnn", width=[4, 8], convs_per_block=1))
+    model, _ = create("cnn", cfg_for("cnn", width=[4, 8], convs_per_block=1), num_classes=15)
     names = [name for name, _ in layer_list(model.backbone)]
     assert names == ["input", "0.0", "0.1", "0.2", "0.3", "1.0", "1.1", "1.2", "1.3"]
 
@@ -194,7 +195,7 @@ def test_freeze_first_100_layers(efficientnet):
 
 @pytest.mark.parametrize("n", [0, 1, 3, 7, 22])
 def test_freeze_n_on_cnn_freezes_exactly_the_first_n_layers(n):
-    model, _ = create("cnn", cfg_for("cnn"))
+    model, _ = create("cnn", cfg_for("cnn"), num_classes=15)
     apply_freeze(model, n)
     layers = model.freeze_layers()
     frozen = {id(p) for _, params in layers[:n] for p in params}
@@ -204,13 +205,13 @@ def test_freeze_n_on_cnn_freezes_exactly_the_first_n_layers(n):
 
 @pytest.mark.parametrize("bad", [-1, "some", 1.5, True, 10_000])
 def test_bad_freeze_values_are_config_errors(bad):
-    model, _ = create("cnn", cfg_for("cnn"))
+    model, _ = create("cnn", cfg_for("cnn"), num_classes=15)
     with pytest.raises(ConfigError, match="freeze"):
         apply_freeze(model, bad)
 
 
 def test_frozen_batchnorm_stays_in_eval_mode_and_keeps_its_statistics():
-    model, _ = create("cnn", cfg_for("cnn"))
+    model, _ = create("cnn", cfg_for("cnn"), num_classes=15)
     apply_freeze(model, 7)  # input, block 1 (conv, bn, relu, conv, bn): its BNs are frozen ...
     model.train()
     first_block, second_block = model.backbone[0], model.backbone[1]
@@ -260,7 +261,7 @@ def loss_drops(model: nn.Module, size: int, steps: int, lr: float) -> tuple[floa
 
 def test_cnn_learns_a_fixed_batch():
     torch.manual_seed(0)
-    model, _ = create("cnn", cfg_for("cnn", dropout=0.0))
+    model, _ = create("cnn", cfg_for("cnn", dropout=0.0), num_classes=15)
     first, last = loss_drops(model, 32, steps=3, lr=1e-2)
     assert last < first
 
@@ -268,7 +269,7 @@ def test_cnn_learns_a_fixed_batch():
 def test_efficientnet_learns_a_fixed_batch():
     torch.manual_seed(0)
     cfg = cfg_for("efficientnet", input_size=32, head={"hidden": 64, "dropout": 0.0}, drop_path_rate=0.0)
-    model, _ = create("efficientnet", cfg, "none")
+    model, _ = create("efficientnet", cfg, "none", num_classes=15)
     apply_freeze(model, 100)
     first, last = loss_drops(model, 32, steps=2, lr=1e-3)
     assert last < first

@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hccr import CHARACTERS, VALUES
 
+from hccr.data.layout import CHINESE_MNIST
 from hccr.reporting import fonts
 
 from hccr.reporting import plots
+
+from helpers_data import CHARACTERS, VALUES
 
 
 def write_history(path: Path, phases=(("head", 3), ("finetune", 3)), seed=0) -> pd.DataFrame:
@@ -61,23 +63,23 @@ def draw_without_missing_glyphs(fig) -> None:
 
 
 def test_fonts_fallback_is_numeric_and_forced_by_env(monkeypatch):
-    assert fonts.cjk_font(disable=True) is None
+    assert fonts.cjk_font(CHARACTERS, disable=True) is None
     monkeypatch.setenv(fonts.ENV, "none")
-    assert fonts.cjk_font() is None
-    assert fonts.class_labels(None) == [str(v) for v in VALUES]
+    assert fonts.cjk_font(CHARACTERS) is None
+    assert fonts.class_labels(None, CHINESE_MNIST) == [str(v) for v in VALUES]
     # a font file named explicitly is used only if it really has the glyphs (DejaVu Sans has none)
     dejavu = Path(__import__("matplotlib").get_data_path()) / "fonts/ttf/DejaVuSans.ttf"
     monkeypatch.setenv(fonts.ENV, str(dejavu))
-    assert fonts.cjk_font() is None
+    assert fonts.cjk_font(CHARACTERS) is None
 
 
 def test_found_font_really_covers_every_glyph():
-    font = fonts.cjk_font()
+    font = fonts.cjk_font(CHARACTERS)
     if font is None:
         pytest.skip("no CJK font installed (CI installs fonts-wqy-microhei)")
     assert fonts.covers(font.path, CHARACTERS)
-    assert fonts.class_labels(font) == list(CHARACTERS)
-    assert not fonts.covers(Path(__import__("matplotlib").get_data_path()) / "fonts/ttf/DejaVuSans.ttf")
+    assert fonts.class_labels(font, CHINESE_MNIST) == list(CHARACTERS)
+    assert not fonts.covers(Path(__import__("matplotlib").get_data_path()) / "fonts/ttf/DejaVuSans.ttf", CHARACTERS)
 
 
 def test_curves_marks_phase_change_and_overlays_study(tmp_path):
@@ -123,20 +125,25 @@ def test_sizes_one_line_per_size(tmp_path):
 
 
 def make_sweep(root: Path) -> Path:
-    sweep = root / "models" / "sweep" / "inception_gru" / "small"
-    for g in (1, 4):
-        for lr in ("0.0001", "0.001"):
-            for b in (10, 40):
-                run = sweep / f"g{g}-lr{lr}-b{b}"
-                run.mkdir(parents=True)
-                acc = 0.5 + 0.1 * g * (b / 40) - float(lr) * 100
-                (run / "train.json").write_text(json.dumps({"best_val_accuracy": acc, "best_epoch": 2, "start": "scratch"}))
-    return sweep
+    """A models/sweep/summary.csv as hccr.evaluation.sweep writes it (8 cells, plus another model's)."""
+    rows = []
+    for model in ("inception_gru", "cnn"):
+        for g in (1, 4):
+            for lr in ("0.0001", "0.001"):
+                for b in (10, 40):
+                    acc = 0.5 + 0.1 * g * (b / 40) - float(lr) * 100 - (model == "cnn") * 0.3
+                    rows.append({"model": model, "size": "small", "run": f"g{g}-lr{lr}-b{b}", "gpus": g,
+                                 "learning_rate": float(lr), "batch_size": b, "epochs": 2, "train_loss": 0.5,
+                                 "train_accuracy": 0.8, "val_loss": 0.6, "val_accuracy": acc - 0.01,
+                                 "best_val_accuracy": acc, "best_epoch": 2, "seconds_total": 3.0, "start": "scratch"})
+    summary = root / "summary.csv"
+    pd.DataFrame(rows).to_csv(summary, index=False)
+    return summary
 
 
 def test_sweep_heatmaps_ours_and_study(tmp_path):
-    sweep = make_sweep(tmp_path)
-    ours = plots.read_sweep(sweep)
+    summary = make_sweep(tmp_path)
+    ours = plots.read_sweep(summary, "inception_gru", "small")
     assert len(ours) == 8 and sorted(set(ours["gpus"])) == [1, 4]
     row = ours[(ours["gpus"] == 4) & (ours["learning_rate"] == 1e-4) & (ours["batch_size"] == 40)]
     assert row["val_accuracy"].iloc[0] == pytest.approx(0.5 + 0.4 - 0.01)
@@ -146,11 +153,13 @@ def test_sweep_heatmaps_ours_and_study(tmp_path):
     assert "0.890" in labels  # our cell's value is written on the map
     assert "0.993" in labels  # the study's best cell (4 GPUs, 1e-4, batch 40)
     out = tmp_path / "sweep.png"
-    assert plots.main(["sweep", "--sweep-dir", str(sweep), "--out", str(out)]) == 0
+    assert plots.main(["sweep", "--summary", str(summary), "--model", "inception_gru", "--size", "small",
+                       "--out", str(out)]) == 0
     assert_png(out)
     data = pd.read_csv(out.with_suffix(".csv"))
     assert set(data["source"]) == {"ours", "study"} and (data["source"] == "ours").sum() == 8
-    assert plots.main(["sweep", "--sweep-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "e.png")]) == 2
+    assert plots.main(["sweep", "--summary", str(summary), "--model", "inception_gru", "--size", "large",
+                       "--out", str(tmp_path / "e.png")]) == 2
 
 
 def write_details(path: Path) -> np.ndarray:
@@ -158,17 +167,17 @@ def write_details(path: Path) -> np.ndarray:
     matrix[2, 2], matrix[2, 5] = 1, 3
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"model": "cnn", "size": "small", "val": {"confusion_matrix": matrix.tolist()},
-                                "test": {"confusion_matrix": matrix.tolist()}}))
+                                "test": {"confusion_matrix": matrix.tolist()}, **CHINESE_MNIST.to_meta()}))
     return matrix
 
 
 @pytest.mark.parametrize("fallback", [False, True])
 def test_confusion_labels_glyphs_or_values(tmp_path, fallback):
-    font = None if fallback else fonts.cjk_font()
+    font = None if fallback else fonts.cjk_font(CHARACTERS)
     if not fallback and font is None:
         pytest.skip("no CJK font installed")
     matrix = write_details(tmp_path / "details.json")
-    labels = fonts.class_labels(font)
+    labels = fonts.class_labels(font, CHINESE_MNIST)
     fig = plots.confusion_figure(matrix, labels, title="cm", font=font)
     ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert ticks == (list(CHARACTERS) if not fallback else [str(v) for v in VALUES])
@@ -187,7 +196,7 @@ def test_confusion_labels_glyphs_or_values(tmp_path, fallback):
 def test_misclassified_grid_titles(tmp_path, fallback, monkeypatch):
     if fallback:
         monkeypatch.setenv(fonts.ENV, "none")
-    font = fonts.cjk_font()
+    font = fonts.cjk_font(CHARACTERS)
     if not fallback and font is None:
         pytest.skip("no CJK font installed")
     images = np.random.default_rng(0).integers(0, 255, size=(10, 16, 16), dtype=np.uint8)
@@ -206,7 +215,7 @@ def test_misclassified_grid_titles(tmp_path, fallback, monkeypatch):
     many = pd.DataFrame({"id": range(5), "role": "test", "true": [3, 3, 3, 1, 2], "predicted": [11, 11, 11, 14, 0],
                          "confidence": [0.9, 0.8, 0.7, 0.6, 0.5]})
     assert plots.select_misclassified(many, "test", 4)["id"].tolist() == [0, 3, 4, 1]
-    labels = fonts.class_labels(font)
+    labels = fonts.class_labels(font, CHINESE_MNIST)
     fig = plots.misclassified_figure(rows, images, labels, title="wrong", font=font)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == [f"{labels[3]}→{labels[11]}\n0.95", f"{labels[1]}→{labels[14]}\n0.80"]
@@ -216,7 +225,9 @@ def test_misclassified_grid_titles(tmp_path, fallback, monkeypatch):
         assert titles[0].startswith("三→百")
     draw_without_missing_glyphs(fig)
     out = tmp_path / "wrong.png"
+    (tmp_path / "details.json").write_text(json.dumps(CHINESE_MNIST.to_meta()), encoding="utf-8")
     assert plots.main(["misclassified", "--predictions", str(tmp_path / "predictions.csv"),
+                       "--details", str(tmp_path / "details.json"),
                        "--images", str(tmp_path / "images.npy"), "--out", str(out)]) == 0
     assert_png(out)
     assert pd.read_csv(out.with_suffix(".csv"))["id"].tolist() == [3, 1]

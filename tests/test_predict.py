@@ -19,11 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
-from hccr import CHARACTERS, VALUES
 
+from hccr.data.layout import CHINESE_MNIST
 from hccr.models import checkpoint
 from hccr.models import create
 from hccr.serving.predict import main as predict_main
+
+from helpers_data import CHARACTERS, VALUES
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_WRITERS = 50
@@ -42,13 +44,14 @@ def read_archive(archive: Path) -> tuple[pd.DataFrame, zipfile.ZipFile]:
 
 def train_small_cnn(images: np.ndarray, labels: np.ndarray, cfg: dict, epochs: int, seed: int = 0):
     """A few epochs of plain AdamW + one-cycle on uint8 (N, 64, 64) glyphs; returns (model, mean, std)."""
-    from hccr.serving.preprocess import glyph_to_size, normalize
+    from hccr.normalization import normalize
+    from hccr.serving.preprocess import glyph_to_size
 
     size = cfg["input_size"]
     sized = np.stack([glyph_to_size(g, size) for g in images])
     mean, std = float(sized.mean() / 255), float(sized.std() / 255)
     torch.manual_seed(seed)
-    model, _ = create("cnn", cfg, "none")
+    model, _ = create("cnn", cfg, "none", num_classes=15)
     x, y = normalize(sized, mean, std), torch.from_numpy(labels).long()
     batch = 64
     optimizer = torch.optim.AdamW(model.parameters(), 3e-3, weight_decay=1e-4)
@@ -69,7 +72,7 @@ def train_small_cnn(images: np.ndarray, labels: np.ndarray, cfg: dict, epochs: i
 
 
 def save_checkpoint(path: Path, model, cfg: dict, mean: float, std: float, val_accuracy: float = 0.0) -> Path:
-    return checkpoint.save(path, model_name="cnn", config=cfg, state_dict=model.state_dict(),
+    return checkpoint.save(path, classes=CHINESE_MNIST, model_name="cnn", config=cfg, state_dict=model.state_dict(),
                            input_size=cfg["input_size"], normalize={"mean": mean, "std": std}, start="scratch",
                            epoch=1, val_accuracy=val_accuracy)
 
@@ -168,7 +171,7 @@ def untrained_checkpoint(tmp_path_factory) -> Path:
     """A real (randomly initialised) CNN checkpoint: enough to exercise files, formats and errors."""
     torch.manual_seed(0)
     cfg = dict(SMALL_CNN, width=[8, 16, 16], convs_per_block=1)
-    model, _ = create("cnn", cfg, "none")
+    model, _ = create("cnn", cfg, "none", num_classes=15)
     return save_checkpoint(tmp_path_factory.mktemp("untrained") / "checkpoint.pt", model.eval(), cfg, 0.05, 0.15)
 
 

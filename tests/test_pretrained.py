@@ -61,7 +61,7 @@ def assert_backbone_matches(backbone: torch.nn.Module, weights: dict, stem: str,
 def test_efficientnet_from_a_torch_file(tmp_path, effnet_weights):
     path = tmp_path / "weights.pth"
     torch.save(effnet_weights, path)
-    model, start = create("efficientnet", cfg_for("efficientnet", input_size=32), str(path))
+    model, start = create("efficientnet", cfg_for("efficientnet", input_size=32), str(path), num_classes=15)
     assert start == f"file:{path.resolve()}"
     assert_backbone_matches(model.backbone, effnet_weights, "conv_stem")
 
@@ -69,7 +69,7 @@ def test_efficientnet_from_a_torch_file(tmp_path, effnet_weights):
 def test_efficientnet_one_channel_from_safetensors(tmp_path, effnet_weights):
     path = tmp_path / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in effnet_weights.items()}, str(path))
-    model, start = create("efficientnet", cfg_for("efficientnet", input_size=32, in_chans=1), str(path))
+    model, start = create("efficientnet", cfg_for("efficientnet", input_size=32, in_chans=1), str(path), num_classes=15)
     assert start == f"file:{path.resolve()}"
     assert model.backbone.conv_stem.weight.shape[1] == 1
     assert_backbone_matches(model.backbone, effnet_weights, "conv_stem", in_chans=1)
@@ -82,16 +82,16 @@ def test_inception_from_a_headless_torch_file(tmp_path):
     assert not any(key.startswith("fc.") for key in weights)
     path = tmp_path / "inception.pth"
     torch.save(weights, path)
-    model, start = create("inception_gru", cfg_for("inception_gru", input_size=75), str(path))
+    model, start = create("inception_gru", cfg_for("inception_gru", input_size=75), str(path), num_classes=15)
     assert start == f"file:{path.resolve()}"
     assert_backbone_matches(model.backbone, weights, "Conv2d_1a_3x3.conv")
 
 
 def test_cnn_from_its_own_state_dict(tmp_path):
-    source, _ = create("cnn", cfg_for("cnn"))
+    source, _ = create("cnn", cfg_for("cnn"), num_classes=15)
     path = tmp_path / "cnn.pt"
     torch.save(source.state_dict(), path)
-    model, start = create("cnn", cfg_for("cnn"), str(path))
+    model, start = create("cnn", cfg_for("cnn"), str(path), num_classes=15)
     assert start == f"file:{path.resolve()}"
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value)
@@ -99,27 +99,27 @@ def test_cnn_from_its_own_state_dict(tmp_path):
 
 def test_missing_weights_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="missing.pth"):
-        create("efficientnet", cfg_for("efficientnet", input_size=32), str(tmp_path / "missing.pth"))
+        create("efficientnet", cfg_for("efficientnet", input_size=32), str(tmp_path / "missing.pth"), num_classes=15)
 
 
 def test_corrupt_weights_file_is_named(tmp_path):
     path = tmp_path / "broken.pth"
     path.write_bytes(b"\x00not a torch file")
     with pytest.raises(ConfigError, match="broken.pth"):
-        create("efficientnet", cfg_for("efficientnet", input_size=32), str(path))
+        create("efficientnet", cfg_for("efficientnet", input_size=32), str(path), num_classes=15)
 
 
 def test_weights_of_another_network_are_refused(tmp_path):
-    source, _ = create("cnn", cfg_for("cnn"))
+    source, _ = create("cnn", cfg_for("cnn"), num_classes=15)
     path = tmp_path / "cnn.pt"
     torch.save({k.removeprefix("backbone."): v for k, v in source.state_dict().items()}, path)
     with pytest.raises(ConfigError, match="cnn.pt"):
-        create("efficientnet", cfg_for("efficientnet", input_size=32), str(path))
+        create("efficientnet", cfg_for("efficientnet", input_size=32), str(path), num_classes=15)
 
 
 def test_imagenet_offline_fails_at_once_naming_the_ways_out():
     with pytest.raises(ConfigError) as err:
-        create("efficientnet", cfg_for("efficientnet", input_size=32), "imagenet")
+        create("efficientnet", cfg_for("efficientnet", input_size=32), "imagenet", num_classes=15)
     message = str(err.value)
     for way_out in ("pretrained: <path", "pretrained: none", "pretrained: auto", "HF_HUB_OFFLINE"):
         assert way_out in message
@@ -127,7 +127,7 @@ def test_imagenet_offline_fails_at_once_naming_the_ways_out():
 
 def test_auto_offline_falls_back_to_scratch(caplog):
     with caplog.at_level(logging.WARNING, logger="hccr.models.pretrained"):
-        model, start = create("efficientnet", cfg_for("efficientnet", input_size=32), "auto")
+        model, start = create("efficientnet", cfg_for("efficientnet", input_size=32), "auto", num_classes=15)
     assert start == "scratch"
     assert "starting from scratch" in caplog.text
     assert model.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 15)
@@ -142,7 +142,7 @@ def test_imagenet_comes_from_the_hf_cache_without_network(tmp_path, effnet_weigh
     (folder / "refs" / "main").write_text(commit)
     (folder / "snapshots" / commit).mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in effnet_weights.items()}, str(folder / "snapshots" / commit / "model.safetensors"))
-    model, start = create("efficientnet", cfg_for("efficientnet", input_size=32), "imagenet")
+    model, start = create("efficientnet", cfg_for("efficientnet", input_size=32), "imagenet", num_classes=15)
     assert start == "imagenet"
     assert_backbone_matches(model.backbone, effnet_weights, "conv_stem")
 
@@ -158,8 +158,8 @@ def test_unreachable_hub_fails_without_the_download_retries(tmp_path):
         "from hccr.models import create\n"
         "from hccr.errors import ConfigError\n"
         "try:\n"
-        "    create('cnn', {'width': [4]}, 'none')\n"
-        "    create('efficientnet', json.loads(sys.argv[1]), 'imagenet')\n"
+        "    create('cnn', {'width': [4]}, 'none', num_classes=15)\n"
+        "    create('efficientnet', json.loads(sys.argv[1]), 'imagenet', num_classes=15)\n"
         "except ConfigError as exc:\n"
         "    print(exc)\n"
         "    sys.exit(2)\n"

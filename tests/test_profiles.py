@@ -65,7 +65,7 @@ def test_four_gpu_cells_keep_four_ranks_on_a_one_gpu_machine(project):
     # count the launcher gets must still be the cell's own.
     proc = snakemake(project, "sweep", "-n", "--printshellcmds", "--resources", "gpu=1")
     assert proc.returncode == 0, describe(proc)
-    launches = re.findall(r"hccr\.launch --gpus (\d+) .*?--out (\S+)", proc.stdout)
+    launches = re.findall(r"hccr\.training\.launch --gpus (\d+) .*?--out (\S+)", proc.stdout)
     assert len(launches) == 18
     for ranks, out in launches:
         assert f"/g{ranks}-lr" in out, (ranks, out)

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hccr.data.layout import CHINESE_MNIST
 from hccr.evaluation import evaluate
+from hccr.evaluation import sweep as sweep_table
 
 from hccr.reporting import plots
 
@@ -34,13 +36,13 @@ def fake_predictions(rng, n: int, p_correct: float, first_id: int, writers: rang
     logits[np.arange(n), predicted] += 3.0
     return evaluate.RolePredictions(
         ids=np.arange(first_id, first_id + n), writers=np.array([writers[i % len(writers)] for i in range(n)]),
-        labels=labels, logits=logits,
+        labels=labels, logits=logits, classes=CHINESE_MNIST,
     )
 
 
-def write_run(root: Path, model, size, start, phases, p_val, p_test, seed, protocol="writer", with_test=True, runs="runs"):
+def write_run(root: Path, model, size, start, phases, p_val, p_test, seed, protocol="writer", with_test=True):
     rng = np.random.default_rng(seed)
-    run_dir = root / "models" / runs / model / size
+    run_dir = root / "models" / "runs" / model / size
     run_dir.mkdir(parents=True)
     rows, epoch = [], 0
     for phase, n in phases:
@@ -62,7 +64,8 @@ def write_run(root: Path, model, size, start, phases, p_val, p_test, seed, proto
         pred = fake_predictions(rng, 60, p, first, writers)
         scalars, details = evaluate.score_role(pred, bins=10)
         results[role] = (scalars, details, pred)
-    meta = {"start": start, "epoch": epoch, "input_size": 16, "normalize": {"mean": 0.1, "std": 0.2}}
+    meta = {"start": start, "epoch": epoch, "input_size": 16, "normalize": {"mean": 0.1, "std": 0.2},
+            **CHINESE_MNIST.to_meta()}
     m, d, preds = evaluate.build_outputs(results, model_name=model, size=size, protocol=protocol, meta=meta,
                                          summary=summary, parameters=1234 + seed)
     write_json(root / "reports" / "metrics" / model / f"{size}.json", m)
@@ -72,19 +75,22 @@ def write_run(root: Path, model, size, start, phases, p_val, p_test, seed, proto
     return m
 
 
-def build_tree(root: Path, protocol="writer", runs="runs") -> dict:
-    """Runs under models/runs/{model}/{size} (the workflow's layout) or, with runs="", models/{model}/{size}."""
+def build_tree(root: Path, protocol="writer") -> dict:
+    """Runs under models/runs/{model}/{size} (the workflow's layout), the sweep summarised by hccr.evaluation.sweep."""
     metrics = {}
     for seed, (model, size, start, phases, p_val, p_test) in enumerate(RUNS):
         metrics[(model, size)] = write_run(root, model, size, start, phases, p_val, p_test, seed,
-                                           protocol=protocol, with_test=protocol == "writer", runs=runs)
+                                           protocol=protocol, with_test=protocol == "writer")
     sweep = root / "models" / "sweep" / "inception_gru" / "small"
     for i, (g, lr, b) in enumerate([(1, "0.0001", 10), (1, "0.001", 40), (4, "0.0001", 40)]):
         run = sweep / f"g{g}-lr{lr}-b{b}"
         run.mkdir(parents=True)
         (run / "train.json").write_text(json.dumps({"best_val_accuracy": 0.6 + 0.1 * i, "best_epoch": 2, "start": "scratch"}))
         pd.DataFrame([{"epoch": 1, "phase": "train", "train_loss": 0.9, "train_accuracy": 0.7, "val_loss": 1.1,
-                       "val_accuracy": 0.55 + 0.1 * i}]).to_csv(run / "history.csv", index=False)
+                       "val_accuracy": 0.55 + 0.1 * i, "seconds": 1.0}]).to_csv(run / "history.csv", index=False)
+    cells = [str(p) for p in sorted(sweep.iterdir())]
+    assert sweep_table.main(["--model", "inception_gru", "--size", "small", "--cells", *cells,
+                             "--out", str(root / "models" / "sweep" / "summary.csv")]) == 0
     bench = root / "logs" / "benchmarks"
     (bench / "train").mkdir(parents=True)
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -113,13 +119,15 @@ def draw_figures(root: Path) -> list[Path]:
         hist = [str(p) for p in sorted((root / "models" / "runs" / model).glob("*/history.csv"))]
         assert plots.main(["sizes", "--model", model, "--history", *hist, "--out", str(out[-1])]) == 0
     out.append(fig / "sweep" / "inception_gru_small.png")
-    assert plots.main(["sweep", "--sweep-dir", str(root / "models/sweep/inception_gru/small"), "--out", str(out[-1])]) == 0
+    assert plots.main(["sweep", "--summary", str(root / "models/sweep/summary.csv"), "--model", "inception_gru",
+                       "--size", "small", "--out", str(out[-1])]) == 0
     best = ("cnn", "medium")  # highest test accuracy by construction (checked in the test)
     ev = root / "reports" / "evaluation" / best[0] / best[1]
     out.append(fig / "confusion" / best[0] / f"{best[1]}.png")
     assert plots.main(["confusion", "--details", str(ev / "details.json"), "--out", str(out[-1])]) == 0
     out.append(fig / "misclassified" / best[0] / f"{best[1]}.png")
-    assert plots.main(["misclassified", "--predictions", str(ev / "predictions.csv"), "--images", str(root / "images.npy"),
+    assert plots.main(["misclassified", "--predictions", str(ev / "predictions.csv"), "--details", str(ev / "details.json"),
+                       "--images", str(root / "images.npy"),
                        "--out", str(out[-1])]) == 0
     return out
 
@@ -129,7 +137,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def run_report(root: Path) -> tuple[str, str]:
     argv = ["--repo", str(PROJECT),"--metrics-dir", str(root / "reports/metrics"), "--evaluation-dir", str(root / "reports/evaluation"),
-            "--models-dir", str(root / "models"), "--figures-dir", str(root / "reports/figures"),
+            "--runs-dir", str(root / "models/runs"), "--sweep-summary", str(root / "models/sweep/summary.csv"),
+            "--figures-dir", str(root / "reports/figures"),
             "--benchmarks-dir", str(root / "logs/benchmarks"), "--params-json", str(root / "params.json"),
             "--out-md", str(root / "reports/report.md"), "--out-html", str(root / "reports/report.html")]
     assert report.main(argv) == 0
@@ -198,7 +207,7 @@ def test_discussion_claims_come_from_the_numbers(tmp_path):
 
 
 def test_paper_protocol_and_missing_inputs_are_stated(tmp_path):
-    build_tree(tmp_path, protocol="paper", runs="")
+    build_tree(tmp_path, protocol="paper")
     import shutil
 
     shutil.rmtree(tmp_path / "models" / "sweep")
@@ -218,7 +227,7 @@ def test_paper_protocol_and_missing_inputs_are_stated(tmp_path):
 def test_empty_tree_still_builds(tmp_path):
     for d in ("m", "e", "models", "f"):
         (tmp_path / d).mkdir()
-    argv = ["--metrics-dir", str(tmp_path / "m"), "--evaluation-dir", str(tmp_path / "e"), "--models-dir", str(tmp_path / "models"),
+    argv = ["--metrics-dir", str(tmp_path / "m"), "--evaluation-dir", str(tmp_path / "e"), "--runs-dir", str(tmp_path / "models"),
             "--figures-dir", str(tmp_path / "f"), "--benchmarks-dir", str(tmp_path / "b"),
             "--out-md", str(tmp_path / "r.md"), "--out-html", str(tmp_path / "r.html")]
     assert report.main(argv) == 0

@@ -12,7 +12,8 @@ from PIL import Image
 
 from hccr.errors import ConfigError, DataError
 from hccr.data.index import build_index
-from hccr.data.resize import FILTERS, load_images, main, make_images
+from hccr.data.arrays import load_images
+from hccr.data.resize import FILTERS, main, make_images
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ def test_gather_reads_last_epoch_and_parses_cell_names(tmp_path):
           {"best_val_accuracy": 0.9, "seconds_total": 6.5, "start": "scratch"})
     _cell(tmp_path, "g1-lr0.001-b10", [_epoch(1, 0.2)])
     out = tmp_path / "summary.csv"
-    assert sweep.main(["--root", str(tmp_path), "--model", "inception_gru", "--size", "small",
+    cells = sorted((tmp_path / "inception_gru" / "small").iterdir())
+    assert sweep.main(["--model", "inception_gru", "--size", "small", "--cells", *map(str, cells),
                        "--out", str(out)]) == 0
     table = pd.read_csv(out)
     assert list(table["gpus"]) == [1, 4]  # sorted like Table 2
@@ -40,6 +41,7 @@ def test_gather_reads_last_epoch_and_parses_cell_names(tmp_path):
     assert row["val_accuracy"] == pytest.approx(0.9)
     assert row["train_loss"] == pytest.approx(0.5)
     assert row["seconds_total"] == pytest.approx(6.5)
+    assert (row["run"], row["best_epoch"]) == ("g4-lr0.0001-b40", 2)
     # without train.json the figures come from the history itself
     assert table.iloc[0]["seconds_total"] == pytest.approx(3.0)
     assert table.iloc[0]["best_val_accuracy"] == pytest.approx(0.2)
@@ -47,7 +49,7 @@ def test_gather_reads_last_epoch_and_parses_cell_names(tmp_path):
 
 def test_no_cells_gives_header_only(tmp_path):
     out = tmp_path / "summary.csv"
-    assert sweep.main(["--root", str(tmp_path), "--model", "m", "--size", "s", "--out", str(out)]) == 0
+    assert sweep.main(["--model", "m", "--size", "s", "--out", str(out)]) == 0
     table = pd.read_csv(out)
     assert table.empty and list(table.columns) == sweep.COLUMNS
 
@@ -56,4 +58,4 @@ def test_empty_history_is_named(tmp_path):
     folder = _cell(tmp_path, "g1-lr0.001-b10", [_epoch(1, 0.2)])
     (folder / "history.csv").write_text("")
     with pytest.raises(DataError, match="history.csv"):
-        sweep.gather(tmp_path, "inception_gru", "small")
+        sweep.gather([folder], "inception_gru", "small")

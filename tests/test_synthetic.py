@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hccr import CHARACTERS, VALUES
 from hccr.data.fetch import verify_dataset
 from hccr.data.synthetic import GLYPHS, generate, render
+
+from helpers_data import CHARACTERS, VALUES
 
 W, S = 4, 3
 

@@ -90,7 +90,7 @@ def test_phases_switch_the_trainable_parameters(data, tmp_path):
     assert main(train_args(data, out, cfg, extra=["--pretrained", "none"])) == 0
     summary = json.loads((out / "train.json").read_text())
     per_phase = summary["parameters"]["trainable_per_phase"]
-    model, _ = models.create("cnn", cfg, "none")
+    model, _ = models.create("cnn", cfg, "none", num_classes=15)
     head_only = sum(p.numel() for p in model.head.parameters())
     assert per_phase == [{"phase": "head", "trainable": head_only},
                          {"phase": "finetune", "trainable": summary["parameters"]["total"]}]
@@ -101,7 +101,7 @@ def test_phases_switch_the_trainable_parameters(data, tmp_path):
     out = tmp_path / "frozen"
     assert main(train_args(data, out, frozen, seed=3)) == 0
     seed_everything(3)
-    initial, _ = models.create("cnn", frozen, "none")
+    initial, _ = models.create("cnn", frozen, "none", num_classes=15)
     trained = torch.load(out / "last.pt", weights_only=True)["model"]
     backbone = {k: v for k, v in initial.state_dict().items() if k.startswith("backbone.")}
     assert backbone

@@ -186,3 +186,12 @@ def setup(threads: int | None = None, device: str = "auto", cpu_precision: str =
 def teardown(runtime: Runtime) -> None:
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
+def default_workers() -> int:
+    """Worker processes for decoding: at most 2 (the machines here share 2 cores)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        available = os.cpu_count() or 1
+    return max(1, min(2, available))
+
+

@@ -41,13 +41,27 @@ def split_for(model, size):
     return f"data/processed/splits/{config['model'][model]['scheme']}/{size}.csv"
 
 
+# A sweep cell's folder name; the wildcards {gpus}, {lr}, {batch} in the train rules' paths.
+CELL = "g{gpus}-lr{lr}-b{batch}"
+
+
 def run_dirs():
     return [f"models/runs/{m}/{s}" for m, s in RUNS]
 
 
+def run_files(*names):
+    """Each run's files of these names (checkpoint.pt, train.json, ...)."""
+    return [f"{d}/{name}" for d in run_dirs() for name in names]
+
+
+def evaluation_files(*names):
+    """Each run's evaluation files of these names (details.json, predictions.csv)."""
+    return [f"reports/evaluation/{m}/{s}/{name}" for m, s in RUNS for name in names]
+
+
 def sweep_dirs():
     model, size = config["sweep"]["model"], config["sweep"]["size"]
-    return [f"models/sweep/{model}/{size}/g{c['gpus']}-lr{c['lr']}-b{c['batch']}" for c in SWEEP]
+    return [f"models/sweep/{model}/{size}/{CELL.format(**c)}" for c in SWEEP]
 
 
 FIG = "reports/figures"

@@ -5,10 +5,11 @@
 rule export:
     input:
         metrics=[f"reports/metrics/{m}/{s}.json" for m, s in RUNS],
-        checkpoints=[f"models/runs/{m}/{s}/checkpoint.pt" for m, s in RUNS],
+        runs=run_files("checkpoint.pt", "train.json"),
+        details=evaluation_files("details.json"),
         images=sorted({images_for(m) for m, _ in RUNS}),
         index=INDEX,
-        splits="data/processed/splits/summary.json",
+        splits=sorted({split_for(m, s) for m, s in RUNS}),
     output:
         onnx="models/export/model.onnx",
         checkpoint="models/export/checkpoint.pt",

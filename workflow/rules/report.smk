@@ -56,7 +56,7 @@ rule plot_sweep:
     benchmark:
         "logs/benchmarks/plots/sweep/{model}_{size}.tsv"
     shell:
-        "python -m hccr.reporting.plots sweep --sweep-dir models/sweep/{wildcards.model}/{wildcards.size}"
+        "python -m hccr.reporting.plots sweep --summary {input:q} --model {wildcards.model} --size {wildcards.size}"
         " --out {output:q} 2> {log:q}"
 
 
@@ -83,6 +83,7 @@ rule plot_confusion:
 rule plot_misclassified:
     input:
         predictions="reports/evaluation/{model}/{size}/predictions.csv",
+        details="reports/evaluation/{model}/{size}/details.json",
         images=lambda w: images_for(w.model),
     output:
         report(
@@ -98,13 +99,19 @@ rule plot_misclassified:
     benchmark:
         "logs/benchmarks/plots/misclassified/{model}/{size}.tsv"
     shell:
-        "python -m hccr.reporting.plots misclassified --predictions {input.predictions:q} --images {input.images:q}"
+        "python -m hccr.reporting.plots misclassified --predictions {input.predictions:q} --details {input.details:q}"
+        " --images {input.images:q}"
         " --out {output:q} 2> {log:q}"
 
 
+# The efficiency table also reads the Snakemake benchmark TSVs under logs/benchmarks/ when they
+# exist. They are deliberately not inputs: logs are safe to delete, and declaring them would
+# make Snakemake retrain every model to regenerate a timing file.
 rule assemble_report:
     input:
         metrics=[f"reports/metrics/{m}/{s}.json" for m, s in RUNS],
+        evaluation=evaluation_files("details.json", "predictions.csv"),
+        runs=run_files("train.json", "history.csv"),
         figures=report_figures(),
         sweep="models/sweep/summary.csv",
     output:
@@ -120,5 +127,6 @@ rule assemble_report:
         "logs/benchmarks/report.tsv"
     shell:
         "python -m hccr.reporting.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation"
-        " --models-dir models --figures-dir reports/figures --benchmarks-dir logs/benchmarks"
+        " --runs-dir models/runs --sweep-summary {input.sweep:q} --figures-dir reports/figures"
+        " --benchmarks-dir logs/benchmarks"
         " --params-json {params.config:q} --out-md {output.md:q} --out-html {output.html:q} 2> {log:q}"

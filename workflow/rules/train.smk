@@ -23,23 +23,6 @@ rule train:
         [f"{d}/{name}" for d in run_dirs() for name in TRAIN_OUTPUTS],
 
 
-rule sweep:
-    input:
-        [f"{d}/{name}" for d in sweep_dirs() for name in TRAIN_OUTPUTS],
-    output:
-        "models/sweep/summary.csv",
-    params:
-        model=config["sweep"]["model"],
-        size=config["sweep"]["size"],
-    conda:
-        CONDA_ENV
-    log:
-        "logs/sweep_summary.log",
-    shell:
-        "python -m hccr.evaluation.sweep --root models/sweep --model {params.model} --size {params.size}"
-        " --out {output:q} 2> {log:q}"
-
-
 rule train_run:
     input:
         images=lambda w: images_for(w.model),
@@ -75,7 +58,7 @@ rule sweep_run:
         index=INDEX,
         split=lambda w: split_for(w.model, w.size),
     output:
-        [f"models/sweep/{{model}}/{{size}}/g{{gpus}}-lr{{lr}}-b{{batch}}/{name}" for name in TRAIN_OUTPUTS],
+        [f"models/sweep/{{model}}/{{size}}/{CELL}/{name}" for name in TRAIN_OUTPUTS],
     params:
         model=lambda w: w.model,
         size=lambda w: w.size,
@@ -86,15 +69,15 @@ rule sweep_run:
         filter=config["resize"]["filter"],
         slots=config["resources"]["slots_per_gpu"],
         gpus=lambda w: int(w.gpus),
-        out=lambda w: f"models/sweep/{w.model}/{w.size}/g{w.gpus}-lr{w.lr}-b{w.batch}",
+        out=lambda w: f"models/sweep/{w.model}/{w.size}/{CELL.format(gpus=w.gpus, lr=w.lr, batch=w.batch)}",
     threads: config["resources"]["train_threads"]
     resources:
         gpu=lambda w: int(w.gpus),
     conda:
         CONDA_ENV
     log:
-        "logs/train/sweep/{model}/{size}/g{gpus}-lr{lr}-b{batch}.log",
+        f"logs/train/sweep/{{model}}/{{size}}/{CELL}.log",
     benchmark:
-        "logs/benchmarks/train/sweep/{model}/{size}/g{gpus}-lr{lr}-b{batch}.tsv"
+        f"logs/benchmarks/train/sweep/{{model}}/{{size}}/{CELL}.tsv"
     shell:
         TRAIN_CMD

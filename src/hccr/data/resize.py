@@ -16,7 +16,7 @@ Pillow's resampling is deterministic, so the same inputs give the same bytes. De
 resizing run in chunks over a small process pool; resized chunks are written by the workers
 straight into a memory-mapped output file, so a 13,500 x 299 x 299 array (1.2 GB) never has to
 sit in memory twice. The file is written under a temporary name and renamed on success.
-Read it back with `load_images(path)` (a read-only memory map).
+Read it back with `hccr.data.arrays.load_images(path)` (a read-only memory map).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from hccr.atomic import atomic_path
 from hccr.errors import ConfigError, DataError, reports_errors
-from hccr.data.fetch import IMAGE_SIZE, decode_image, default_workers
+from hccr.data.layout import IMAGE_SIZE, decode_image
+from hccr.device import default_workers
 from hccr.data.index import read_index
 
 NATIVE_SIZE = IMAGE_SIZE
@@ -137,23 +138,6 @@ def make_images(
     with atomic_path(out, suffix=".npy") as tmp:
         resize_to_file(native, size, filter_name, tmp, workers=workers, progress=progress)
     return (len(native), size, size)
-
-
-def load_images(path: str | os.PathLike) -> np.ndarray:
-    """A read-only memory map of an images_S.npy; DataError if it is missing, corrupt or not (N, S, S) uint8."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: image array missing (run `hccr resize` first)")
-    try:
-        array = np.load(path, mmap_mode="r")
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
-    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3 or array.shape[1] != array.shape[2]:
-        raise DataError(
-            f"{path}: expected a uint8 array of shape (N, S, S), found {getattr(array, 'dtype', type(array).__name__)} "
-            f"{getattr(array, 'shape', '')}"
-        )
-    return array
 
 
 @reports_errors

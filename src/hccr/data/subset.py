@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hccr import CHARACTERS
+from hccr.classes import Classes
 from hccr.atomic import atomic_dir, write_csv, write_json
 from hccr.config import json_object_arg
 from hccr.errors import ConfigError, DataError, reports_errors
@@ -153,22 +153,24 @@ def _take(pool: np.ndarray, n: int | str, what: str) -> np.ndarray:
     return pool[:n]
 
 
-def _class_pools(frame: pd.DataFrame, seed: int, scheme: str, stream: int) -> dict[int, np.ndarray]:
-    """For each code, the frame's ids in one seeded random order (the prefix source for the ladder)."""
+def _class_pools(frame: pd.DataFrame, seed: int, scheme: str, stream: int, n_classes: int) -> dict[int, np.ndarray]:
+    """For each label, the frame's ids in one seeded random order (the prefix source for the ladder)."""
     pools = {}
-    for code in range(1, len(CHARACTERS) + 1):
-        ids = np.sort(frame.loc[frame["code"] == code, "id"].to_numpy())
-        pools[code] = _rng(seed, 1, _scheme_key(scheme), stream, code).permutation(ids)
+    for label in range(n_classes):
+        ids = np.sort(frame.loc[frame["label"] == label, "id"].to_numpy())
+        # The stream key is label + 1 (Chinese MNIST's code), so splits stay as they were drawn before.
+        pools[label] = _rng(seed, 1, _scheme_key(scheme), stream, label + 1).permutation(ids)
     return pools
 
 
 def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple[str, str], pd.DataFrame]:
     """Every (scheme, size) split as a DataFrame `id,role` sorted by id. Raises before returning anything."""
     cfg = check_config(subsets_cfg)
-    index = index[["id", "writer", "code"]]
+    classes = Classes.from_index(index, "index")
+    index = index[["id", "writer", "label"]]
     splits: dict[tuple[str, str], pd.DataFrame] = {}
     writer_of = dict(zip(index["id"].to_numpy(), index["writer"].to_numpy()))
-    code_of = dict(zip(index["id"].to_numpy(), index["code"].to_numpy()))
+    label_of = dict(zip(index["id"].to_numpy(), index["label"].to_numpy()))
 
     if cfg["protocol"] == "writer":
         groups = split_writers(index["writer"].to_numpy(), cfg, seed)
@@ -182,58 +184,58 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
     for scheme, spec in cfg["schemes"].items():
         # One permutation per class and scheme; every size takes prefixes of it (nested ladders).
         if cfg["protocol"] == "paper":
-            pools = _class_pools(index, seed, scheme, 0)
+            pools = _class_pools(index, seed, scheme, 0, len(classes))
         else:
-            train_pools = _class_pools(train_frame, seed, scheme, 1)
-            val_pools = _class_pools(val_frame, seed, scheme, 2)
+            train_pools = _class_pools(train_frame, seed, scheme, 1, len(classes))
+            val_pools = _class_pools(val_frame, seed, scheme, 2, len(classes))
         for size, n in spec["ladder"].items():
             roles: dict[str, list[np.ndarray]] = {"train": [], "val": []}
             wanted: dict[str, dict[int, int]] = {"train": {}, "val": {}}
-            for code in range(1, len(CHARACTERS) + 1):
-                where = f"scheme {scheme}, size {size}, class {code} ({CHARACTERS[code - 1]})"
+            for label, character in enumerate(classes.characters):
+                where = f"scheme {scheme}, size {size}, class {label + 1} ({character})"
                 if scheme == "holdout":
                     v = spec["val_per_class"]
                     if cfg["protocol"] == "paper":
-                        val = _take(pools[code], v, f"{where}, role val")
-                        train = _take(pools[code][v:], n, f"{where}, role train")
+                        val = _take(pools[label], v, f"{where}, role val")
+                        train = _take(pools[label][v:], n, f"{where}, role train")
                     else:
-                        val = _take(val_pools[code], v, f"{where}, role val (val writers)")
-                        train = _take(train_pools[code], n, f"{where}, role train (train writers)")
+                        val = _take(val_pools[label], v, f"{where}, role val (val writers)")
+                        train = _take(train_pools[label], n, f"{where}, role train (train writers)")
                 else:
                     frac = spec["train_fraction"]
                     if cfg["protocol"] == "paper":
-                        chosen = _take(pools[code], n, f"{where}, roles train+val")
+                        chosen = _take(pools[label], n, f"{where}, roles train+val")
                         n_train = round_half_up(frac * len(chosen))
                         train, val = chosen[:n_train], chosen[n_train:]
                     elif n == ALL:
-                        train, val = train_pools[code], val_pools[code]
+                        train, val = train_pools[label], val_pools[label]
                     else:
                         n_train = round_half_up(frac * n)
-                        train = _take(train_pools[code], n_train, f"{where}, role train (train writers)")
-                        val = _take(val_pools[code], n - n_train, f"{where}, role val (val writers)")
+                        train = _take(train_pools[label], n_train, f"{where}, role train (train writers)")
+                        val = _take(val_pools[label], n - n_train, f"{where}, role val (val writers)")
                 roles["train"].append(train)
                 roles["val"].append(val)
-                wanted["train"][code] = len(train)
-                wanted["val"][code] = len(val)
+                wanted["train"][label] = len(train)
+                wanted["val"][label] = len(val)
             parts = [pd.DataFrame({"id": np.concatenate(roles[r]), "role": r}) for r in ("train", "val")]
             if len(test_ids):
                 parts.append(pd.DataFrame({"id": test_ids, "role": "test"}))
             table = pd.concat(parts, ignore_index=True).sort_values("id", kind="stable").reset_index(drop=True)
-            _check_split(table, wanted, writer_of, code_of, groups, f"scheme {scheme}, size {size}")
+            _check_split(table, wanted, writer_of, label_of, groups, f"scheme {scheme}, size {size}")
             splits[(scheme, size)] = table
     return splits
 
 
-def _check_split(table, wanted, writer_of, code_of, groups, where: str) -> None:
+def _check_split(table, wanted, writer_of, label_of, groups, where: str) -> None:
     """Counts per class and role as drawn; no id twice; under `writer`, each role within its writers."""
     if table["id"].duplicated().any():
         raise DataError(f"{where}: image id {int(table.loc[table['id'].duplicated(), 'id'].iloc[0])} drawn twice")
-    codes = table["id"].map(code_of)
+    labels = table["id"].map(label_of)
     for role, per_class in wanted.items():
-        got = codes[table["role"] == role].value_counts()
-        for code, n in per_class.items():
-            if int(got.get(code, 0)) != n:
-                raise DataError(f"{where}: class {code} role {role} has {int(got.get(code, 0))} images, drew {n}")
+        got = labels[table["role"] == role].value_counts()
+        for label, n in per_class.items():
+            if int(got.get(label, 0)) != n:
+                raise DataError(f"{where}: class {label} role {role} has {int(got.get(label, 0))} images, drew {n}")
     if groups is not None:
         writers = table["id"].map(writer_of)
         for role in ROLES:
@@ -247,6 +249,7 @@ def summarize(
 ) -> dict:
     """Counts per scheme/size/role, per class (by character), and the writer groups."""
     cfg = check_config(subsets_cfg)
+    classes = Classes.from_index(index, "index")
     character_of = dict(zip(index["id"], index["character"]))
     writer_of = dict(zip(index["id"], index["writer"]))
     summary: dict = {"protocol": cfg["protocol"], "seed": int(seed), "images": int(len(index)), "schemes": {}}
@@ -260,7 +263,7 @@ def summarize(
                 continue
             entry["counts"][role] = int(len(ids))
             per_class = ids.map(character_of).value_counts()
-            entry["per_class"][role] = {ch: int(per_class.get(ch, 0)) for ch in CHARACTERS}
+            entry["per_class"][role] = {ch: int(per_class.get(ch, 0)) for ch in classes.characters}
             entry["writers"][role] = int(ids.map(writer_of).nunique())
         summary["schemes"].setdefault(scheme, {})[size] = entry
     return summary

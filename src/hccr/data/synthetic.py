@@ -23,14 +23,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from hccr import CHARACTERS, VALUES
+from hccr.data.layout import CHINESE_MNIST
+from hccr.device import default_workers
 from hccr.errors import ConfigError
 
 SIZE = 64
 SUPERSAMPLE = 4
 JPEG_QUALITY = 92
 
-# Stroke skeletons, one entry per code (1..15), in CHARACTERS order.
+# Stroke skeletons, one entry per code (1..15), in Chinese MNIST's code order.
 GLYPHS: dict[str, list[list[tuple[float, float]]]] = {
     # 零 simplified: rain-radical top (bar, hood, centre stroke, dots) over a 令-like bottom.
     "零": [
@@ -100,7 +101,7 @@ GLYPHS: dict[str, list[list[tuple[float, float]]]] = {
         [(0.44, 0.20), (0.86, 0.20), (0.44, 0.80), (0.52, 0.88), (0.94, 0.88), (0.94, 0.72)],
     ],
 }
-assert "".join(GLYPHS) == CHARACTERS
+assert tuple(GLYPHS) == CHINESE_MNIST.characters
 
 
 def writer_style(seed: int, writer: int) -> dict:
@@ -164,10 +165,10 @@ def _write_writers(job: tuple[str, list[int], int, int]) -> int:
     for writer in writers:
         style = writer_style(seed, writer)
         for sample in range(1, samples_per_writer + 1):
-            for code in range(1, len(CHARACTERS) + 1):
+            for code in range(1, len(CHINESE_MNIST) + 1):
                 image = render(code, writer, sample, seed, style)
                 image.save(Path(image_dir) / f"input_{writer}_{sample}_{code}.jpg", format="JPEG", quality=JPEG_QUALITY)
-    return len(writers) * samples_per_writer * len(CHARACTERS)
+    return len(writers) * samples_per_writer * len(CHINESE_MNIST)
 
 
 def generate(
@@ -186,13 +187,12 @@ def generate(
     for key, value in (("synthetic.writers", writers), ("synthetic.samples_per_writer", samples_per_writer)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key}: must be a positive integer, got {value!r}")
-    from hccr.data.fetch import default_workers  # late: hccr.data.fetch imports this module lazily too
 
     workers = default_workers() if workers is None else max(1, workers)
     out_dir = Path(out_dir)
     image_dir = out_dir / "data" / "data"
     image_dir.mkdir(parents=True, exist_ok=True)
-    total = writers * samples_per_writer * len(CHARACTERS)
+    total = writers * samples_per_writer * len(CHINESE_MNIST)
     per_job = max(1, min(5, writers // (4 * workers) or 1))
     jobs = [(str(image_dir), list(range(w, min(w + per_job, writers + 1))), samples_per_writer, seed)
             for w in range(1, writers + 1, per_job)]
@@ -206,11 +206,11 @@ def generate(
                     bar.update(done)
     rows = ["suite_id,sample_id,code,value,character"]
     rows += [
-        f"{writer},{sample},{code},{VALUES[code - 1]},{CHARACTERS[code - 1]}"
+        f"{writer},{sample},{code},{CHINESE_MNIST.values[code - 1]},{CHINESE_MNIST.characters[code - 1]}"
         for writer in range(1, writers + 1)
         for sample in range(1, samples_per_writer + 1)
-        for code in range(1, len(CHARACTERS) + 1)
+        for code in range(1, len(CHINESE_MNIST) + 1)
     ]
     # Like the real file: UTF-8 with CRLF line endings.
     (out_dir / "chinese_mnist.csv").write_bytes(("\r\n".join(rows) + "\r\n").encode("utf-8"))
-    return {"images": total, "writers": writers, "samples_per_writer": samples_per_writer, "classes": len(CHARACTERS)}
+    return {"images": total, "writers": writers, "samples_per_writer": samples_per_writer, "classes": len(CHINESE_MNIST)}

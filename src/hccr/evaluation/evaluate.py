@@ -1,7 +1,7 @@
 """Score a trained run on its validation rows (and test rows, when the split has them).
 
-    python -m hccr.evaluation.evaluate --checkpoint models/M/Z/checkpoint.pt \
-        --train-summary models/M/Z/train.json --images data/processed/images_S.npy \
+    python -m hccr.evaluation.evaluate --checkpoint models/runs/M/Z/checkpoint.pt \
+        --train-summary models/runs/M/Z/train.json --images data/processed/images_S.npy \
         --index data/interim/index.csv --split data/processed/splits/SCHEME/Z.csv \
         --protocol writer --model M --size Z --batch-size 256 --bins 15 \
         --out-metrics reports/metrics/M/Z.json \
@@ -30,13 +30,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from hccr import CHARACTERS, NUM_CLASSES, VALUES
 
 from hccr.evaluation import metrics
 from hccr.atomic import write_csv, write_json
+from hccr.classes import Classes
 from hccr.data import index as hccr_index
+from hccr.data.arrays import load_images
+from hccr.data.splits import read_split
 from hccr.errors import DataError, HccrError, reports_errors
-from hccr.files import read_json_object, read_table
+from hccr.files import read_json_object
+from hccr.normalization import check_stats, normalize
 
 ROLES = ("val", "test")
 PROTOCOLS = ("writer", "paper")
@@ -51,6 +54,7 @@ class RolePredictions:
     writers: np.ndarray
     labels: np.ndarray
     logits: np.ndarray
+    classes: Classes
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -64,40 +68,11 @@ class RolePredictions:
 # ----------------------------------------------------------------------------- inputs
 
 
-def read_index(path: str | Path) -> pd.DataFrame:
-    index = hccr_index.read_index(path)
-    bad = index[(index["label"] < 0) | (index["label"] >= NUM_CLASSES)]
-    if len(bad):
-        raise DataError(f"{path}: row {int(bad.index[0]) + 2}: label {bad['label'].iloc[0]} outside 0..{NUM_CLASSES - 1}")
-    return index
-
-
-def read_split(path: str | Path, n_images: int) -> pd.DataFrame:
-    path = Path(path)
-    split = read_table(path, ("id", "role"), "split file")
-    unknown = split[~split["role"].isin(("train", "val", "test"))]
-    if len(unknown):
-        raise DataError(f"{path}: row {int(unknown.index[0]) + 2}: unknown role {unknown['role'].iloc[0]!r}")
-    outside = split[(split["id"] < 0) | (split["id"] >= n_images)]
-    if len(outside):
-        raise DataError(f"{path}: row {int(outside.index[0]) + 2}: id {outside['id'].iloc[0]} not in the index (0..{n_images - 1})")
-    if not (split["role"] == "val").any():
-        raise DataError(f"{path}: no val rows to evaluate")
-    return split
-
-
-def load_images(path: str | Path, n_images: int, input_size: int) -> np.ndarray:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: image array not found")
-    images = np.load(path, mmap_mode="r")
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise DataError(f"{path}: expected a uint8 array (N, S, S), got {images.dtype} {images.shape}")
-    if images.shape[0] != n_images:
-        raise DataError(f"{path}: {images.shape[0]} rows but the index has {n_images}")
-    if images.shape[1:] != (input_size, input_size):
-        raise DataError(f"{path}: images are {images.shape[1]}x{images.shape[2]}, the checkpoint expects {input_size}x{input_size}")
-    return images
+def check_classes(index: pd.DataFrame, path: str | Path, classes: Classes) -> None:
+    """The index must define exactly the classes the checkpoint was trained on."""
+    found = Classes.from_index(index, str(path))
+    if found.characters != classes.characters:
+        raise DataError(f"{path}: defines classes {found.text!r}, the checkpoint was trained on {classes.text!r}")
 
 
 def read_train_summary(path: str | Path) -> dict[str, Any]:
@@ -166,17 +141,18 @@ def predict(
     for start in tqdm(range(0, len(ids), batch_size), desc=desc, unit="batch", file=sys.stderr, leave=False):
         batch_ids = np.sort(ids[start : start + batch_size])  # sorted reads are cheaper on a memmap
         order = np.argsort(np.argsort(ids[start : start + batch_size]))
-        x = torch.from_numpy(np.ascontiguousarray(images[batch_ids])[order]).to(device, non_blocking=True)
-        x = (x.float().div_(255.0).sub_(mean).div_(std)).unsqueeze(1)
+        x = normalize(torch.from_numpy(np.ascontiguousarray(images[batch_ids])[order]).to(device, non_blocking=True),
+                      mean, std)
         with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
             logits = model(x.contiguous(memory_format=torch.channels_last))
         out.append(logits.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
 def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
     """(scalars for the metrics JSON, the fuller record for the details JSON)."""
     y, p = pred.labels, pred.predicted
+    classes = pred.classes
     probs = pred.probabilities
     confidence = probs.max(axis=1)
     correct = int((y == p).sum())
@@ -184,24 +160,24 @@ def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[
     low, high = metrics.wilson_interval(correct, n)
     scalars = {
         "accuracy": metrics.accuracy(y, p),
-        "macro_f1": metrics.macro_f1(y, p, NUM_CLASSES),
+        "macro_f1": metrics.macro_f1(y, p, len(classes)),
         "loss": metrics.cross_entropy_from_logits(y, pred.logits),
         "ece": metrics.expected_calibration_error(confidence, y == p, bins),
         "n": n,
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
     }
-    cm = metrics.confusion_matrix(y, p, NUM_CLASSES)
-    per_class_acc = metrics.per_class_accuracy(y, p, NUM_CLASSES)
-    per_class_f1 = metrics.per_class_f1(y, p, NUM_CLASSES)
+    cm = metrics.confusion_matrix(y, p, len(classes))
+    per_class_acc = metrics.per_class_accuracy(y, p, len(classes))
+    per_class_f1 = metrics.per_class_f1(y, p, len(classes))
     per_class = {}
-    for label, character in enumerate(CHARACTERS):
+    for label, character in enumerate(classes.characters):
         support = int(cm[label].sum())
         hits = int(cm[label, label])
         c_low, c_high = metrics.wilson_interval(hits, support)
         per_class[character] = {
             "label": label,
-            "value": VALUES[label],
+            "value": classes.values[label],
             "n": support,
             "correct": hits,
             "accuracy": _finite(per_class_acc[label]),
@@ -220,8 +196,8 @@ def score_role(pred: RolePredictions, bins: int, top_k: int = 10) -> tuple[dict[
             {
                 "true": t,
                 "predicted": q,
-                "true_character": CHARACTERS[t],
-                "predicted_character": CHARACTERS[q],
+                "true_character": classes.characters[t],
+                "predicted_character": classes.characters[q],
                 "count": count,
             }
             for t, q, count in metrics.top_confusions(cm, top_k)
@@ -240,7 +216,7 @@ def _finite(value: float) -> float | None:
 def predictions_frame(role: str, pred: RolePredictions) -> pd.DataFrame:
     probs = pred.probabilities
     predicted = pred.predicted
-    chars = np.array(list(CHARACTERS))
+    chars = np.array(pred.classes.characters)
     return pd.DataFrame({
         "id": pred.ids,
         "writer": pred.writers,
@@ -266,7 +242,7 @@ def evaluate_run(
     amp_dtype: torch.dtype | None = None,
 ) -> dict[str, tuple[dict, dict, RolePredictions]]:
     """Score every role present among val/test: role -> (scalars, details, predictions)."""
-    mean, std = float(meta["normalize"]["mean"]), float(meta["normalize"]["std"])
+    mean, std = check_stats(meta["normalize"]["mean"], meta["normalize"]["std"], "checkpoint")
     results = {}
     for role in ROLES:
         rows = split[split["role"] == role].sort_values("id")
@@ -280,6 +256,7 @@ def evaluate_run(
             writers=index["writer"].to_numpy()[ids],
             labels=index["label"].to_numpy(dtype=np.int64)[ids],
             logits=logits,
+            classes=Classes.from_meta(meta, "checkpoint"),
         )
         scalars, details = score_role(pred, bins)
         results[role] = (scalars, details, pred)
@@ -308,8 +285,7 @@ def build_outputs(
     }
     details_json: dict[str, Any] = {
         **head,
-        "characters": CHARACTERS,
-        "values": list(VALUES),
+        **Classes.from_meta(meta, "checkpoint").to_meta(),
         "checkpoint_epoch": meta.get("epoch"),
         "input_size": meta.get("input_size"),
         "device": summary.get("device"),
@@ -326,8 +302,8 @@ def build_outputs(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hccr evaluate", description="Score a trained run on val (and test) rows.")
-    p.add_argument("--checkpoint", required=True, help="models/M/Z/checkpoint.pt")
-    p.add_argument("--train-summary", required=True, help="models/M/Z/train.json")
+    p.add_argument("--checkpoint", required=True, help="models/runs/M/Z/checkpoint.pt")
+    p.add_argument("--train-summary", required=True, help="models/runs/M/Z/train.json")
     p.add_argument("--images", required=True, help="data/processed/images_S.npy at the checkpoint's input size")
     p.add_argument("--index", required=True, help="data/interim/index.csv")
     p.add_argument("--split", required=True, help="data/processed/splits/SCHEME/Z.csv")
@@ -359,18 +335,16 @@ def run(args: argparse.Namespace) -> None:
     if not checkpoint.exists():
         raise DataError(f"{checkpoint}: checkpoint not found")
     summary = read_train_summary(args.train_summary)
-    index = read_index(args.index)
-
-    split = read_split(args.split, len(index))
+    index = hccr_index.read_index(args.index)
+    split = read_split(args.split, len(index), required=("val",))
     if args.protocol == "writer" and not (split["role"] == "test").any():
         raise DataError(f"{args.split}: protocol writer needs test rows (held-out writers), found none")
 
     from hccr.models.checkpoint import load_model  # imported late: only this path needs the model registry
 
     model, meta = load_model(checkpoint, map_location="cpu")
-    if meta.get("characters", CHARACTERS) != CHARACTERS:
-        raise DataError(f"{checkpoint}: trained on classes {meta.get('characters')!r}, expected {CHARACTERS!r}")
-    images = load_images(args.images, len(index), int(meta["input_size"]))
+    check_classes(index, args.index, Classes.from_meta(meta, str(checkpoint)))
+    images = load_images(args.images, rows=len(index), size=int(meta["input_size"]))
 
     device = pick_device(args.device)
     amp_dtype = pick_precision(args.precision, summary, device)

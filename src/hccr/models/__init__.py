@@ -1,9 +1,10 @@
-"""The model registry: `create(name, cfg, pretrained) -> (model, start)`.
+"""The model registry: `create(name, cfg, pretrained, num_classes=C) -> (model, start)`.
 
 Every model takes a float `(B, 1, S, S)` batch (normalised grayscale) and returns logits
-`(B, 15)`; it exposes `.backbone` (what `apply_freeze` acts on) and `.head`. Adding a model
-is one REGISTRY entry: a builder `(cfg, pretrained) -> (model, start)` where `pretrained`
-is `imagenet | none | auto | <absolute path>`.
+`(B, C)`, C being the number of classes the data defines (`hccr.classes`); it exposes
+`.backbone` (what `apply_freeze` acts on) and `.head`. Adding a model is one REGISTRY entry:
+a builder `(cfg, pretrained, num_classes) -> (model, start)` where `pretrained` is
+`imagenet | none | auto | <absolute path>`.
 
 Train mode: call `model.train()` as usual; frozen BatchNorm layers stay in inference mode
 (hccr.models.base.HccrModel.train), as Keras keeps non-trainable BatchNormalization layers.
@@ -21,7 +22,7 @@ from hccr.models.base import HccrModel
 from hccr.models.freeze import apply_freeze, count_parameters, layer_list, parse_freeze
 from hccr.models.pretrained import is_hccr_checkpoint, load_state_dict_file, parse_pretrained, read_weights
 
-Builder = Callable[[dict, str], tuple[nn.Module, str]]
+Builder = Callable[[dict, str, int], tuple[nn.Module, str]]
 
 REGISTRY: dict[str, Builder] = {
     "efficientnet": efficientnet.build,
@@ -32,7 +33,7 @@ REGISTRY: dict[str, Builder] = {
 __all__ = ["REGISTRY", "HccrModel", "create", "apply_freeze", "count_parameters", "layer_list", "parse_freeze"]
 
 
-def create(name: str, cfg: dict, pretrained: str | None = None) -> tuple[nn.Module, str]:
+def create(name: str, cfg: dict, pretrained: str | None = None, *, num_classes: int) -> tuple[nn.Module, str]:
     """Build registry model `name` from its params block `cfg`; return (model, start).
 
     `pretrained` defaults to `cfg["pretrained"]` (and to `none` when that is absent).
@@ -46,15 +47,17 @@ def create(name: str, cfg: dict, pretrained: str | None = None) -> tuple[nn.Modu
         raise ConfigError(f"model: unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}")
     if not isinstance(cfg, dict):
         raise ConfigError(f"model.{name}: expected a mapping of settings, got {type(cfg).__name__}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError(f"model.{name}: needs at least 2 classes, got {num_classes!r}")
     requested = cfg.get("pretrained", "none") if pretrained is None else pretrained
     kind, path = parse_pretrained(requested)
     if kind == "file":
         data = read_weights(path)
         if is_hccr_checkpoint(data) or any(str(key).startswith("backbone.") for key in data):
             # A whole model (ours): rebuild without weights, then load every parameter.
-            model, _ = REGISTRY[name](cfg, "none")
+            model, _ = REGISTRY[name](cfg, "none", num_classes)
             load_state_dict_file(model, path, data)
             return model, f"file:{path}"
         del data
-        return REGISTRY[name](cfg, str(path))
-    return REGISTRY[name](cfg, kind)
+        return REGISTRY[name](cfg, str(path), num_classes)
+    return REGISTRY[name](cfg, kind, num_classes)

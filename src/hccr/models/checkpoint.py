@@ -2,7 +2,7 @@
 
 Format 1 (docs/architecture.md):
 `{"format": 1, "model", "config", "input_size", "normalize": {"mean", "std"}, "characters",
-"start", "epoch", "val_accuracy", "state_dict", ...extra}`. Only tensors, numbers, strings,
+"values", "start", "epoch", "val_accuracy", "state_dict", ...extra}`. Only tensors, numbers, strings,
 bools, None, lists and dicts are stored, so loading never runs pickled code; `save` converts
 numpy values, tuples and paths and refuses anything else, naming the field.
 
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hccr import CHARACTERS
 from hccr.atomic import atomic_path
+from hccr.classes import Classes
 from hccr.errors import DataError, HccrError
 
 FORMAT = 1
@@ -83,9 +83,9 @@ def clean_state_dict(state_dict: dict) -> dict:
 
 
 def save(path: str | os.PathLike, *, model_name: str, config: dict, state_dict: dict, input_size: int,
-         normalize: dict, start: str, epoch: int, val_accuracy: float, **extra) -> Path:
+         normalize: dict, classes: Classes, start: str, epoch: int, val_accuracy: float, **extra) -> Path:
     """Write a format-1 checkpoint atomically; `extra` fields (e.g. optimizer state) go in too."""
-    clash = set(extra) & set(REQUIRED)
+    clash = set(extra) & (set(REQUIRED) | {"values"})
     if clash:
         raise TypeError(f"checkpoint.save: extra fields clash with format fields: {sorted(clash)}")
     if isinstance(state_dict, nn.Module):
@@ -96,7 +96,8 @@ def save(path: str | os.PathLike, *, model_name: str, config: dict, state_dict: 
         "config": _plain(config, "config"),
         "input_size": int(input_size),
         "normalize": {"mean": float(normalize["mean"]), "std": float(normalize["std"])},
-        "characters": CHARACTERS,
+        "characters": classes.text,  # the class list travels with the weights
+        "values": list(classes.values),
         "start": str(start),
         "epoch": int(epoch),
         "val_accuracy": float(val_accuracy) if val_accuracy is not None else math.nan,
@@ -127,8 +128,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     missing = [key for key in REQUIRED if key not in record]
     if missing:
         raise DataError(f"checkpoint {path} lacks fields {missing}")
-    if record["characters"] != CHARACTERS:
-        raise DataError(f"checkpoint {path} was trained on classes {record['characters']!r}, not {CHARACTERS!r}")
+    Classes.from_meta(record, f"checkpoint {path}")  # a readable class list, or a DataError naming the file
     check_meta(record, path)
     return record
 
@@ -180,7 +180,8 @@ def check_fits(record: dict, path: str | os.PathLike) -> None:
         raise DataError(f"checkpoint {path}: unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}")
     try:
         with torch.device("meta"):
-            skeleton, _ = create(name, record["config"], pretrained="none")
+            classes = Classes.from_meta(record, f"checkpoint {path}")
+            skeleton, _ = create(name, record["config"], pretrained="none", num_classes=len(classes))
     except HccrError as exc:
         raise DataError(f"checkpoint {path}: cannot rebuild model {name!r}: {exc}") from exc
     except Exception as exc:  # a hostile config can trip the builders in many ways
@@ -206,7 +207,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     record = load(path, map_location=map_location)
     check_fits(record, path)
     try:
-        model, _ = create(record["model"], record["config"], pretrained="none")
+        classes = Classes.from_meta(record, f"checkpoint {path}")
+        model, _ = create(record["model"], record["config"], pretrained="none", num_classes=len(classes))
     except HccrError as exc:
         raise DataError(f"checkpoint {path}: cannot rebuild model {record['model']!r}: {exc}") from exc
     try:

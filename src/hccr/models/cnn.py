@@ -1,7 +1,7 @@
 """The baseline: a small VGG-style CNN trained from scratch (about 0.29 M parameters).
 
 `len(width)` blocks of `convs_per_block` x (3x3 conv -> BatchNorm -> ReLU) then 2x2 max-pool;
-global average pooling -> Dropout -> Linear(15). There are no ImageNet weights for it.
+global average pooling -> Dropout -> Linear(number of classes). There are no ImageNet weights for it.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hccr import NUM_CLASSES
 from hccr.errors import ConfigError
 from hccr.models.base import HccrModel
 from hccr.models.pretrained import load_state_dict_file, parse_pretrained
 
 
 class SmallCNN(HccrModel):
-    def __init__(self, width: list[int], convs_per_block: int, dropout: float, in_chans: int = 1):
+    def __init__(self, width: list[int], convs_per_block: int, dropout: float, num_classes: int, in_chans: int = 1):
         super().__init__()
         self.in_chans = in_chans
         blocks = []
@@ -31,7 +30,7 @@ class SmallCNN(HccrModel):
             blocks.append(nn.Sequential(*layers))
         self.backbone = nn.Sequential(*blocks)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, NUM_CLASSES)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,7 +50,7 @@ def _widths(cfg: dict) -> list[int]:
     return list(width)
 
 
-def build(cfg: dict, pretrained: str) -> tuple[SmallCNN, str]:
+def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[SmallCNN, str]:
     convs = cfg.get("convs_per_block", 2)
     if not isinstance(convs, int) or isinstance(convs, bool) or convs < 1:
         raise ConfigError(f"model.cnn.convs_per_block: {convs!r} must be a positive integer")
@@ -65,7 +64,7 @@ def build(cfg: dict, pretrained: str) -> tuple[SmallCNN, str]:
         raise ConfigError(
             f"model.cnn.input_size: {size} is too small for {len(width)} pooling blocks (needs >= {2 ** len(width)})"
         )
-    model = SmallCNN(width, convs, dropout, in_chans)
+    model = SmallCNN(width, convs, dropout, num_classes, in_chans)
     kind, path = parse_pretrained(pretrained)
     if kind == "imagenet":
         raise ConfigError(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hccr import NUM_CLASSES
 from hccr.errors import ConfigError
 from hccr.models.base import HccrModel, repeat_to_channels
 from hccr.models.pretrained import create_timm, parse_pretrained
@@ -24,13 +23,15 @@ class EfficientNetClassifier(HccrModel):
     # Keras's EfficientNetV2 starts with InputLayer and its built-in Rescaling layer.
     keras_preamble = ("input", "rescaling")
 
-    def __init__(self, backbone: nn.Module, in_chans: int, feature_dim: int, hidden: int, dropout: float):
+    def __init__(
+        self, backbone: nn.Module, in_chans: int, feature_dim: int, hidden: int, dropout: float, num_classes: int
+    ):
         super().__init__()
         self.in_chans = in_chans
         self.backbone = backbone
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(hidden, NUM_CLASSES),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +59,7 @@ def check_common(name: str, cfg: dict, min_size: int = 1) -> tuple[int, int]:
     return in_chans, size
 
 
-def build(cfg: dict, pretrained: str) -> tuple[EfficientNetClassifier, str]:
+def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[EfficientNetClassifier, str]:
     in_chans, size = check_common("efficientnet", cfg)
     head = cfg.get("head") or {}
     hidden = int(head.get("hidden", 1024))
@@ -70,5 +71,5 @@ def build(cfg: dict, pretrained: str) -> tuple[EfficientNetClassifier, str]:
         arch, kind, path, num_classes=0, global_pool="", in_chans=in_chans,
         drop_path_rate=float(cfg.get("drop_path_rate", 0.2)),
     )
-    model = EfficientNetClassifier(backbone, in_chans, feature_dim(backbone, in_chans, size), hidden, dropout)
+    model = EfficientNetClassifier(backbone, in_chans, feature_dim(backbone, in_chans, size), hidden, dropout, num_classes)
     return model, start

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hccr import NUM_CLASSES
 from hccr.errors import ConfigError
 from hccr.models.base import HccrModel, repeat_to_channels
 from hccr.models.efficientnet import check_common
@@ -42,7 +41,7 @@ class GaussianNoise(nn.Module):
 
 class GruHead(nn.Module):
     def __init__(self, features: int, sequence: str, gru_hidden: int, noise_std: float, hidden: int,
-                 dropout: float, batchnorm: bool):
+                 dropout: float, batchnorm: bool, num_classes: int):
         super().__init__()
         self.sequence = sequence
         self.gru = nn.GRU(features, gru_hidden, batch_first=True)
@@ -50,7 +49,7 @@ class GruHead(nn.Module):
         layers: list[nn.Module] = [nn.Linear(gru_hidden, hidden), nn.ReLU(inplace=True)]
         if batchnorm:
             layers.append(nn.BatchNorm1d(hidden))
-        layers += [nn.Dropout(dropout), nn.Linear(hidden, NUM_CLASSES)]
+        layers += [nn.Dropout(dropout), nn.Linear(hidden, num_classes)]
         self.classifier = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -73,7 +72,7 @@ class InceptionGru(HccrModel):
         return self.head(self.backbone(repeat_to_channels(x, self.in_chans)))
 
 
-def build(cfg: dict, pretrained: str) -> tuple[InceptionGru, str]:
+def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[InceptionGru, str]:
     size = cfg.get("input_size")
     if isinstance(size, int) and not isinstance(size, bool) and size < MIN_INPUT_SIZE:
         raise ConfigError(f"model.inception_gru.input_size: {size} is below InceptionV3's minimum of {MIN_INPUT_SIZE} px")
@@ -93,5 +92,6 @@ def build(cfg: dict, pretrained: str) -> tuple[InceptionGru, str]:
         hidden=int(head_cfg.get("hidden", 1024)),
         dropout=float(head_cfg.get("dropout", 0.5)),
         batchnorm=bool(head_cfg.get("batchnorm", True)),
+        num_classes=num_classes,
     )
     return InceptionGru(backbone, in_chans, head), start

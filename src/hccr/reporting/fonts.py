@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hccr import CHARACTERS, VALUES
+from hccr.classes import Classes
 
 ENV = "HCCR_CJK_FONT"
 FONT_SUFFIXES = (".ttf", ".ttc", ".otf", ".otc")
@@ -41,7 +41,7 @@ class CjkFont:
     family: str  # the family name matplotlib registered for it
 
 
-def covers(path: str | os.PathLike, characters: str = CHARACTERS) -> bool:
+def covers(path: str | os.PathLike, characters: str) -> bool:
     """Whether the font's first face (the one matplotlib draws with) maps every character."""
     from fontTools.ttLib import TTFont
 
@@ -97,7 +97,7 @@ def _register(path: Path) -> CjkFont:
     return CjkFont(path=path, family=font_manager.FontProperties(fname=str(path)).get_name())
 
 
-def cjk_font(characters: str = CHARACTERS, *, disable: bool | None = None) -> CjkFont | None:
+def cjk_font(characters: str, *, disable: bool | None = None) -> CjkFont | None:
     """An installed font covering `characters`, registered with matplotlib; None if there is none.
 
     `disable=True` (or HCCR_CJK_FONT=none) returns None, for the numeric fallback.
@@ -112,9 +112,11 @@ def cjk_font(characters: str = CHARACTERS, *, disable: bool | None = None) -> Cj
     return _register(path) if path else None
 
 
-def class_labels(font: CjkFont | None) -> list[str]:
-    """Tick/title text per class: the glyph when a font can draw it, else its numeric value."""
-    return list(CHARACTERS) if font else [str(v) for v in VALUES]
+def class_labels(font: CjkFont | None, classes: Classes) -> list[str]:
+    """Tick/title text per class: the glyph when a font can draw it, else its numeric value (or label)."""
+    if font:
+        return list(classes.characters)
+    return [str(label if value is None else value) for label, value in enumerate(classes.values)]
 
 
 def font_family(font: CjkFont | None) -> list[str]:

@@ -12,31 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from hccr import CHARACTERS, VALUES
-
-PROTOCOLS = {
-    "writer": (
-        "**writer** protocol: whole writers are held out. Test writers and validation writers "
-        "never appear in training, so the test accuracy measures recognition of new people's handwriting."
-    ),
-    "paper": (
-        "**paper** protocol (the study's): random splits, writers shared between training and "
-        "validation, no test set. Validation accuracy is optimistic for new writers."
-    ),
-}
-
-
-def _pct(value: Any) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        return "n/a"
-    return f"{100 * value:.2f} %"
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}g}"
-
+from hccr.classes import Classes
+from hccr.reporting.formatting import DASH, PROTOCOLS, general, pct
 
 def _interval(scalars: Mapping[str, Any], details: Mapping[str, Any] | None) -> str:
     low, high = scalars.get("accuracy_ci_low"), scalars.get("accuracy_ci_high")
@@ -44,8 +21,8 @@ def _interval(scalars: Mapping[str, Any], details: Mapping[str, Any] | None) -> 
         ci = details.get("accuracy_ci") or {}
         low, high = ci.get("low"), ci.get("high")
     if low is None or high is None:
-        return "n/a"
-    return f"{_pct(low)} – {_pct(high)}"
+        return DASH
+    return f"{pct(low)} – {pct(high)}"
 
 
 def _start_banner(start: str, config: Mapping[str, Any]) -> str:
@@ -54,9 +31,11 @@ def _start_banner(start: str, config: Mapping[str, Any]) -> str:
         return f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`** (transfer learning, as in the study)."
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
+    if config.get("pretrained", "none") == "none":
+        return f"> **Weights: trained from scratch, by choice** (`pretrained: none`): `{arch}` learned from Chinese MNIST alone."
     return (
-        f"> **Weights: trained from scratch — no ImageNet pretraining.** The study fine-tuned ImageNet "
-        f"weights; none could be downloaded here, so `{arch}` learned from Chinese MNIST alone."
+        f"> **Weights: trained from scratch — no ImageNet pretraining.** `pretrained: {config.get('pretrained')}` was "
+        f"asked for, but no weights could be had, so `{arch}` learned from Chinese MNIST alone."
     )
 
 
@@ -67,12 +46,23 @@ def _phases(config: Mapping[str, Any], start: str, train_summary: Mapping[str, A
             epochs = phase.get("epochs_run", phase.get("epochs_planned"))
             planned = phase.get("epochs_planned")
             shown = f"{epochs} of {planned}" if planned is not None and epochs != planned else str(epochs)
-            rows.append(f"| {phase.get('name')} | {shown} | {_num(phase.get('lr'))} | {phase.get('freeze')} |")
+            rows.append(f"| {phase.get('name')} | {shown} | {general(phase.get('lr'))} | {phase.get('freeze')} |")
         return rows
     key = "scratch_phases" if start == "scratch" and config.get("scratch_phases") else "phases"
     for phase in config.get(key) or []:
-        rows.append(f"| {phase.get('name')} | {phase.get('epochs')} | {_num(phase.get('lr'))} | {phase.get('freeze')} |")
+        rows.append(f"| {phase.get('name')} | {phase.get('epochs')} | {general(phase.get('lr'))} | {phase.get('freeze')} |")
     return rows
+
+
+def _classes_section(classes: Classes) -> list[str]:
+    """The label set, as a table of characters (and values) when it is small enough to read."""
+    lines = [f"Recognises one handwritten Chinese character per image, one of {len(classes)} classes:", ""]
+    if len(classes) > 60:
+        return lines + [f"`{classes.text[:60]}…` (the full list is in the checkpoint's `characters`)", ""]
+    lines += ["| " + " | ".join(classes.characters) + " |", "|" + " --- |" * len(classes)]
+    if any(v is not None for v in classes.values):
+        lines.append("| " + " | ".join("" if v is None else str(v) for v in classes.values) + " |")
+    return lines + [""]
 
 
 def render_model_card(
@@ -102,12 +92,7 @@ def render_model_card(
         "",
         _start_banner(start, config),
         "",
-        "Recognises one handwritten Chinese numeral per image — the 15 classes of Chinese MNIST:",
-        "",
-        "| " + " | ".join(CHARACTERS) + " |",
-        "|" + " --- |" * len(CHARACTERS),
-        "| " + " | ".join(str(v) for v in VALUES) + " |",
-        "",
+        *_classes_section(Classes.from_meta(meta, "checkpoint")),
         "## The model",
         "",
         "| | |",
@@ -152,7 +137,7 @@ def render_model_card(
         f"- augmentation: {'on' if (config.get('augment') or {}).get('enabled') else 'off'}; "
         f"early stopping: {'on' if (config.get('early_stopping') or {}).get('enabled') else 'off'}",
         f"- epochs run {train.get('epochs') or 'n/a'}, best epoch {train.get('best_epoch') or meta.get('epoch', 'n/a')}, "
-        f"training time {_num(train.get('seconds_total'), 4)}"
+        f"training time {general(train.get('seconds_total'), 4)}"
         + (" s" if isinstance(train.get("seconds_total"), (int, float)) else ""),
         "",
         "## Results",
@@ -164,8 +149,8 @@ def render_model_card(
         scalars = metrics.get(role)
         if isinstance(scalars, dict):
             lines.append(
-                f"| {role} | {_pct(scalars.get('accuracy'))} | {_interval(scalars, (details or {}).get(role))} | "
-                f"{_num(scalars.get('macro_f1'))} | {_num(scalars.get('loss'))} | {_num(scalars.get('ece'))} | "
+                f"| {role} | {pct(scalars.get('accuracy'))} | {_interval(scalars, (details or {}).get(role))} | "
+                f"{general(scalars.get('macro_f1'))} | {general(scalars.get('loss'))} | {general(scalars.get('ece'))} | "
                 f"{scalars.get('n', 'n/a')} |"
             )
     if not isinstance(metrics.get("test"), dict):
@@ -174,7 +159,7 @@ def render_model_card(
         lines += [
             "",
             f"Chosen for export as the best of {len(selection.get('candidates', []))} runs by "
-            f"`{selection.get('metric')}` ({_num(selection.get('value'))}).",
+            f"`{selection.get('metric')}` ({general(selection.get('value'))}).",
         ]
     if parity:
         lines += [

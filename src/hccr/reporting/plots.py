@@ -1,8 +1,8 @@
 """Figures for people (PNG, matplotlib Agg) plus the data behind each one as CSV beside it.
 
-    python -m hccr.reporting.plots curves --history models/M/Z/history.csv --model M --size Z --out F.png
+    python -m hccr.reporting.plots curves --history models/runs/M/Z/history.csv --model M --size Z --out F.png
     python -m hccr.reporting.plots sizes --model M --history models/M/small/history.csv ... --out F.png
-    python -m hccr.reporting.plots sweep --sweep-dir models/sweep/M/Z --out F.png [--no-study]
+    python -m hccr.reporting.plots sweep --summary models/sweep/summary.csv --model M --size Z --out F.png [--no-study]
     python -m hccr.reporting.plots confusion --details reports/evaluation/M/Z/details.json --out F.png
     python -m hccr.reporting.plots misclassified --predictions reports/evaluation/M/Z/predictions.csv \
         --images data/processed/images_S.npy --out F.png
@@ -18,8 +18,6 @@ misclassified/{model}/{size}.png.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,11 +33,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from hccr.reporting import fonts  # noqa: E402
 from hccr.atomic import atomic_path, write_csv  # noqa: E402
 from hccr.errors import DataError, HccrError, reports_errors  # noqa: E402
-from hccr.files import read_table  # noqa: E402
+from hccr.classes import Classes  # noqa: E402
+from hccr.files import read_json_object, read_table  # noqa: E402
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-SWEEP_FOLDER = re.compile(r"^g(?P<gpus>\d+)-lr(?P<lr>[^-]+(?:-\d+)?)-b(?P<batch>\d+)$")
 STUDY_LABEL = "study (phase 2)"
 
 
@@ -58,7 +56,7 @@ def reference_history(model: str, size: str, reference_dir: str | Path = REFEREN
     path = Path(reference_dir) / f"{model}_{size}_phase2_history.json"
     if not path.exists():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json_object(path, "study history")
     return {k: list(map(float, v)) for k, v in data.items()}
 
 
@@ -86,29 +84,17 @@ def align_reference(history: pd.DataFrame, reference: dict[str, list[float]] | N
     return frame
 
 
-def read_sweep(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per sweep run folder g{gpus}-lr{lr}-b{batch} that has a train.json."""
-    sweep_dir = Path(sweep_dir)
-    rows = []
-    for summary in sorted(sweep_dir.glob("*/train.json")):
-        match = SWEEP_FOLDER.match(summary.parent.name)
-        if not match:
-            continue
-        try:
-            data = json.loads(summary.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{summary}: not valid JSON ({exc})") from exc
-        rows.append({
-            "run": summary.parent.name,
-            "gpus": int(match["gpus"]),
-            "learning_rate": float(match["lr"]),
-            "batch_size": int(match["batch"]),
-            "val_accuracy": data.get("best_val_accuracy"),
-            "best_epoch": data.get("best_epoch"),
-            "seconds_total": data.get("seconds_total"),
-            "start": data.get("start"),
-        })
-    return pd.DataFrame(rows, columns=["run", "gpus", "learning_rate", "batch_size", "val_accuracy", "best_epoch", "seconds_total", "start"])
+SWEEP_COLUMNS = ["run", "gpus", "learning_rate", "batch_size", "val_accuracy", "best_epoch", "seconds_total", "start"]
+
+
+def read_sweep(summary: str | Path, model: str, size: str) -> pd.DataFrame:
+    """The sweep cells of `model`/`size` from models/sweep/summary.csv (hccr.evaluation.sweep)."""
+    table = read_table(summary, ("model", "size", "run", "gpus", "learning_rate", "batch_size",
+                                 "best_val_accuracy", "best_epoch", "seconds_total", "start"), "sweep summary")
+    table = table[(table["model"].astype(str) == model) & (table["size"].astype(str) == size)]
+    # The figure shows each cell's best validation accuracy, as Table 2's last column does.
+    return table.rename(columns={"val_accuracy": "final_val_accuracy", "best_val_accuracy": "val_accuracy"})[
+        SWEEP_COLUMNS].reset_index(drop=True)
 
 
 def read_study_table2(path: str | Path = REFERENCE_DIR / "study_table2.csv") -> pd.DataFrame:
@@ -288,8 +274,16 @@ def _data_path(args: argparse.Namespace) -> Path:
     return Path(args.out_data) if args.out_data else Path(args.out).with_suffix(".csv")
 
 
-def _font(args: argparse.Namespace) -> fonts.CjkFont | None:
-    return fonts.cjk_font(disable=True if args.no_cjk_font else None)
+def _font(args: argparse.Namespace, classes: Classes) -> fonts.CjkFont | None:
+    return fonts.cjk_font(classes.text, disable=True if args.no_cjk_font else None)
+
+
+def _read_details(path: Path) -> tuple[dict, Classes]:
+    """An evaluation's details.json and the class list it records."""
+    if not path.exists():
+        raise DataError(f"{path}: details not found")
+    details = read_json_object(path, "evaluation details")
+    return details, Classes.from_meta(details, str(path))
 
 
 # ----------------------------------------------------------------------------- subcommands
@@ -313,11 +307,11 @@ def cmd_sizes(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    ours = read_sweep(args.sweep_dir)
+    ours = read_sweep(args.summary, args.model, args.size)
     if ours.empty:
-        raise DataError(f"{args.sweep_dir}: no sweep runs (g*-lr*-b*/train.json)")
+        raise DataError(f"{args.summary}: no sweep cells of {args.model}/{args.size}")
     study = None if args.no_study else read_study_table2(args.study_table)
-    title = args.title or f"sweep: {Path(args.sweep_dir).parent.name} / {Path(args.sweep_dir).name}"
+    title = args.title or f"sweep: {args.model} / {args.size}"
     save_figure(sweep_figure(ours, study, title=title), args.out)
     write_csv(_data_path(args), sweep_data(ours, study))
 
@@ -335,14 +329,12 @@ def _pick_role(role: str | None, available: list[str], source: Path) -> str:
 
 def cmd_confusion(args: argparse.Namespace) -> None:
     path = Path(args.details)
-    if not path.exists():
-        raise DataError(f"{path}: details not found")
-    details = json.loads(path.read_text(encoding="utf-8"))
+    details, classes = _read_details(path)
     role = _pick_role(args.role, [r for r in ("val", "test") if r in details], path)
     if "confusion_matrix" not in details[role]:
         raise DataError(f"{path}: {role} has no confusion_matrix")
-    font = _font(args)
-    labels = fonts.class_labels(font)
+    font = _font(args, classes)
+    labels = fonts.class_labels(font, classes)
     matrix = np.asarray(details[role]["confusion_matrix"])
     if matrix.shape != (len(labels), len(labels)):
         raise DataError(f"{path}: {role} confusion_matrix is {matrix.shape}, expected {len(labels)}x{len(labels)}")
@@ -367,8 +359,9 @@ def cmd_misclassified(args: argparse.Namespace) -> None:
     if len(predictions) and predictions["id"].max() >= images.shape[0]:
         raise DataError(f"{images_path}: has {images.shape[0]} rows, predictions reference id {predictions['id'].max()}")
     rows = select_misclassified(predictions, role, args.max)
-    font = _font(args)
-    labels = fonts.class_labels(font)
+    _, classes = _read_details(Path(args.details))
+    font = _font(args, classes)
+    labels = fonts.class_labels(font, classes)
     title = args.title or f"misclassified {role} images (true→predicted, confidence; one per confusion per round)"
     save_figure(misclassified_figure(rows, images, labels, title=title, font=font), args.out)
     write_csv(_data_path(args), rows.assign(true_label=[labels[t] for t in rows["true"]],
@@ -401,7 +394,9 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sizes)
 
     s = sub.add_parser("sweep", help="heat maps of the learning rate x batch x GPUs sweep")
-    s.add_argument("--sweep-dir", required=True, help="models/sweep/M/Z")
+    s.add_argument("--summary", required=True, help="models/sweep/summary.csv (hccr.evaluation.sweep)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--size", required=True)
     s.add_argument("--study-table", default=str(REFERENCE_DIR / "study_table2.csv"))
     s.add_argument("--no-study", action="store_true", help="leave out the study's Table 2 row")
     s.add_argument("--title")
@@ -416,6 +411,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("misclassified", help="grid of misclassified images")
     s.add_argument("--predictions", required=True)
+    s.add_argument("--details", required=True, help="reports/evaluation/M/Z/details.json (the class list)")
     s.add_argument("--images", required=True, help="data/processed/images_S.npy (any size S)")
     s.add_argument("--role", choices=("val", "test"), help="default: test if present, else val")
     s.add_argument("--max", type=int, default=36)

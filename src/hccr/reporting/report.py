@@ -1,7 +1,8 @@
 """Assemble the study report (Markdown + self-contained HTML) from the pipeline's outputs.
 
     python -m hccr.reporting.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation \
-        --models-dir models --figures-dir reports/figures --benchmarks-dir logs/benchmarks \
+        --runs-dir models/runs --sweep-summary models/sweep/summary.csv --figures-dir reports/figures \
+        --benchmarks-dir logs/benchmarks \
         --params-json params.json --out-md reports/report.md --out-html reports/report.html
 
 Sections: 1 data and protocols, 2 Table 1 analogue (+ training curves), 3 Table 2 analogue
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from hccr.reporting import report_render as rr
 from hccr.atomic import write_text
 from hccr.errors import reports_errors
 from hccr.evaluation.evaluate import summary_parameters
+from hccr.reporting.formatting import DASH, PROTOCOLS, ci, integer, is_number, num, pct, pp, seconds
 from hccr.reporting.plots import REFERENCE_DIR, read_study_table2
 
 TITLE = "hccr: handwritten Chinese character recognition on Chinese MNIST — re-run of the study"
@@ -43,46 +44,6 @@ SECTIONS = (
     "6. Provenance",
     "7. Discussion",
 )
-DASH = "—"
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def _ok(x: Any) -> bool:
-    try:
-        return x is not None and not math.isnan(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def pct(x: Any, digits: int = 2) -> str:
-    return f"{100 * float(x):.{digits}f} %" if _ok(x) else DASH
-
-
-def num(x: Any, digits: int = 4) -> str:
-    return f"{float(x):.{digits}f}" if _ok(x) else DASH
-
-
-def integer(x: Any) -> str:
-    return f"{int(x):,}" if _ok(x) else DASH
-
-
-def pp(x: Any) -> str:
-    return f"{100 * float(x):+.2f} pp" if _ok(x) else DASH
-
-
-def seconds(x: Any) -> str:
-    if not _ok(x):
-        return DASH
-    s = float(x)
-    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.2f} h"
-
-
-def ci(block: dict | None) -> str:
-    if not block or not _ok(block.get("accuracy_ci_low")):
-        return DASH
-    return f"[{pct(block['accuracy_ci_low'])}, {pct(block['accuracy_ci_high'])}]"
 
 
 def start_label(start: str) -> str:
@@ -108,7 +69,7 @@ class Inputs:
     git: tuple[str | None, bool | None]
     figures_dir: Path
     evaluation_dir: Path
-    models_dir: Path
+    sweep_summary: Path
     generated: str
 
 
@@ -116,10 +77,9 @@ def gather(args: argparse.Namespace) -> Inputs:
     params: dict[str, Any] = {}
     if args.params_json:
         params = json_object_arg(args.params_json, "--params-json")
-    models_dir = Path(args.models_dir)
     return Inputs(
-        runs=rd.discover_runs(Path(args.metrics_dir), Path(args.evaluation_dir), models_dir, params.get("models")),
-        sweeps=rd.discover_sweeps(models_dir),
+        runs=rd.discover_runs(Path(args.metrics_dir), Path(args.evaluation_dir), Path(args.runs_dir), params.get("models")),
+        sweeps=rd.read_sweeps(Path(args.sweep_summary)),
         benchmarks=rd.read_benchmarks(Path(args.benchmarks_dir)),
         study1=rd.read_study_table1(Path(args.reference_dir) / "study_table1.csv"),
         study2=read_study_table2(Path(args.reference_dir) / "study_table2.csv"),
@@ -128,7 +88,7 @@ def gather(args: argparse.Namespace) -> Inputs:
         git=rd.git_revision(Path(args.repo)) if args.repo else rd.git_revision(),
         figures_dir=Path(args.figures_dir),
         evaluation_dir=Path(args.evaluation_dir),
-        models_dir=models_dir,
+        sweep_summary=Path(args.sweep_summary),
         generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -136,7 +96,7 @@ def gather(args: argparse.Namespace) -> Inputs:
 def best_run(runs: list[rd.Run]) -> tuple[rd.Run | None, str]:
     """The run with the best test accuracy (or val accuracy when no run has a test set)."""
     for role in ("test", "val"):
-        scored = [r for r in runs if r.role(role) and _ok(r.role(role).get("accuracy"))]
+        scored = [r for r in runs if r.role(role) and is_number(r.role(role).get("accuracy"))]
         if scored:
             return max(scored, key=lambda r: r.role(role)["accuracy"]), role
     return None, ""
@@ -156,12 +116,10 @@ def section_data(doc: rr.Document, inp: Inputs) -> None:
     ))
     tw, vw = subsets.get("test_writers"), subsets.get("val_writers")
     doc.add(rr.Bullets([
-        "**writer** (this project's): whole writers are held out — "
-        + (f"{pct(tw, 0)} of writers form the test set and {pct(vw, 0)} of the remaining writers the validation set"
-           if _ok(tw) and _ok(vw) else "a fraction of writers forms the test set, another the validation set")
-        + "; no writer's images appear in two roles, so test accuracy measures unseen handwriting.",
-        "**paper** (the study's): random splits per class as the study drew them; writers are shared between "
-        "training and validation, and there is no test set.",
+        PROTOCOLS["writer"]
+        + (f" Here {pct(tw, 0)} of writers form the test set and {pct(vw, 0)} of the remaining writers the validation set."
+           if is_number(tw) and is_number(vw) else ""),
+        PROTOCOLS["paper"],
     ]))
     schemes = subsets.get("schemes", {})
     if schemes:
@@ -253,7 +211,7 @@ def section_table2(doc: rr.Document, inp: Inputs) -> None:
             + ("" if sweep_cfg.get("enabled", True) else " (disabled)") + "."
         ))
     if not inp.sweeps:
-        doc.add(rr.Para(f"No sweep runs were found under `{rd.sweep_root(inp.models_dir)}`; only the study's Table 2 is shown."))
+        doc.add(rr.Para(f"No sweep runs were found in `{inp.sweep_summary}`; only the study's Table 2 is shown."))
     for (model, size), table in inp.sweeps.items():
         # The study swept InceptionV3+GRU on its small subset; only that cell grid is comparable.
         comparable = model == "inception_gru" and size == "small"
@@ -305,7 +263,7 @@ def section_test(doc: rr.Document, inp: Inputs) -> None:
         rows = []
         for run in with_test:
             test, val = run.role("test"), run.role("val") or {}
-            gap = val.get("accuracy") - test.get("accuracy") if _ok(val.get("accuracy")) and _ok(test.get("accuracy")) else None
+            gap = val.get("accuracy") - test.get("accuracy") if is_number(val.get("accuracy")) and is_number(test.get("accuracy")) else None
             rows.append([run.model, run.size, start_label(run.start), pct(test.get("accuracy")), ci(test), num(test.get("macro_f1")),
                          num(test.get("loss")), num(test.get("ece")), integer(test.get("n")), pct(val.get("accuracy")), pp(gap)])
         doc.add(rr.Table(
@@ -430,17 +388,17 @@ def discussion(inp: Inputs) -> list[str]:
     b = best.role(role)
     claims.append(f"The best run on the {role} set is {best.name} ({start_label(best.start)}): {pct(b['accuracy'])} "
                   f"accuracy, 95 % CI {ci(b)}, n = {integer(b.get('n'))}.")
-    scored = sorted((r for r in runs if r.role(role) and _ok(r.role(role).get("accuracy"))),
+    scored = sorted((r for r in runs if r.role(role) and is_number(r.role(role).get("accuracy"))),
                     key=lambda r: r.role(role)["accuracy"], reverse=True)
     if len(scored) > 1:
         second = scored[1]
         s = second.role(role)
-        overlap = _ok(s.get("accuracy_ci_high")) and _ok(b.get("accuracy_ci_low")) and s["accuracy_ci_high"] >= b["accuracy_ci_low"]
+        overlap = is_number(s.get("accuracy_ci_high")) and is_number(b.get("accuracy_ci_low")) and s["accuracy_ci_high"] >= b["accuracy_ci_low"]
         claims.append(f"Runner-up: {second.name} at {pct(s['accuracy'])} ({100 * (b['accuracy'] - s['accuracy']):.2f} pp behind); "
                       + ("the two 95 % intervals overlap, so this data does not clearly separate them."
                          if overlap else "the two 95 % intervals do not overlap."))
     for model in dict.fromkeys(r.model for r in runs):
-        ladder = [r for r in runs if r.model == model and r.role(role) and _ok(r.role(role).get("accuracy"))]
+        ladder = [r for r in runs if r.model == model and r.role(role) and is_number(r.role(role).get("accuracy"))]
         ladder.sort(key=lambda r: rd.size_key(r.size))
         if len(ladder) < 2:
             continue
@@ -450,7 +408,7 @@ def discussion(inp: Inputs) -> list[str]:
         claims.append(f"{model}: {role} accuracy {trend} (" + ", ".join(f"{r.size} {pct(a)}" for r, a in zip(ladder, accs))
                       + f"; {ladder[-1].size} vs {ladder[0].size}: {pp(accs[-1] - accs[0])}).")
     gaps = [(r, r.role("val")["accuracy"] - r.role("test")["accuracy"]) for r in runs
-            if r.role("val") and r.role("test") and _ok(r.role("val").get("accuracy")) and _ok(r.role("test").get("accuracy"))]
+            if r.role("val") and r.role("test") and is_number(r.role("val").get("accuracy")) and is_number(r.role("test").get("accuracy"))]
     if gaps:
         mean_gap = sum(g for _, g in gaps) / len(gaps)
         worst = max(gaps, key=lambda x: abs(x[1]))
@@ -462,7 +420,7 @@ def discussion(inp: Inputs) -> list[str]:
     for run in runs:
         study = _study_row(inp.study1, run.model, run.size)
         val = run.role("val") or {}
-        if study is not None and _ok(study["val_accuracy"]) and _ok(val.get("accuracy")):
+        if study is not None and is_number(study["val_accuracy"]) and is_number(val.get("accuracy")):
             comparisons.append((run, val["accuracy"] - float(study["val_accuracy"]), float(study["val_accuracy"])))
     if comparisons:
         higher = sum(1 for _, d, _ in comparisons if d > 0)
@@ -486,7 +444,7 @@ def discussion(inp: Inputs) -> list[str]:
             claim += (f"; the study's best is {int(st['gpus'])} GPU(s), lr {st['learning_rate']:g}, batch {int(st['batch_size'])} "
                       f"at {pct(st['val_accuracy'])}")
         claims.append(claim + ".")
-    eces = [(r, r.role(role)["ece"]) for r in runs if r.role(role) and _ok(r.role(role).get("ece"))]
+    eces = [(r, r.role(role)["ece"]) for r in runs if r.role(role) and is_number(r.role(role).get("ece"))]
     if eces:
         lo = min(eces, key=lambda x: x[1])
         hi = max(eces, key=lambda x: x[1])
@@ -520,7 +478,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hccr report", description="Assemble reports/report.md and a self-contained report.html.")
     p.add_argument("--metrics-dir", required=True, help="reports/metrics")
     p.add_argument("--evaluation-dir", required=True, help="reports/evaluation")
-    p.add_argument("--models-dir", required=True, help="models (runs in models/runs/{model}/{size} or models/{model}/{size}; sweep in models/sweep)")
+    p.add_argument("--runs-dir", required=True, help="models/runs (one {model}/{size} folder per run)")
+    p.add_argument("--sweep-summary", default="models/sweep/summary.csv", help="hccr.evaluation.sweep's table")
     p.add_argument("--figures-dir", required=True, help="reports/figures")
     p.add_argument("--benchmarks-dir", default="logs/benchmarks", help="Snakemake benchmark TSVs (may be absent)")
     p.add_argument("--params-json", help="the run's params (params.yaml as JSON): inline or a file")

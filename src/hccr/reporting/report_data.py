@@ -15,10 +15,9 @@ import pandas as pd
 
 from hccr.reporting import plots
 from hccr.errors import DataError
-from hccr.files import read_json_object
+from hccr.files import read_json_object, read_table
 
 SIZE_ORDER = ("small", "medium", "large", "full")
-NOT_RUNS = {"sweep", "export", "runs"}  # folders under models/ that are not {model}/{size} runs
 BENCHMARK_COLUMNS = ("s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out", "mean_load", "cpu_time")
 FIGURE_KINDS = ("curves", "sizes", "sweep", "confusion", "misclassified")
 
@@ -79,27 +78,13 @@ class Run:
         return None
 
 
-def run_root(models_dir: Path) -> Path:
-    """Where {model}/{size} run folders live: models/runs/ when the workflow uses it, else models/."""
-    return models_dir / "runs" if (models_dir / "runs").is_dir() else models_dir
-
-
-def sweep_root(models_dir: Path) -> Path:
-    """models/sweep, also when given models/runs itself."""
-    if models_dir.name == "runs" and not (models_dir / "sweep").is_dir():
-        return models_dir.parent / "sweep"
-    return models_dir / "sweep"
-
-
-def discover_runs(metrics_dir: Path, evaluation_dir: Path, models_dir: Path, model_order: list[str] | None = None) -> list[Run]:
-    """Every {model}/{size} that has a metrics file or a train.json, in model then size order."""
-    models_dir = run_root(models_dir)
+def discover_runs(metrics_dir: Path, evaluation_dir: Path, runs_dir: Path, model_order: list[str] | None = None) -> list[Run]:
+    """Every {model}/{size} that has a metrics file or a train.json (runs_dir: models/runs), in model then size order."""
     keys: set[tuple[str, str]] = set()
     if metrics_dir.is_dir():
         keys |= {(p.parent.name, p.stem) for p in metrics_dir.glob("*/*.json")}
-    if models_dir.is_dir():
-        keys |= {(p.parent.parent.name, p.parent.name) for p in models_dir.glob("*/*/train.json")
-                 if p.parent.parent.name not in NOT_RUNS}
+    if runs_dir.is_dir():
+        keys |= {(p.parent.parent.name, p.parent.name) for p in runs_dir.glob("*/*/train.json")}
     order = list(model_order or [])
 
     def key(k: tuple[str, str]):
@@ -108,40 +93,30 @@ def discover_runs(metrics_dir: Path, evaluation_dir: Path, models_dir: Path, mod
 
     runs = []
     for model, size in sorted(keys, key=key):
-        history_path = models_dir / model / size / "history.csv"
+        history_path = runs_dir / model / size / "history.csv"
         history = plots.read_history(history_path) if history_path.exists() else None
         runs.append(Run(
             model=model,
             size=size,
             metrics=read_json(metrics_dir / model / f"{size}.json"),
             details=read_json(evaluation_dir / model / size / "details.json"),
-            summary=read_json(models_dir / model / size / "train.json"),
+            summary=read_json(runs_dir / model / size / "train.json"),
             history=history,
         ))
     return runs
 
 
-def discover_sweeps(models_dir: Path) -> dict[tuple[str, str], pd.DataFrame]:
-    """(model, size) -> sweep table with final-epoch losses added from each run's history."""
+def read_sweeps(summary: Path) -> dict[tuple[str, str], pd.DataFrame]:
+    """(model, size) -> its sweep cells, with the last epoch's losses, from models/sweep/summary.csv."""
+    if not summary.is_file():
+        return {}
+    table = read_table(summary, ("model", "size"), "sweep summary")
     sweeps = {}
-    root = sweep_root(models_dir)
-    if not root.is_dir():
-        return sweeps
-    for folder in sorted(p for p in root.glob("*/*") if p.is_dir()):
-        table = plots.read_sweep(folder)
-        if table.empty:
-            continue
-        finals = []
-        for run in table["run"]:
-            path = folder / run / "history.csv"
-            last = plots.read_history(path).iloc[-1] if path.exists() else None
-            finals.append({
-                "final_train_loss": None if last is None else float(last["train_loss"]),
-                "final_train_accuracy": None if last is None else float(last["train_accuracy"]),
-                "final_val_loss": None if last is None else float(last["val_loss"]),
-                "final_val_accuracy": None if last is None else float(last["val_accuracy"]),
-            })
-        sweeps[(folder.parent.name, folder.name)] = pd.concat([table, pd.DataFrame(finals)], axis=1)
+    for (model, size), _ in table.groupby(["model", "size"], sort=True):
+        cells = plots.read_sweep(summary, str(model), str(size))
+        last = table[(table["model"] == model) & (table["size"] == size)].reset_index(drop=True)
+        finals = last[["train_loss", "train_accuracy", "val_loss", "val_accuracy"]].add_prefix("final_")
+        sweeps[(str(model), str(size))] = pd.concat([cells, finals], axis=1)
     return sweeps
 
 

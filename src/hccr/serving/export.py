@@ -9,7 +9,7 @@
 1. Selection: the run with the best `--select` value among the metrics files
    (`val_accuracy`, `test_accuracy`: higher is better; `val_loss`: lower is better; ties go
    to the first file in sorted order). Files without that metric are skipped, with a note.
-2. `out-dir/checkpoint.pt`: the run's `models/{model}/{size}/checkpoint.pt`, copied byte for
+2. `out-dir/checkpoint.pt`: the run's `models/runs/{model}/{size}/checkpoint.pt`, copied byte for
    byte after it loaded with `weights_only=True`.
 3. `out-dir/model.onnx`: the model followed by a softmax (output `probabilities`, input
    `image` (B, 1, S, S) float32, dynamic batch), exported with torch's default exporter
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import shutil
 import sys
@@ -42,10 +41,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from hccr import CHARACTERS, VALUES
 from hccr.atomic import atomic_dir, write_json, write_text
 from hccr.errors import ConfigError, DataError, HccrError, reports_errors
-from hccr.files import read_table
+from hccr.data.arrays import load_images
+from hccr.data.index import read_index
+from hccr.data.splits import read_split
+from hccr.files import read_json_object
+from hccr.normalization import check_stats
+from hccr.serving.onnx_meta import INPUT_NAME, OUTPUT_NAME, metadata_props
 
 # metric name -> (role, key, higher is better)
 SELECTORS = {
@@ -53,9 +56,6 @@ SELECTORS = {
     "test_accuracy": ("test", "accuracy", True),
     "val_loss": ("val", "loss", False),
 }
-META_PREFIX = "hccr."
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 
 
 # ----------------------------------------------------------------------------- selection
@@ -71,15 +71,7 @@ class Candidate:
 
 
 def read_metrics(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: metrics file not found") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable JSON metrics file ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: metrics file must hold a JSON object")
-    return data
+    return read_json_object(path, "metrics file")
 
 
 def select_run(metrics_paths: list[Path], select: str, log=None) -> tuple[Candidate, list[Candidate]]:
@@ -108,53 +100,6 @@ def select_run(metrics_paths: list[Path], select: str, log=None) -> tuple[Candid
         if (candidate.value > best.value) if higher else (candidate.value < best.value):
             best = candidate
     return best, candidates
-
-
-# ----------------------------------------------------------------------------- ONNX metadata
-
-
-def metadata_props(meta: Mapping[str, Any], resize_filter: str) -> dict[str, str]:
-    """`hccr.*` string entries for the ONNX model's metadata_props."""
-    normalize = meta["normalize"]
-    return {
-        f"{META_PREFIX}format": "1",
-        f"{META_PREFIX}model": str(meta["model"]),
-        f"{META_PREFIX}input_size": str(int(meta["input_size"])),
-        f"{META_PREFIX}mean": repr(float(normalize["mean"])),
-        f"{META_PREFIX}std": repr(float(normalize["std"])),
-        f"{META_PREFIX}characters": str(meta.get("characters", CHARACTERS)),
-        f"{META_PREFIX}values": json.dumps(list(VALUES)),
-        f"{META_PREFIX}resize_filter": str(resize_filter),
-        f"{META_PREFIX}input": "image (B, 1, S, S) float32 = ((uint8 / 255) - mean) / std, light strokes on black",
-        f"{META_PREFIX}output": OUTPUT_NAME,
-        f"{META_PREFIX}start": str(meta.get("start", "")),
-        f"{META_PREFIX}epoch": str(meta.get("epoch", "")),
-        f"{META_PREFIX}val_accuracy": repr(float(meta.get("val_accuracy", math.nan))),
-    }
-
-
-def metadata_from_props(props: Mapping[str, str], label: str = "model.onnx") -> dict[str, Any]:
-    """Read back what `metadata_props` wrote; HccrError naming `label` if keys are missing."""
-    needed = ("input_size", "mean", "std", "characters")
-    missing = [k for k in needed if f"{META_PREFIX}{k}" not in props]
-    if missing:
-        raise HccrError(
-            f"{label}: ONNX file lacks hccr metadata ({', '.join(META_PREFIX + k for k in missing)}); "
-            "export it with `hccr export`"
-        )
-    try:
-        return {
-            "input_size": int(props[f"{META_PREFIX}input_size"]),
-            "mean": float(props[f"{META_PREFIX}mean"]),
-            "std": float(props[f"{META_PREFIX}std"]),
-            "characters": props[f"{META_PREFIX}characters"],
-            "resize_filter": props.get(f"{META_PREFIX}resize_filter", "bilinear"),
-            "output": props.get(f"{META_PREFIX}output", OUTPUT_NAME),
-            "model": props.get(f"{META_PREFIX}model"),
-            "start": props.get(f"{META_PREFIX}start"),
-        }
-    except ValueError as exc:
-        raise HccrError(f"{label}: malformed hccr metadata ({exc})") from None
 
 
 # ----------------------------------------------------------------------------- export
@@ -230,7 +175,7 @@ def check_parity(
     import onnxruntime
     import torch
 
-    from hccr.serving.preprocess import normalize
+    from hccr.normalization import normalize
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wrapped = probability_model(model.eval())
@@ -270,16 +215,12 @@ def find_images(paths: list[Path], input_size: int) -> Path:
             return path
     for path in paths:
         try:
-            shape = np.load(path, mmap_mode="r").shape
-        except (OSError, ValueError):
+            shape = load_images(path).shape
+        except DataError:
             continue
         if len(shape) == 3 and shape[1:] == (input_size, input_size):
             return path
     raise DataError(f"no --images array at size {input_size} (given: {', '.join(map(str, paths)) or 'none'})")
-
-
-def read_split(path: Path) -> pd.DataFrame:
-    return read_table(path, ("id", "role"), "split file")
 
 
 def split_counts(split: pd.DataFrame, index: pd.DataFrame | None) -> dict[str, dict[str, int]]:
@@ -293,15 +234,6 @@ def split_counts(split: pd.DataFrame, index: pd.DataFrame | None) -> dict[str, d
                 entry["writers"] = int(np.unique(index["writer"].to_numpy()[ids]).size)
             counts[role] = entry
     return counts
-
-
-def read_optional_json(path: Path | None) -> dict | None:
-    if path is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 # ----------------------------------------------------------------------------- main
@@ -320,7 +252,7 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
         raise DataError(f"{checkpoint}: checkpoint of the selected run ({best.metrics_path}) not found")
     model, meta = load_model(checkpoint, map_location="cpu")
     input_size = int(meta["input_size"])
-    mean, std = float(meta["normalize"]["mean"]), float(meta["normalize"]["std"])
+    mean, std = check_stats(meta["normalize"]["mean"], meta["normalize"]["std"], str(checkpoint))
     resize_filter = args.resize_filter or meta.get("resize_filter") or "bilinear"
 
     scheme = (meta.get("config") or {}).get("scheme")
@@ -330,12 +262,10 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
         split_path = Path(args.split_dir) / str(scheme) / f"{best.size}.csv"
     else:
         raise DataError(f"{checkpoint}: config has no `scheme`; pass --split")
-    split = read_split(split_path)
-    index = pd.read_csv(args.index) if args.index else None
-    images = np.load(find_images([Path(p) for p in args.images], input_size), mmap_mode="r")
+    images = load_images(find_images([Path(p) for p in args.images], input_size), size=input_size)
+    split = read_split(split_path, len(images))
+    index = read_index(args.index) if args.index else None
     role, ids = parity_ids(split, args.max_images)
-    if ids.max() >= len(images):
-        raise DataError(f"{split_path}: id {int(ids.max())} beyond the {len(images)} images")
     labels = index["label"].to_numpy(dtype=np.int64)[ids] if index is not None and "label" in index else None
 
     if args.threads:
@@ -367,8 +297,9 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
             best.metrics,
             parameters=int(sum(p.numel() for p in model.parameters())),
             split_counts=split_counts(split, index),
-            details=read_optional_json(evaluation_dir / best.model / best.size / "details.json") if evaluation_dir else None,
-            train_summary=read_optional_json(run_dir / "train.json"),
+            details=read_json_object(evaluation_dir / best.model / best.size / "details.json", "evaluation details",
+                                     missing_ok=True) if evaluation_dir else None,
+            train_summary=read_json_object(run_dir / "train.json", "train summary", missing_ok=True),
             parity=parity,
             selection={"metric": args.select, "value": best.value, "candidates": [
                 {"model": c.model, "size": c.size, "value": c.value} for c in candidates]},

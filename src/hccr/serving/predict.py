@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -32,9 +31,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from hccr import CHARACTERS, VALUES
+from hccr.classes import Classes
 from hccr.errors import DataError, HccrError, reports_errors
-from hccr.serving.preprocess import canonical_glyph, glyph_to_size, normalize, open_image, resample_filter
+from hccr.normalization import check_stats, normalize
+from hccr.serving.preprocess import canonical_glyph, glyph_to_size, open_image, resample_filter
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -59,6 +59,7 @@ class Prediction:
     path: str
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
+    classes: Classes | None = None  # the model's label set: gives each character its value
 
     @property
     def character(self) -> str:
@@ -66,7 +67,10 @@ class Prediction:
 
     @property
     def value(self) -> int | None:
-        return character_value(self.character) if self.top else None
+        return self.value_of(self.character) if self.top else None
+
+    def value_of(self, character: str) -> int | None:
+        return self.classes.value_of(character) if self.classes is not None else None
 
     @property
     def confidence(self) -> float | None:
@@ -81,14 +85,9 @@ class Prediction:
             "character": self.character or None,
             "value": self.value,
             "confidence": self.confidence,
-            "top_k": [{"character": c, "value": character_value(c), "confidence": p} for c, p in self.top],
+            "top_k": [{"character": c, "value": self.value_of(c), "confidence": p} for c, p in self.top],
             "error": self.error,
         }
-
-
-def character_value(character: str) -> int | None:
-    index = CHARACTERS.find(character)
-    return VALUES[index] if index >= 0 and len(character) == 1 else None
 
 
 def is_image_name(name: str) -> bool:
@@ -149,22 +148,20 @@ def iter_sources(paths: Iterable[str]) -> Iterator[Source]:
 class Predictor:
     """A loaded model with the metadata needed to prepare its input."""
 
-    def __init__(self, path: Path, input_size: int, mean: float, std: float, characters: str, resize_filter: str):
+    def __init__(self, path: Path, input_size: int, mean: float, std: float, classes: Classes, resize_filter: str):
         self.path = path
         self.input_size = int(input_size)
-        self.mean = float(mean)
-        self.std = float(std)
-        self.characters = characters
+        self.mean, self.std = check_stats(mean, std, str(path))
+        self.classes = classes
+        self.characters = classes.characters
         self.resize_filter = resize_filter
         resample_filter(resize_filter)
         # A model file may come from elsewhere (ONNX metadata too): refuse what would allocate
-        # S x S per image without bound, or print NaN confidences (issue 12).
+        # S x S per image without bound (issue 12).
         from hccr.models.checkpoint import INPUT_SIZE_RANGE
 
         if not INPUT_SIZE_RANGE[0] <= self.input_size <= INPUT_SIZE_RANGE[1]:
             raise DataError(f"{path}: input_size {input_size} is outside {INPUT_SIZE_RANGE[0]}..{INPUT_SIZE_RANGE[1]}")
-        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
-            raise DataError(f"{path}: normalisation mean={mean} std={std} is unusable (std must be a positive number)")
 
     def probabilities(self, batch) -> np.ndarray:  # (B, 1, S, S) tensor -> (B, C) array
         raise NotImplementedError
@@ -186,7 +183,7 @@ class TorchPredictor(Predictor):
             meta["input_size"],
             normalize_meta.get("mean", 0.0),
             normalize_meta.get("std", 1.0),
-            meta.get("characters", CHARACTERS),
+            Classes.from_meta(meta, str(path)),
             meta.get("resize_filter", "bilinear"),
         )
         self.model = model.eval()
@@ -202,7 +199,7 @@ class OnnxPredictor(Predictor):
     def __init__(self, path: Path):
         import onnxruntime
 
-        from hccr.serving.export import metadata_from_props
+        from hccr.serving.onnx_meta import metadata_from_props
 
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -210,7 +207,7 @@ class OnnxPredictor(Predictor):
             raise HccrError(f"{path}: cannot load ONNX model ({type(exc).__name__}: {exc})") from None
         meta = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
         super().__init__(
-            path, meta["input_size"], meta["mean"], meta["std"], meta["characters"], meta.get("resize_filter", "bilinear")
+            path, meta["input_size"], meta["mean"], meta["std"], meta["classes"], meta.get("resize_filter", "bilinear")
         )
         self.input_name = self.session.get_inputs()[0].name
         self.outputs_probabilities = meta.get("output", "probabilities") == "probabilities"
@@ -252,7 +249,7 @@ def predict_sources(
             p = probs[row]
             row += 1
             order = np.argsort(-p, kind="stable")[:top_k]
-            yield Prediction(label, top=[(predictor.characters[i], float(p[i])) for i in order])
+            yield Prediction(label, top=[(predictor.characters[i], float(p[i])) for i in order], classes=predictor.classes)
         bar.update(len(pending))
         pending.clear()
 

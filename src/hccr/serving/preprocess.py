@@ -68,6 +68,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from hccr.errors import DataError
+from hccr.normalization import normalize
 from hccr.data.resize import FILTERS  # the resize step's own filter table: same names, same PIL filters
 
 DATASET_SIZE = 64
@@ -270,14 +271,6 @@ def glyph_to_size(glyph: np.ndarray, input_size: int, resize_filter: str = "bili
         return glyph
     image = Image.fromarray(glyph).resize((input_size, input_size), resample_filter(resize_filter))
     return np.asarray(image, dtype=np.uint8)
-
-
-def normalize(glyphs: np.ndarray, mean: float, std: float):
-    """uint8 (B, S, S) -> float32 tensor (B, 1, S, S): ((x / 255) - mean) / std."""
-    import torch
-
-    array = (np.asarray(glyphs, dtype=np.float32) / 255.0 - float(mean)) / float(std)
-    return torch.from_numpy(np.ascontiguousarray(array[:, None]))
 
 
 def to_model_input(

@@ -21,6 +21,7 @@ import torch
 
 from hccr.training.augment import AugmentConfig, draw_matrices, warp_batch
 from hccr.errors import DataError
+from hccr.normalization import affine, check_stats
 
 # Keep the whole uint8 set on the GPU when it needs at most this share of free memory.
 GPU_RESIDENT_SHARE = 0.25
@@ -91,8 +92,7 @@ class BatchLoader:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         if not (0 <= rank < world_size):
             raise DataError(f"rank {rank} not in [0, world_size={world_size})")
-        if std <= 0:
-            raise DataError(f"std must be > 0, got {std}")
+        mean, std = check_stats(mean, std, "BatchLoader")
 
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
@@ -175,8 +175,8 @@ class BatchLoader:
             theta = draw_matrices(len(order), self.augment, generator, device=self.device)
         if self.resident:
             order = order.to(self.device)
-        # ((x / 255) - mean) / std as x * scale + offset (fused into the warp when augmenting).
-        scale, offset = 1.0 / (255.0 * self.std), -self.mean / self.std
+        # hccr.normalization's pixel * scale + offset, fused into the warp when augmenting.
+        scale, offset = affine(self.mean, self.std)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             pixels = self.data.index_select(0, index)

@@ -108,7 +108,9 @@ class Trainer:
     def build(self) -> None:
         rt, s = self.rt, self.settings
         seed_everything(self.args.seed)
-        self.model, self.start = self.models.create(self.args.model, self.cfg, self.pretrained)
+        self.model, self.start = self.models.create(
+            self.args.model, self.cfg, self.pretrained, num_classes=len(self.data.classes)
+        )
         self.model.to(rt.device)
         if rt.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -213,6 +215,7 @@ class Trainer:
             state_dict=state_dict,
             input_size=self.data.image_size,
             normalize={"mean": self.mean, "std": self.std},
+            classes=self.data.classes,
             start=self.start,
             epoch=epoch,
             val_accuracy=val_accuracy,
