@@ -33,3 +33,17 @@ rule all:
         rules.evaluate.input,
         rules.report.input,
         rules.export.output,
+
+
+onsuccess:
+    # dvc exp run checks outputs out as dvc.lock records them, deleting what it lacks: record
+    # what this run brought up to date (a no-op under DVC or outside a DVC project; issue 12).
+    from hccr.dvc_sync import record
+
+    record(rule.name for rule in workflow.dag.targetrules)
+
+
+onerror:
+    from hccr.dvc_sync import warn_after_failure
+
+    warn_after_failure()

@@ -1,7 +1,9 @@
 """Atomic artifact writes: write to a temporary file beside the target, then rename.
 
 A step that is interrupted leaves either the old artifact or none, never half a file,
-so rerunning it is always safe.
+so rerunning it is always safe. Temporaries carry the host and process id in their name
+(`.NAME.HOST.PID.RANDOM.tmp`): a SIGKILL leaves one behind, and the next write of the same
+target on that host removes those whose process is gone (`sweep_stale`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,6 +25,51 @@ def _umask() -> int:
     return mask
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _tmp_prefix(target: Path) -> str:
+    return f".{target.name}.{_host()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale(target: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of `target` left by killed writers on this host; return what went.
+
+    Only names this module makes are touched (`.NAME.HOST.PID.*`, and `atomic_dir`'s
+    `.NAME.old` once NAME is back), and only when HOST is this machine and PID is gone,
+    so a live writer here or on another node sharing the folder keeps its temporary.
+    """
+    target = Path(target)
+    parent = target.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{target.name}.{_host()}.") + r"(\d+)\.")
+    removed = []
+    for entry in parent.iterdir():
+        match = pattern.match(entry.name)
+        stale = match is not None and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1)))
+        if entry.name == f".{target.name}.old" and target.exists():
+            stale = True  # a swap killed after its second rename: the new output is in place
+        if stale:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success.
@@ -30,8 +79,9 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(target)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix if suffix is not None else "".join(target.suffixes) + ".tmp",
+        prefix=_tmp_prefix(target), suffix=suffix if suffix is not None else "".join(target.suffixes) + ".tmp",
         dir=target.parent,
     )
     os.close(fd)
@@ -51,7 +101,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; it replaces `target` only on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    sweep_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders

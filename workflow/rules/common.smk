@@ -21,6 +21,11 @@ CASIA = hccr_casia.source_path(config["data_source"])  # None unless data_source
 RAW = "data/raw/casia-hwdb" if CASIA else "data/raw/chinese-mnist"
 INDEX = "data/interim/index.csv"
 
+# Snakemake deletes RAW before rerunning fetch: a source inside it must be refused now (issue 12).
+from hccr.data.fetch import check_source_outside
+
+check_source_outside(config["data_source"], RAW)
+
 
 wildcard_constraints:
     model=r"[a-z][a-z0-9_]*",

@@ -9,7 +9,7 @@ TRAIN_OUTPUTS = ["checkpoint.pt", "history.csv", "train.json"]
 
 TRAIN_CMD = (
     "python -m hccr.training.launch --gpus {params.gpus} --slots-per-gpu {params.slots}"
-    " --lock-dir .hccr/gpu-locks --"
+    " --"  # the lock folder is the machine's (hccr.training.launch), shared by every checkout
     " python -m hccr.training.train --model {params.model} --size {params.size}"
     " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
     " --config-json {params.cfg:q} --seed {params.seed} --threads {threads}"

@@ -13,6 +13,13 @@ SRC is, in order of precedence:
 The output folder holds `chinese_mnist.csv`, `data/data/input_{suite}_{sample}_{code}.jpg` and
 `SOURCE.json` (kind, source, archive sha256, counts). It is written through `atomic_dir`, so a
 failure (bad archive entry, missing image, truncated JPEG...) leaves nothing behind.
+
+Fetch only ever replaces its own earlier output: an existing `--out` must be empty or hold just
+the layout and a `SOURCE.json`; anything else (a user's `archive.zip`, other files) is refused
+before anything is touched, and so is a source inside, or equal to, the output folder.
+Archives are treated as hostile: entries that would land outside the target, links, encrypted
+entries, more than `MAX_UNPACKED_BYTES` in all or an entry inflating more than `MAX_RATIO`
+times are refused before a byte is written, and only the layout's own entries are unpacked.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import shutil
 import stat
 import sys
 import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -35,6 +43,15 @@ from hccr.data.workers import default_workers
 from hccr.errors import DataError, reports_errors
 
 KAGGLE_HANDLE = "gpreda/chinese-mnist"
+SOURCE_NAME = "SOURCE.json"
+# What fetch writes; an existing --out holding anything else is not fetch's to replace.
+OWN_ENTRIES = frozenset({CSV_NAME, IMAGE_DIR.parts[0], SOURCE_NAME})
+# Archive limits, checked on the declared sizes before unpacking (zipfile stops reading an
+# entry at its declared size, so a lying header cannot inflate past them). The real
+# archive unpacks to 8 MB, Kaggle's to about 20 MB; JPEGs barely compress (ratio ~1).
+MAX_UNPACKED_BYTES = 1 << 30
+MAX_RATIO = 100
+RATIO_FLOOR_BYTES = 1 << 20  # tiny entries may compress well without being a bomb
 
 
 # ---------------------------------------------------------------------------- verification
@@ -129,16 +146,67 @@ def check_archive_members(archive: zipfile.ZipFile, archive_path: Path) -> None:
             raise DataError(f"{archive_path}: entry {name!r} is a symbolic link; refusing to unpack")
 
 
-def unpack_zip(archive_path: Path, target: Path, progress: bool = True) -> None:
-    """Unpack a zip archive into `target`, after checking every entry first."""
+def layout_entries(archive: zipfile.ZipFile, archive_path: Path) -> tuple[str, list[zipfile.ZipInfo]]:
+    """(root prefix, the CSV and data/data/ file entries under it): what the layout needs."""
+    csvs = sorted(
+        info.filename for info in archive.infolist()
+        if PurePosixPath(info.filename).name == CSV_NAME and len(PurePosixPath(info.filename).parts) <= 2
+    )
+    if not csvs:
+        raise DataError(f"{archive_path}: no {CSV_NAME} at the top or one folder down (expected the Kaggle layout)")
+    if len(csvs) > 1:
+        raise DataError(f"{archive_path}: several {CSV_NAME} ({', '.join(csvs)}); expected one")
+    prefix = csvs[0][: -len(CSV_NAME)]
+    images = f"{prefix}{IMAGE_DIR.as_posix()}/"
+    wanted = [
+        info for info in archive.infolist()
+        if info.filename == csvs[0] or (info.filename.startswith(images) and not info.is_dir())
+    ]
+    return prefix, wanted
+
+
+def check_entry_sizes(entries: list[zipfile.ZipInfo], archive_path: Path, max_bytes: int, max_ratio: float) -> None:
+    """Refuse encrypted entries, zip bombs and oversized archives before anything is written."""
+    total = 0
+    for info in entries:
+        where = f"{archive_path}:{info.filename}"
+        if info.flag_bits & 0x1:
+            raise DataError(f"{where}: entry is encrypted; hccr unpacks only plain archives")
+        if info.file_size > RATIO_FLOOR_BYTES and info.file_size > max_ratio * max(info.compress_size, 1):
+            raise DataError(
+                f"{where}: entry would inflate {info.file_size / max(info.compress_size, 1):.0f} times "
+                f"({info.file_size} bytes from {info.compress_size}; limit {max_ratio:g}x): refusing a zip bomb"
+            )
+        total += info.file_size
+        if total > max_bytes:
+            raise DataError(
+                f"{archive_path}: the dataset entries unpack to more than {max_bytes} bytes "
+                f"(reached at {info.filename!r}); refusing to unpack"
+            )
+
+
+def unpack_zip(archive_path: Path, target: Path, progress: bool = True, max_bytes: int | None = None,
+               max_ratio: float | None = None) -> str:
+    """Unpack the layout's entries into `target`, after checking every entry; return their prefix."""
+    max_bytes = MAX_UNPACKED_BYTES if max_bytes is None else max_bytes
+    max_ratio = MAX_RATIO if max_ratio is None else max_ratio
     try:
         with zipfile.ZipFile(archive_path) as archive:
             check_archive_members(archive, archive_path)
-            members = archive.infolist()
+            prefix, members = layout_entries(archive, archive_path)
+            check_entry_sizes(members, archive_path, max_bytes, max_ratio)
             for info in tqdm(members, desc="unpack", unit="file", file=sys.stderr, disable=not progress or len(members) < 2000):
-                archive.extract(info, target)
+                dest = target / PurePosixPath(info.filename.replace("\\", "/"))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with archive.open(info) as source, open(dest, "wb") as sink:
+                        shutil.copyfileobj(source, sink, 1 << 20)
+                except (RuntimeError, NotImplementedError, zlib.error, zipfile.BadZipFile, EOFError) as exc:
+                    # zipfile's errors for encrypted data, unknown methods, bad deflate data and CRCs.
+                    raise DataError(f"{archive_path}:{info.filename}: cannot be unpacked ({type(exc).__name__}: {exc})") from None
     except zipfile.BadZipFile as exc:
         raise DataError(f"{archive_path}: not a valid zip archive ({exc})") from exc
+    return prefix
 
 
 def find_dataset_root(folder: Path) -> Path:
@@ -187,6 +255,51 @@ def download_kaggle() -> Path:
         ) from exc
 
 
+def check_source_outside(source: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Refuse a source inside, equal to, or holding the output folder: the step replaces `out`
+    (and Snakemake deletes it before rerunning the step), which would destroy the source."""
+    if str(source) in ("kaggle", "synthetic"):
+        return
+    src = Path(source).expanduser().resolve()
+    dest = Path(out).expanduser().resolve()
+    if src == dest or dest in src.parents:
+        raise DataError(
+            f"data source {source!r} lies inside the fetch output folder {out}, which fetch replaces "
+            f"(and Snakemake deletes before rerunning fetch); move the source elsewhere, e.g. data/archive.zip, "
+            f"and point data_source there"
+        )
+    if src.is_dir() and src in dest.parents:
+        raise DataError(
+            f"data source folder {source!r} holds the fetch output folder {out}; fetch would read its own "
+            f"output as the dataset: point data_source at the dataset folder itself or move it elsewhere"
+        )
+
+
+def check_replaceable(out: Path) -> None:
+    """An existing `out` must be fetch's own earlier output (the layout + SOURCE.json) or empty."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise DataError(f"--out {out}: exists and is not a folder; fetch writes a folder there, choose another --out")
+    names = sorted(entry.name for entry in os.scandir(out))
+    if not names:
+        return
+    foreign = [name for name in names if name not in OWN_ENTRIES]
+    own = (out / SOURCE_NAME).is_file() and not foreign
+    if not own:
+        listed = ", ".join((foreign or names)[:5]) + (" ..." if len(foreign or names) > 5 else "")
+        raise DataError(
+            f"--out {out}: holds files fetch did not make ({listed}); fetch replaces only its own earlier "
+            f"output (a folder with {SOURCE_NAME}). Choose an output folder of its own, e.g. {out / 'chinese-mnist'}, "
+            f"or move those files away"
+        )
+
+
+def _name_source(exc: DataError, tmp: Path, origin: str) -> DataError:
+    """The same error with the temporary folder's paths replaced by where the file came from."""
+    return DataError(str(exc).replace(f"{tmp}{os.sep}", origin))
+
+
 def fetch(
     source: str,
     out: str | os.PathLike,
@@ -199,6 +312,8 @@ def fetch(
     """Fill `out` with the dataset from `source` (kaggle | synthetic | archive | folder); return SOURCE.json."""
     out = Path(out)
     source = str(source)
+    check_replaceable(out)
+    check_source_outside(source, out)
     provenance: dict = {}
     # Resolve the source before touching `out`, so a bad source leaves the old output alone.
     if source == "kaggle":
@@ -233,15 +348,22 @@ def fetch(
             from hccr.data.synthetic import generate
 
             generate(tmp, writers=synthetic_writers, samples_per_writer=synthetic_samples, seed=seed, progress=progress)
+            origin = f"{out}{os.sep}"
         elif provenance["kind"] == "archive":
             staging = tmp / ".unpack"
-            unpack_zip(source_path, staging, progress=progress)
+            prefix = unpack_zip(source_path, staging, progress=progress)
             copy_layout(find_dataset_root(staging), tmp, move=True, progress=progress)
             shutil.rmtree(staging)
+            origin = f"{source_path}:{prefix}"
         else:
-            copy_layout(find_dataset_root(source_path), tmp, progress=progress)
-        provenance["counts"] = verify_dataset(tmp, workers=workers, progress=progress)
-        write_json(tmp / "SOURCE.json", provenance)
+            root = find_dataset_root(source_path)
+            copy_layout(root, tmp, progress=progress)
+            origin = f"{root}{os.sep}"
+        try:
+            provenance["counts"] = verify_dataset(tmp, workers=workers, progress=progress)
+        except DataError as exc:  # name the archive entry or source file, not a deleted temporary
+            raise _name_source(exc, tmp, origin) from None
+        write_json(tmp / SOURCE_NAME, provenance)
     return provenance
 
 

@@ -5,6 +5,12 @@ Format 1 (docs/architecture.md):
 "values", "start", "epoch", "val_accuracy", "state_dict", ...extra}`. Only tensors, numbers, strings,
 bools, None, lists and dicts are stored, so loading never runs pickled code; `save` converts
 numpy values, tuples and paths and refuses anything else, naming the field.
+
+A checkpoint may come from elsewhere, so `load` checks the metadata's types and bounds
+(`check_meta`) and `load_model` builds the declared model on PyTorch's `meta` device first
+(no memory) and compares its parameter shapes with the stored weights before building it for
+real: a file declaring a 60,000-channel network, a 200,000 px input or std 0 is refused with
+a DataError instead of allocating 130 GB or printing NaN confidences.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from hccr.errors import DataError, HccrError
 FORMAT = 1
 REQUIRED = ("format", "model", "config", "input_size", "normalize", "characters", "start", "epoch",
             "val_accuracy", "state_dict")
+# Input sizes a checkpoint may declare: the resize step and predict allocate S x S per image.
+INPUT_SIZE_RANGE = (8, 1024)
 # Wrappers add these to parameter names (DistributedDataParallel, torch.compile).
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -121,7 +129,72 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if missing:
         raise DataError(f"checkpoint {path} lacks fields {missing}")
     Classes.from_meta(record, f"checkpoint {path}")  # a readable class list, or a DataError naming the file
+    check_meta(record, path)
     return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_meta(record: dict, path: str | os.PathLike) -> None:
+    """Types and bounds of the fields a reader acts on; DataError naming the field."""
+    from hccr.data.resize import FILTERS
+
+    def bad(field: str, value: Any, expected: str) -> DataError:
+        return DataError(f"checkpoint {path}: field {field} is {value!r}; expected {expected}")
+
+    if not isinstance(record["model"], str):
+        raise bad("model", record["model"], "a model name")
+    if not isinstance(record["config"], dict):
+        raise bad("config", type(record["config"]).__name__, "a mapping of model settings")
+    low, high = INPUT_SIZE_RANGE
+    if not _is_int(record["input_size"]) or not low <= record["input_size"] <= high:
+        raise bad("input_size", record["input_size"], f"an integer from {low} to {high}")
+    normalize = record["normalize"]
+    if not isinstance(normalize, dict):
+        raise bad("normalize", normalize, "a mapping with mean and std")
+    if not _is_number(normalize.get("mean")) or abs(normalize["mean"]) > 255:
+        raise bad("normalize.mean", normalize.get("mean"), "a finite number")
+    if not _is_number(normalize.get("std")) or not 1e-6 <= normalize["std"] <= 255:
+        raise bad("normalize.std", normalize.get("std"), "a positive finite number (inputs are divided by it)")
+    if "resize_filter" in record and str(record["resize_filter"]).lower() not in FILTERS:
+        raise bad("resize_filter", record["resize_filter"], f"one of {', '.join(FILTERS)}")
+    if not _is_int(record["epoch"]) or record["epoch"] < 0:
+        raise bad("epoch", record["epoch"], "a non-negative integer")
+    state = record["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise bad("state_dict", type(state).__name__, "a mapping of parameter names to tensors")
+
+
+def check_fits(record: dict, path: str | os.PathLike) -> None:
+    """Build the declared model without memory (meta device) and compare it with the weights."""
+    from hccr.models import REGISTRY, create
+
+    name = record["model"]
+    if name not in REGISTRY:
+        raise DataError(f"checkpoint {path}: unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}")
+    try:
+        with torch.device("meta"):
+            classes = Classes.from_meta(record, f"checkpoint {path}")
+            skeleton, _ = create(name, record["config"], pretrained="none", num_classes=len(classes))
+    except HccrError as exc:
+        raise DataError(f"checkpoint {path}: cannot rebuild model {name!r}: {exc}") from exc
+    except Exception as exc:  # a hostile config can trip the builders in many ways
+        raise DataError(f"checkpoint {path}: config does not describe a buildable {name!r} "
+                        f"({type(exc).__name__}: {exc})") from None
+    expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+    stored = {key: tuple(value.shape) for key, value in record["state_dict"].items()}
+    for key in sorted(set(expected) | set(stored)):
+        if expected.get(key) != stored.get(key):
+            raise DataError(
+                f"checkpoint {path}: weights do not fit the {name!r} its config describes: parameter {key} "
+                f"is {expected.get(key, 'absent')} in the model but {stored.get(key, 'absent')} in the file"
+            )
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -132,6 +205,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     from hccr.models import create
 
     record = load(path, map_location=map_location)
+    check_fits(record, path)
     try:
         classes = Classes.from_meta(record, f"checkpoint {path}")
         model, _ = create(record["model"], record["config"], pretrained="none", num_classes=len(classes))

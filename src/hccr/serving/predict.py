@@ -165,6 +165,12 @@ class Predictor:
         self.resize_filter = resize_filter
         self.meta = dict(meta or {})  # the model file's own metadata (checkpoint fields or ONNX hccr.*)
         resample_filter(resize_filter)
+        # A model file may come from elsewhere (ONNX metadata too): refuse what would allocate
+        # S x S per image without bound (issue 12).
+        from hccr.models.checkpoint import INPUT_SIZE_RANGE
+
+        if not INPUT_SIZE_RANGE[0] <= self.input_size <= INPUT_SIZE_RANGE[1]:
+            raise DataError(f"{path}: input_size {input_size} is outside {INPUT_SIZE_RANGE[0]}..{INPUT_SIZE_RANGE[1]}")
 
     def probabilities(self, batch) -> np.ndarray:  # (B, 1, S, S) tensor -> (B, C) array
         raise NotImplementedError

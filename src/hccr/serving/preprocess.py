@@ -16,7 +16,7 @@ Steps of `canonical_glyph` (figures measured on the real archive, all 13,500 gly
 2. **Native pass-through.** An image that already is a dataset glyph (64x64 on a black
    frame: 90th percentile of the 2-px border ring <= 8; in the archive that figure is at
    most 3.9) is returned unchanged, so Chinese MNIST files reach the model bit-for-bit as in
-   training.
+   training. It still has to pass step 4's ink check: a blank 64x64 frame is refused too.
 3. **Polarity.** Ink is the minority of pixels, so the median pixel is background. If the
    median lies above the midpoint of the darkest and brightest values of a 3x3
    median-filtered copy, the background is bright (ink on paper): the image is inverted.
@@ -246,6 +246,7 @@ def canonical_glyph(image: Image.Image, label: str = "image") -> np.ndarray:
     if gray.size == 0:
         raise DataError(f"{label}: image has no pixels")
     if is_native_glyph(gray):
+        ink_box(gray, label)  # a blank frame is no glyph either: the same "no ink" check as below
         return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
     bright = light_on_dark(gray)
     ink = np.clip(bright - float(np.median(bright)), 0, None)

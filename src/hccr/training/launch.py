@@ -1,6 +1,6 @@
 """Give a job its own GPUs: take K free device slots, set CUDA_VISIBLE_DEVICES, run the job.
 
-    python -m hccr.training.launch --gpus K [--slots-per-gpu N] [--lock-dir .hccr/gpu-locks] -- CMD...
+    python -m hccr.training.launch --gpus K [--slots-per-gpu N] [--lock-dir DIR] -- CMD...
 
 Snakemake counts `--resources gpu=N` but never says which GPU a job gets. Each device has N
 slots, each a lock file (`gpu{id}.slot{j}.lock`) held with `fcntl.flock`: the launcher tries
@@ -11,6 +11,12 @@ when `--slots-per-gpu` allows it (hccr.device then uses gloo: NCCL forbids two r
 GPU); a sweep's 4-GPU cell thus runs on one GPU as four ranks with the same global batch.
 The kernel drops a flock when its holder dies, so no stale lock survives a killed job; the
 job inherits the lock descriptors, so its devices stay taken until the job itself has exited.
+
+The lock folder belongs to the machine, not to a checkout: two checkouts (or two users) on
+one host must see each other's slots, or both take GPU 0. It is `--lock-dir`, else the env
+variable HCCR_GPU_LOCK_DIR, else `/tmp/hccr-gpu-locks` (made world-writable and sticky, like
+/tmp, so every user's jobs can lock the same files). On a cluster, where each node has its
+own /tmp, that is one folder per node, as the devices are.
 
 With K > 1 the command `python -m MODULE ARGS` (or `hccr COMMAND ARGS`) runs as
 `python -m torch.distributed.run --standalone --nproc_per_node K -m MODULE ARGS`
@@ -38,6 +44,26 @@ from pathlib import Path
 from hccr.errors import ConfigError, reports_errors
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LOCK_DIR_ENV = "HCCR_GPU_LOCK_DIR"
+MACHINE_LOCK_DIR = Path("/tmp/hccr-gpu-locks")
+
+
+def default_lock_dir() -> Path:
+    """The machine's lock folder: HCCR_GPU_LOCK_DIR, else /tmp/hccr-gpu-locks."""
+    override = os.environ.get(LOCK_DIR_ENV, "").strip()
+    return Path(override).expanduser() if override else MACHINE_LOCK_DIR
+
+
+def ensure_lock_dir(path: Path) -> None:
+    """Create the folder; the shared default is made writable by all, with the sticky bit."""
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    if path == MACHINE_LOCK_DIR:
+        try:
+            os.chmod(path, 0o1777)
+        except PermissionError:  # made by another user meanwhile: theirs to set
+            pass
 
 
 def device_ids() -> list[str]:
@@ -87,15 +113,30 @@ class SlotLocks:
     def _path(self, device: str, slot: int) -> Path:
         return self.lock_dir / f"gpu{device}.slot{slot}.lock"
 
+    def _open(self, path: Path) -> int:
+        """A descriptor to flock; another user's lock file may only be readable (flock needs no more)."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:
+            return os.open(path, os.O_RDONLY)
+        try:
+            os.fchmod(fd, 0o666)  # the umask narrowed it: let other users' jobs open it too
+        except PermissionError:
+            pass
+        return fd
+
     def _try_slot(self, device: str, slot: int) -> bool:
-        fd = os.open(self._path(device, slot), os.O_RDWR | os.O_CREAT, 0o666)
+        fd = self._open(self._path(device, slot))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:  # who holds it, for people looking: informational only
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
         self.held.append((device, fd))
         return True
 
@@ -103,7 +144,7 @@ class SlotLocks:
         """One pass, all or nothing. One rank per device: lower slots first, which spreads jobs
         over the devices before any two share one. Several per device: every device must give
         its share of the ranks."""
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        ensure_lock_dir(self.lock_dir)
         if k <= len(self.devices):
             for slot in range(self.slots):
                 for device in self.devices:
@@ -213,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hccr launch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", type=int, default=1, help="devices the job needs (K > 1 runs it under torchrun)")
     parser.add_argument("--slots-per-gpu", type=int, default=1, help="jobs that may share one device")
-    parser.add_argument("--lock-dir", default=".hccr/gpu-locks", help="folder of the per-slot lock files")
+    parser.add_argument("--lock-dir", default=None,
+                        help=f"folder of the per-slot lock files, one per machine (default: ${LOCK_DIR_ENV}, "
+                        f"else {MACHINE_LOCK_DIR})")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between tries while all slots are busy")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return parser
@@ -246,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     # one host) spinning threads steal the cores the working ones need. Must be set
     # before torch loads, hence here and not in hccr.device.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    locks = SlotLocks(args.lock_dir, devices, args.slots_per_gpu)
+    locks = SlotLocks(args.lock_dir or default_lock_dir(), devices, args.slots_per_gpu)
     if devices and args.gpus == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep it off every GPU
     elif devices:

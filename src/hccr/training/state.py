@@ -6,6 +6,11 @@ the step counter the schedule is a function of, history rows, best-so-far metric
 best weights, so checkpoint.pt can be restored if a workflow engine deleted it), the early
 stopping counter and the run's fingerprint. Each epoch's randomness is reseeded from
 (seed, epoch), so no RNG state is needed.
+
+The fingerprint must cover the data, not only its shape: after the images change (same
+shape, other pixels, another resize filter) a workflow engine deletes the run's outputs and
+reruns it, and a `last.pt` from the old data must then start a new run, never be restored.
+`data_digest` hashes the pixels of every image the run reads (about 2 s per GB).
 """
 
 from __future__ import annotations
@@ -28,6 +33,21 @@ def ids_digest(*arrays: np.ndarray) -> str:
     for array in arrays:
         digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
         digest.update(b"|")
+    return digest.hexdigest()
+
+
+def data_digest(images: np.ndarray, *id_arrays: np.ndarray, chunk: int = 2048) -> str:
+    """blake2b of the shape, dtype and pixels of the rows `id_arrays` name, in that order.
+
+    Read in chunks, so a memory-mapped array of gigabytes is hashed without loading it whole.
+    """
+    digest = hashlib.blake2b(digest_size=32)
+    digest.update(f"{images.dtype.str}{tuple(images.shape[1:])}".encode())
+    for ids in id_arrays:
+        ids = np.asarray(ids, dtype=np.int64)
+        digest.update(len(ids).to_bytes(8, "little"))
+        for start in range(0, len(ids), chunk):
+            digest.update(np.ascontiguousarray(images[ids[start : start + chunk]]).tobytes())
     return digest.hexdigest()
 
 

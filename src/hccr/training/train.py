@@ -44,7 +44,7 @@ from hccr.training.inputs import RunData, load_run_data
 from hccr.training.loader import BatchLoader, compute_stats, epoch_seed
 from hccr.training.run_state import RunState, cpu_weights, to_cpu
 from hccr.training.schedules import learning_rate
-from hccr.training.state import ids_digest, load_state, save_state
+from hccr.training.state import data_digest, ids_digest, load_state, save_state
 from hccr.training.step import build_optimizer, train_step
 
 CHECKPOINT, LAST, HISTORY, SUMMARY = "checkpoint.pt", "last.pt", "history.csv", "train.json"
@@ -105,6 +105,9 @@ class Trainer:
             "input_size": size,
             "images": list(self.data.images.shape),
             "ids": ids_digest(self.data.train_ids, self.data.train_labels, self.data.val_ids, self.data.val_labels),
+            # Other pixels or another resize filter is another run (issue 12): never restore it.
+            "data": data_digest(self.data.images, self.data.train_ids, self.data.val_ids),
+            "resize_filter": spec.resize_filter,
             "world_size": runtime.world_size,
         }
         self._last_save = time.monotonic()
