@@ -13,6 +13,7 @@ import math
 from typing import Any, Mapping
 
 from hccr import CHARACTERS, VALUES
+from hccr.starts import describe_start
 
 PROTOCOLS = {
     "writer": (
@@ -48,15 +49,19 @@ def _interval(scalars: Mapping[str, Any], details: Mapping[str, Any] | None) -> 
     return f"{_pct(low)} – {_pct(high)}"
 
 
-def _start_banner(start: str, config: Mapping[str, Any]) -> str:
+def _start_banner(start: str, source: str, config: Mapping[str, Any]) -> str:
     arch = config.get("arch", "?")
     if start == "imagenet":
-        return f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`** (transfer learning, as in the study)."
+        where = f" ({source})" if source else ""
+        return (f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`**{where} "
+                "(transfer learning, as in the study).")
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
+    why = (f"ImageNet weights were asked for but could not be loaded ({source})" if source
+           else "this run was configured to start from random weights")
     return (
         f"> **Weights: trained from scratch — no ImageNet pretraining.** The study fine-tuned ImageNet "
-        f"weights; none could be downloaded here, so `{arch}` learned from Chinese MNIST alone."
+        f"weights; {why}, so `{arch}` learned from Chinese MNIST alone."
     )
 
 
@@ -93,6 +98,7 @@ def render_model_card(
     model = meta.get("model", metrics.get("model", "?"))
     size = metrics.get("size") or meta.get("size") or "?"
     start = str(meta.get("start") or metrics.get("start") or "scratch")
+    source = str(meta.get("start_source") or metrics.get("start_source") or "")
     input_size = int(meta["input_size"])
     mean, std = meta["normalize"]["mean"], meta["normalize"]["std"]
     protocol = metrics.get("protocol", "?")
@@ -100,7 +106,7 @@ def render_model_card(
     lines = [
         f"# Model card: hccr `{model}` ({config.get('arch', model)}), subset `{size}`",
         "",
-        _start_banner(start, config),
+        _start_banner(start, source, config),
         "",
         "Recognises one handwritten Chinese numeral per image — the 15 classes of Chinese MNIST:",
         "",
@@ -118,7 +124,7 @@ def render_model_card(
         f"`((pixel / 255) - {mean:.4f}) / {std:.4f}` |",
         f"| from the 64 x 64 glyph to {input_size} px | PIL `{resize_filter}` |",
         "| output | 15 class probabilities (`model.onnx`: softmax included) |",
-        f"| weights start | `{start}` |",
+        f"| weights start | `{describe_start(start, source)}` |",
         f"| checkpoint epoch | {meta.get('epoch', '?')} (best validation accuracy) |",
         "| files | `checkpoint.pt` (PyTorch, loads with `weights_only=True`), `model.onnx` "
         "(metadata `hccr.*`: input size, mean, std, characters), `parity.json` |",

@@ -106,6 +106,7 @@ class Trainer:
         rt, s = self.rt, self.settings
         seed_everything(self.args.seed)
         self.model, self.start = self.models.create(self.args.model, self.cfg, self.pretrained)
+        self.start_source = getattr(self.model, "start_source", "")  # e.g. the weights package and version
         self.model.to(rt.device)
         if rt.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -211,6 +212,7 @@ class Trainer:
             input_size=self.data.image_size,
             normalize={"mean": self.mean, "std": self.std},
             start=self.start,
+            start_source=self.start_source,
             epoch=epoch,
             val_accuracy=val_accuracy,
             size=self.args.size,
@@ -235,6 +237,7 @@ class Trainer:
             "size": self.args.size,
             "input_size": self.data.image_size,
             "start": self.start,
+            "start_source": self.start_source,
             "pretrained": self.pretrained,
             "seed": self.args.seed,
             "epochs": len(history),
@@ -416,6 +419,7 @@ class Trainer:
     def build_for_restore(self, st: dict[str, Any]) -> None:
         """Enough of `build` to write outputs again (no loaders, no training)."""
         self.start = st["start"]
+        self.start_source = st["summary"].get("start_source", "")
         self.mean = st["summary"]["normalize"]["mean"]
         self.std = st["summary"]["normalize"]["std"]
 
