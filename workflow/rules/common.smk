@@ -51,6 +51,7 @@ FIG = "reports/figures"
 def report_figures():
     figures = [f"{FIG}/{kind}/{m}/{s}.png" for kind in ("curves", "confusion", "misclassified") for m, s in RUNS]
     figures += [f"{FIG}/sizes/{m}.png" for m in config["models"]]
+    figures.append(f"{FIG}/starts.png")  # accuracy vs training-set size per start (hccr.reporting.start_comparison)
     if SWEEP:
         figures.append(f"{FIG}/sweep/{config['sweep']['model']}_{config['sweep']['size']}.png")
     return figures
