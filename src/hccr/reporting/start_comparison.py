@@ -110,9 +110,9 @@ def figure(table: pd.DataFrame) -> Figure:
         group = table[table["family"] == family]
         for start in sorted(group["start"].unique(), key=start_order):
             rows = group[group["start"] == start].sort_values("n_train")
-            y = rows["accuracy"].astype(float) * 100
-            err = [y - rows["ci_low"].astype(float) * 100, rows["ci_high"].astype(float) * 100 - y]
-            ax.errorbar(rows["n_train"], y, yerr=err, marker="o", capsize=4, label=start_label(start))
+            y = rows["accuracy"].to_numpy(float) * 100
+            err = [y - rows["ci_low"].to_numpy(float) * 100, rows["ci_high"].to_numpy(float) * 100 - y]
+            ax.errorbar(rows["n_train"].to_numpy(float), y, yerr=err, marker="o", capsize=4, label=start_label(start))
         role = "test" if (group["role"] == "test").all() else "validation"
         ax.set(title=family, xlabel="training images", ylabel=f"{role} accuracy (%), 95 % interval")
         if not group.empty:
