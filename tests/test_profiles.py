@@ -35,7 +35,7 @@ def test_quick_profile_runs_both_heads_from_imagenet_and_a_scratch_counterpart(p
     proc = snakemake(project, "-n", "--printshellcmds", "--profile", str(project / "workflow/profiles/quick"), "train")
     assert proc.returncode == 0, describe(proc)
     counts = job_counts(proc.stdout)
-    assert counts["train_run"] == 3 * 3 + 1  # two heads + the scratch counterpart at three sizes; cnn at large
+    assert counts["train_run"] == 3 * 3 + 1  # two heads + the scratch counterpart at three sizes; cnn at small
     assert "sweep_run" not in counts
     starts = {}
     for model, size, cfg in re.findall(r"--model (\w+) --size (\w+) .*?--config-json '(\{.*?\})'", proc.stdout):
@@ -45,7 +45,7 @@ def test_quick_profile_runs_both_heads_from_imagenet_and_a_scratch_counterpart(p
         assert starts[("efficientnet", size)] == ("efficientnet", "tf_efficientnet_lite0", "imagenet")
         assert starts[("efficientnet_scratch", size)] == ("efficientnet", "tf_efficientnet_lite0", "none")
         assert starts[("inception_gru", size)] == ("inception_gru", "tf_efficientnet_lite0", "imagenet")
-    assert starts[("cnn", "large")][2] == "none"
+    assert starts[("cnn", "small")][2] == "none"
 
 
 def test_study_cpu_profile_runs_every_start_at_every_size(project):
