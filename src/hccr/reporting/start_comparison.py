@@ -112,9 +112,11 @@ def figure(table: pd.DataFrame) -> Figure:
             rows = group[group["start"] == start].sort_values("n_train")
             y = rows["accuracy"].to_numpy(float) * 100
             err = [y - rows["ci_low"].to_numpy(float) * 100, rows["ci_high"].to_numpy(float) * 100 - y]
-            ax.errorbar(rows["n_train"].to_numpy(float), y, yerr=err, marker="o", capsize=4, label=start_label(start))
+            # One colour per kind of start across panels (scratch C0, ImageNet C1, later kinds after).
+            ax.errorbar(rows["n_train"].to_numpy(float), y, yerr=err, marker="o", capsize=4, label=start_label(start),
+                        color=f"C{start_order(start)[0]}")
         role = "test" if (group["role"] == "test").all() else "validation"
-        ax.set(title=family, xlabel="training images", ylabel=f"{role} accuracy (%), 95 % interval")
+        ax.set(title=family.replace(" at ", "\nat "), xlabel="training images", ylabel=f"{role} accuracy (%), 95 % interval")
         if not group.empty:
             ax.legend(loc="lower right")
         ax.grid(alpha=0.3)
