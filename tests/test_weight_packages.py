@@ -6,7 +6,6 @@ import copy
 import dataclasses
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import huggingface_hub
@@ -16,13 +15,13 @@ import pytest
 import timm
 import torch
 import yaml
+from helpers_train import make_data, train_args
 from PIL import Image
 
 from hccr.errors import ConfigError
 from hccr.models import create, weight_packages
 from hccr.models.efficientnet import LITE0_FREEZE, LITE0_LAYERS
 from hccr.models.weight_packages import PACKAGES, create_from_package, map_lite_keys, weights_file
-from helpers_train import make_data, train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"]

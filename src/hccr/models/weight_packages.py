@@ -19,9 +19,9 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

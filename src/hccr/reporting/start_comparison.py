@@ -23,13 +23,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import pandas as pd
+from matplotlib.figure import Figure
 
-from hccr.atomic import atomic_path, write_csv  # noqa: E402
-from hccr.errors import reports_errors  # noqa: E402
-from hccr.reporting import report_data as rd  # noqa: E402
-from hccr.starts import describe_start, start_kind, start_label, start_order  # noqa: E402
+from hccr.atomic import atomic_path, write_csv
+from hccr.errors import reports_errors
+from hccr.reporting import report_data as rd
+from hccr.starts import describe_start, start_kind, start_label, start_order
 
 COLUMNS = ["family", "network", "arch", "input_size", "model", "size", "n_train", "start", "start_source",
            "role", "accuracy", "ci_low", "ci_high", "val_accuracy", "epochs"]
