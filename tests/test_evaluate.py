@@ -119,7 +119,7 @@ def test_build_outputs_shapes_the_three_artifacts(tmp_path):
     m, d, preds = evaluate.build_outputs(
         results, model_name="cnn", size="small", protocol="writer", meta=META, summary=SUMMARY, parameters=3
     )
-    assert set(m) == {"model", "size", "protocol", "start", "parameters", "val", "test", "train"}
+    assert set(m) == {"model", "size", "protocol", "start", "start_source", "parameters", "val", "test", "train"}
     assert m["start"] == "scratch" and m["train"] == {"seconds_total": 12.5, "images_per_second": 100.0, "epochs": 4, "best_epoch": 3}
     for role in ("val", "test"):
         assert set(m[role]) == {"accuracy", "macro_f1", "loss", "ece", "n", "accuracy_ci_low", "accuracy_ci_high"}

@@ -1,5 +1,6 @@
 """Dry runs of the shipped profiles: the grid, the sweep, and SLURM's GPU requests."""
 
+import json
 import re
 from types import SimpleNamespace
 
@@ -30,12 +31,27 @@ def test_default_params_expand_the_study_and_the_sweep(project):
     assert counts["resize"] == 2  # native 64 and InceptionV3's 299
 
 
-def test_quick_profile_narrows_the_grid(project):
-    proc = snakemake(project, "-n", "--quiet", "rules", "--profile", str(project / "workflow/profiles/quick"))
+def test_quick_profile_runs_both_heads_from_imagenet_and_a_scratch_counterpart(project):
+    proc = snakemake(project, "-n", "--printshellcmds", "--profile", str(project / "workflow/profiles/quick"), "train")
     assert proc.returncode == 0, describe(proc)
     counts = job_counts(proc.stdout)
-    assert counts["train_run"] == 3 + 3 + 4  # cnn at every size, the study's models at three
+    assert counts["train_run"] == 3 * 3 + 1  # two heads + the scratch counterpart at three sizes; cnn at small
     assert "sweep_run" not in counts
+    starts = {}
+    for model, size, cfg in re.findall(r"--model (\w+) --size (\w+) .*?--config-json '(\{.*?\})'", proc.stdout):
+        block = json.loads(cfg)
+        starts[(model, size)] = (block.get("network", model), block["arch"], block["pretrained"])
+    for size in ("small", "medium", "large"):
+        assert starts[("efficientnet", size)] == ("efficientnet", "tf_efficientnet_lite0", "imagenet")
+        assert starts[("efficientnet_scratch", size)] == ("efficientnet", "tf_efficientnet_lite0", "none")
+        assert starts[("inception_gru", size)] == ("inception_gru", "tf_efficientnet_lite0", "imagenet")
+    assert starts[("cnn", "small")][2] == "none"
+
+
+def test_study_cpu_profile_runs_every_start_at_every_size(project):
+    proc = snakemake(project, "-n", "--quiet", "rules", "--profile", str(project / "workflow/profiles/study-cpu"))
+    assert proc.returncode == 0, describe(proc)
+    assert job_counts(proc.stdout)["train_run"] == 6 * 4  # 5 Lite0 blocks + cnn, small/medium/large/full
 
 
 def test_unknown_override_key_fails_before_any_job(project):

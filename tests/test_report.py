@@ -191,7 +191,7 @@ def test_full_report_has_every_section_table_and_embedded_figure(tmp_path):
 def test_discussion_claims_come_from_the_numbers(tmp_path):
     metrics = build_tree(tmp_path)
     md, _ = run_report(tmp_path)
-    discussion = md.split("## 7. Discussion")[1]
+    discussion = md.split("## 8. Discussion")[1]
     small, medium = metrics[("cnn", "small")]["test"]["accuracy"], metrics[("cnn", "medium")]["test"]["accuracy"]
     trend = "rose with every larger training set" if medium > small else "did not rise monotonically"
     assert f"cnn: test accuracy {trend} (small {report.pct(small)}, medium {report.pct(medium)}" in discussion
@@ -201,7 +201,7 @@ def test_discussion_claims_come_from_the_numbers(tmp_path):
     assert f"efficientnet/small {report.pct(eff_val)} vs 93.14 % ({report.pp(eff_val - 0.9314)})" in discussion
     assert "2 of 3 run(s) started from scratch" in discussion
     # every percentage in the discussion appears elsewhere in the report (a table or figure caption)
-    body = md.split("## 7. Discussion")[0]
+    body = md.split("## 8. Discussion")[0]
     for value in re.findall(r"\d+\.\d\d %", discussion):
         assert value in body, value
 

@@ -73,6 +73,7 @@ FIG = "reports/figures"
 def report_figures():
     figures = [f"{FIG}/{kind}/{m}/{s}.png" for kind in ("curves", "confusion", "misclassified") for m, s in RUNS]
     figures += [f"{FIG}/sizes/{m}.png" for m in PARAMS.models]
+    figures.append(f"{FIG}/starts.png")  # accuracy vs training-set size per start (hccr.reporting.start_comparison)
     if SWEEP:
         figures.append(f"{FIG}/sweep/{PARAMS.sweep.model}_{PARAMS.sweep.size}.png")
     return figures

@@ -44,6 +44,23 @@ rule plot_sizes:
         "python -m hccr.reporting.plots sizes --model {wildcards.model} --history {input:q} --out {output:q} 2> {log:q}"
 
 
+rule plot_starts:
+    input:
+        metrics=[f"reports/metrics/{m}/{s}.json" for m, s in RUNS],
+        summaries=[f"models/runs/{m}/{s}/train.json" for m, s in RUNS],
+    output:
+        report(f"{FIG}/starts.png", caption="../report/starts.rst", category="Starting weights"),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/plots/starts.log",
+    benchmark:
+        "logs/benchmarks/plots/starts.tsv"
+    shell:
+        "python -m hccr.reporting.start_comparison --metrics-dir reports/metrics --models-dir models"
+        " --evaluation-dir reports/evaluation --out {output:q} 2> {log:q}"
+
+
 rule plot_sweep:
     input:
         "models/sweep/summary.csv",

@@ -289,7 +289,9 @@ def build_outputs(
 ) -> tuple[dict, dict, pd.DataFrame]:
     """Assemble the metrics JSON, the details JSON and the predictions table."""
     start = meta.get("start") or summary.get("start")
-    head = {"model": model_name, "size": size, "protocol": protocol, "start": start, "parameters": int(parameters)}
+    source = meta.get("start_source") or summary.get("start_source") or ""
+    head = {"model": model_name, "size": size, "protocol": protocol, "start": start, "start_source": source,
+            "parameters": int(parameters)}
     metrics_json: dict[str, Any] = dict(head)
     for role, (scalars, _, _) in results.items():
         metrics_json[role] = scalars

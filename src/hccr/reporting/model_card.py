@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from hccr.classes import Classes
 from hccr.reporting.formatting import DASH, PROTOCOLS, general, pct
+from hccr.starts import describe_start
 
 def _interval(scalars: Mapping[str, Any], details: Mapping[str, Any] | None) -> str:
     low, high = scalars.get("accuracy_ci_low"), scalars.get("accuracy_ci_high")
@@ -25,17 +26,20 @@ def _interval(scalars: Mapping[str, Any], details: Mapping[str, Any] | None) -> 
     return f"{pct(low)} – {pct(high)}"
 
 
-def _start_banner(start: str, config: Mapping[str, Any]) -> str:
+def _start_banner(start: str, source: str, config: Mapping[str, Any]) -> str:
     arch = config.get("arch", "?")
     if start == "imagenet":
-        return f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`** (transfer learning, as in the study)."
+        where = f" ({source})" if source else ""
+        return (f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`**{where} "
+                "(transfer learning, as in the study).")
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
-    if config.get("pretrained", "none") == "none":
+    if config.get("pretrained", "none") == "none" and not source:
         return f"> **Weights: trained from scratch, by choice** (`pretrained: none`): `{arch}` learned from Chinese MNIST alone."
+    why = f" ({source})" if source else ""
     return (
         f"> **Weights: trained from scratch — no ImageNet pretraining.** `pretrained: {config.get('pretrained')}` was "
-        f"asked for, but no weights could be had, so `{arch}` learned from Chinese MNIST alone."
+        f"asked for, but no weights could be had{why}, so `{arch}` learned from Chinese MNIST alone."
     )
 
 
@@ -83,6 +87,7 @@ def render_model_card(
     model = meta.get("model", metrics.get("model", "?"))
     size = metrics.get("size") or meta.get("size") or "?"
     start = str(meta.get("start") or metrics.get("start") or "scratch")
+    source = str(meta.get("start_source") or metrics.get("start_source") or "")
     input_size = int(meta["input_size"])
     mean, std = meta["normalize"]["mean"], meta["normalize"]["std"]
     protocol = metrics.get("protocol", "?")
@@ -90,7 +95,7 @@ def render_model_card(
     lines = [
         f"# Model card: hccr `{model}` ({config.get('arch', model)}), subset `{size}`",
         "",
-        _start_banner(start, config),
+        _start_banner(start, source, config),
         "",
         *_classes_section(Classes.from_meta(meta, "checkpoint")),
         "## The model",
@@ -102,8 +107,8 @@ def render_model_card(
         f"| input | 1 x {input_size} x {input_size} grayscale, light strokes on black, "
         f"`((pixel / 255) - {mean:.4f}) / {std:.4f}` |",
         f"| from the 64 x 64 glyph to {input_size} px | PIL `{resize_filter}` |",
-        "| output | 15 class probabilities (`model.onnx`: softmax included) |",
-        f"| weights start | `{start}` |",
+        f"| output | {len(Classes.from_meta(meta, 'checkpoint'))} class probabilities (`model.onnx`: softmax included) |",
+        f"| weights start | `{describe_start(start, source)}` |",
         f"| checkpoint epoch | {meta.get('epoch', '?')} (best validation accuracy) |",
         "| files | `checkpoint.pt` (PyTorch, loads with `weights_only=True`), `model.onnx` "
         "(metadata `hccr.*`: input size, mean, std, characters), `parity.json` |",

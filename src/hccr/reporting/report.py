@@ -28,6 +28,8 @@ import pandas as pd
 from hccr.config import json_object_arg
 from hccr.reporting import report_data as rd
 from hccr.reporting import report_render as rr
+from hccr.reporting import start_comparison as sc
+from hccr import starts
 from hccr.atomic import write_text
 from hccr.errors import reports_errors
 from hccr.evaluation.evaluate import summary_parameters
@@ -40,18 +42,15 @@ SECTIONS = (
     "2. Table 1: validation accuracy and losses per model and size",
     "3. Table 2: learning rate × batch size × GPUs sweep",
     "4. Test-set results",
-    "5. Efficiency",
-    "6. Provenance",
-    "7. Discussion",
+    "5. Starting weights: what ImageNet pretraining buys",
+    "6. Efficiency",
+    "7. Provenance",
+    "8. Discussion",
 )
 
 
 def start_label(start: str) -> str:
-    if start == "imagenet":
-        return "ImageNet (pretrained)"
-    if start == "scratch":
-        return "scratch (random init)"
-    return start
+    return starts.start_label(start)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -297,8 +296,42 @@ def headline_accuracy(run) -> tuple[str, float | None]:
     return "", None
 
 
-def section_efficiency(doc: rr.Document, inp: Inputs) -> None:
+def section_starts(doc: rr.Document, inp: Inputs) -> None:
+    """Rows per start within each family (same network, backbone and input size), the figure, the verdict."""
     doc.add(rr.Heading(2, SECTIONS[4]))
+    table = sc.comparison_table(inp.runs)
+    if table.empty:
+        doc.add(rr.Para("No evaluated runs: nothing to compare."))
+        return
+    doc.add(rr.Para(
+        "The study fine-tuned ImageNet weights and never trained the same networks from scratch, so it could not "
+        "say what pretraining buys. Here each network is trained from each start on the same subsets; rows differ "
+        "only in their starting weights."))
+    doc.add(rr.Table(
+        ["family", "size", "train images", "start", "weights from", "role", "accuracy", "95 % CI (Wilson)", "epochs"],
+        [[r.family, r.size, integer(r.n_train), start_label(r.start), r.start_source or DASH, r.role, pct(r.accuracy),
+          ci({"accuracy_ci_low": r.ci_low, "accuracy_ci_high": r.ci_high}), integer(r.epochs)]
+         for r in table.itertuples()],
+        "Accuracy on the test writers (validation where a run has no test set) per family, size and start.",
+    ))
+    duel = sc.versus(table)
+    if not duel.empty:
+        doc.add(rr.Table(
+            ["family", "size", "ImageNet", "scratch", "difference", "ImageNet better, intervals disjoint"],
+            [[r.family, r.size, pct(r.imagenet), pct(r.scratch), pp(r.difference), "yes" if r.better_wins else "**no**"]
+             for r in duel.itertuples()],
+            "ImageNet start against scratch: the difference counts as shown only where the 95 % intervals do not overlap.",
+        ))
+    path = inp.figures_dir / "starts.png"
+    doc.add(rr.Figure(path, "Accuracy vs training-set size, ImageNet start vs scratch, with 95 % Wilson intervals.")
+            if path.exists() else rr.Para(f"No start-comparison figure under `{inp.figures_dir}`."))
+    differences = sc.study_differences(inp.runs)
+    if differences:
+        doc.add(rr.Para("What differs from the study:"), rr.Bullets(differences))
+
+
+def section_efficiency(doc: rr.Document, inp: Inputs) -> None:
+    doc.add(rr.Heading(2, SECTIONS[5]))
     rows = []
     for run in inp.runs:
         s = run.summary or {}
@@ -338,7 +371,7 @@ def section_efficiency(doc: rr.Document, inp: Inputs) -> None:
 
 
 def section_provenance(doc: rr.Document, inp: Inputs) -> None:
-    doc.add(rr.Heading(2, SECTIONS[5]))
+    doc.add(rr.Heading(2, SECTIONS[6]))
     rev, dirty = inp.git
     doc.add(rr.Bullets([
         f"git revision: `{rev}`" + (" (work tree has uncommitted changes)" if dirty else " (clean)" if dirty is False else "")
@@ -349,8 +382,9 @@ def section_provenance(doc: rr.Document, inp: Inputs) -> None:
     doc.add(rr.Note(start_summary(inp.runs)))
     if inp.runs:
         doc.add(rr.Table(
-            ["run", "start (weights)", "pretrained requested", "device", "GPUs", "world size"],
-            [[r.name, "**" + start_label(r.start) + "**", str((r.summary or {}).get("pretrained", DASH)),
+            ["run", "start (weights)", "weights from", "pretrained requested", "device", "GPUs", "world size"],
+            [[r.name, "**" + start_label(r.start) + "**", str((r.summary or {}).get("start_source") or DASH),
+              str((r.summary or {}).get("pretrained", DASH)),
               str((r.summary or {}).get("device") or DASH), integer((r.summary or {}).get("gpus")),
               integer((r.summary or {}).get("world_size"))] for r in inp.runs],
             "Where each run's weights started. The study fine-tuned ImageNet weights; a run from scratch is a different setting.",
@@ -457,7 +491,7 @@ def discussion(inp: Inputs) -> list[str]:
 
 
 def section_discussion(doc: rr.Document, inp: Inputs) -> None:
-    doc.add(rr.Heading(2, SECTIONS[6]), rr.Bullets(discussion(inp)))
+    doc.add(rr.Heading(2, SECTIONS[7]), rr.Bullets(discussion(inp)))
 
 
 def build_document(inp: Inputs) -> rr.Document:
@@ -466,7 +500,7 @@ def build_document(inp: Inputs) -> rr.Document:
                     "InceptionV3+GRU on Chinese MNIST). Numbers labelled \"study's\" are the published ones; all others "
                     "were measured by this pipeline."))
     doc.add(rr.Note(start_summary(inp.runs)))
-    for section in (section_data, section_table1, section_table2, section_test, section_efficiency, section_provenance, section_discussion):
+    for section in (section_data, section_table1, section_table2, section_test, section_starts, section_efficiency, section_provenance, section_discussion):
         section(doc, inp)
     return doc
 

@@ -142,6 +142,7 @@ class Trainer:
             return
         print(f"{self.out}: run finished; restoring missing outputs from {LAST}", file=sys.stderr)
         self.start = state.start
+        self.start_source = state.summary.get("start_source", "")
         self.mean = state.summary["normalize"]["mean"]
         self.std = state.summary["normalize"]["std"]
         self.restore_outputs(state)
@@ -173,6 +174,7 @@ class Trainer:
         self.model, self.start = self.models.create(
             self.spec.model, dict(s.block), self.pretrained, num_classes=len(self.data.classes)
         )
+        self.start_source = getattr(self.model, "start_source", "")  # e.g. the weights package and version
         self.model.to(rt.device)
         if rt.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -374,6 +376,7 @@ class Trainer:
             normalize={"mean": self.mean, "std": self.std},
             classes=self.data.classes,
             start=self.start,
+            start_source=self.start_source,
             epoch=epoch,
             val_accuracy=val_accuracy,
             size=self.spec.size,
@@ -399,6 +402,7 @@ class Trainer:
             "size": self.spec.size,
             "input_size": self.data.image_size,
             "start": self.start,
+            "start_source": self.start_source,
             "pretrained": self.pretrained,
             "seed": self.spec.seed,
             "epochs": len(history),
