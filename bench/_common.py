@@ -55,9 +55,7 @@ def _merge(base: dict, over: dict) -> None:
             base[key] = value
 
 
-def model_config(
-    name: str, size: int | None = None, params: dict | None = None
-) -> dict:
+def model_config(name: str, size: int | None = None, params: dict | None = None) -> dict:
     """The model's params.yaml block (a copy), at `size` px when given."""
     params = load_params() if params is None else params
     cfg = copy.deepcopy(params["model"][name])
@@ -125,18 +123,14 @@ def prepared_data(
             from hccr.data.synthetic import generate
 
             writers, samples = (2, 3) if smoke else (int(synthetic_writers), 10)
-            generate(
-                raw, writers=writers, samples_per_writer=samples, seed=0, progress=False
-            )
+            generate(raw, writers=writers, samples_per_writer=samples, seed=0, progress=False)
             source = f"synthetic ({writers} writers x {samples} samples x 15 classes)"
         else:
-            from hccr.errors import DataError
             from hccr.data.fetch import fetch
+            from hccr.errors import DataError
 
             if archive is None or not Path(archive).exists():
-                raise DataError(
-                    f"{archive}: archive not found (give --archive PATH or use --smoke)"
-                )
+                raise DataError(f"{archive}: archive not found (give --archive PATH or use --smoke)")
             fetch(str(archive), raw, progress=False)
             source = str(Path(archive).resolve())
         table = build_index(raw)
@@ -152,11 +146,7 @@ def resized(images: np.ndarray, size: int) -> np.ndarray:
 
     out = np.empty((len(images), size, size), dtype=np.uint8)
     for i, image in enumerate(images):
-        out[i] = np.asarray(
-            Image.fromarray(image, mode="L").resize(
-                (size, size), Image.Resampling.BILINEAR
-            )
-        )
+        out[i] = np.asarray(Image.fromarray(image, mode="L").resize((size, size), Image.Resampling.BILINEAR))
     return out
 
 
@@ -167,9 +157,7 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_loop(
-    step: Callable[[], int], *, warmup: int, steps: int, budget_s: float, device
-) -> tuple[float, int, int]:
+def timed_loop(step: Callable[[], int], *, warmup: int, steps: int, budget_s: float, device) -> tuple[float, int, int]:
     """Run `step` (returns images done) `warmup` times, then time up to `steps` calls.
 
     Timing stops early once `budget_s` seconds have passed (at least one timed call), so a
@@ -240,8 +228,9 @@ class TrainStep:
         from hccr.training.step import train_step
 
         self.net.train()
-        train_step(self.net, self.optimizer, self.criterion, x, y, autocast=self._autocast(),
-                   channels_last=self.channels_last)
+        train_step(
+            self.net, self.optimizer, self.criterion, x, y, autocast=self._autocast(), channels_last=self.channels_last
+        )
         return int(y.shape[0])
 
     def infer(self, x) -> int:
@@ -267,9 +256,7 @@ def header(title: str, extra: dict[str, str] | None = None) -> None:
     import torch
 
     print(f"# {title}")
-    print(
-        f"# python {sys.version.split()[0]}, torch {torch.__version__}, cpu: {cpu_description()}"
-    )
+    print(f"# python {sys.version.split()[0]}, torch {torch.__version__}, cpu: {cpu_description()}")
     if torch.cuda.is_available():
         print(f"# cuda: {torch.cuda.get_device_name(0)}")
     print(f"# load average at start (1/5/15 min): {load_average()}")

@@ -174,8 +174,10 @@ def bench_decode(template: Path, repeats: int) -> None:
 
     for label, work in (("decode .gnt", decode), ("header scan", scan), ("decode + fit 64 px", fit)):
         wall, cpu = timed(work)
-        print(f"{label + ' (1 core):':<30} {records / wall:10,.0f} records/s wall, {records / cpu:10,.0f} per CPU-second "
-              f"({mb / wall:,.0f} MB/s wall; {records} records, {mb:.1f} MB, median of {repeats})")
+        print(
+            f"{label + ' (1 core):':<30} {records / wall:10,.0f} records/s wall, {records / cpu:10,.0f} per CPU-second "
+            f"({mb / wall:,.0f} MB/s wall; {records} records, {mb:.1f} MB, median of {repeats})"
+        )
 
 
 def simulate_corpus(folder: Path, templates: list[Path], records: int, per_file: int) -> int:
@@ -192,8 +194,23 @@ def bench_index(work: Path, source: Path, records: int, workers: int) -> Path:
     runs = [
         ("fetch", [*step, "fetch", "--source", f"casia-hwdb:{source}", "--out", str(raw)]),
         ("index", [*step, "index", "--raw", str(raw), "--out", str(index)]),
-        ("resize 64", [*step, "resize", "--raw", str(raw), "--index", str(index), "--size", "64",
-                       "--workers", str(workers), "--out", str(images)]),
+        (
+            "resize 64",
+            [
+                *step,
+                "resize",
+                "--raw",
+                str(raw),
+                "--index",
+                str(index),
+                "--size",
+                "64",
+                "--workers",
+                str(workers),
+                "--out",
+                str(images),
+            ],
+        ),
     ]
     output_gb = records * 64 * 64 / 1e9
     print(f"simulated corpus: {records:,} records; output array {records:,} x 64 x 64 = {output_gb:.2f} GB")
@@ -201,8 +218,10 @@ def bench_index(work: Path, source: Path, records: int, workers: int) -> Path:
     for name, argv in runs:
         seconds, anon, other = run_measured(argv)
         peak_anon = max(peak_anon, anon)
-        print(f"{name:<10} {seconds:8.1f} s  {records / seconds:10,.0f} records/s  "
-              f"peak anonymous {anon / 1e9:5.2f} GB  peak file-backed {other / 1e9:5.2f} GB")
+        print(
+            f"{name:<10} {seconds:8.1f} s  {records / seconds:10,.0f} records/s  "
+            f"peak anonymous {anon / 1e9:5.2f} GB  peak file-backed {other / 1e9:5.2f} GB"
+        )
     print(f"index peak memory beyond the output array: {peak_anon / 1e9:.2f} GB (anonymous, whole process tree)")
     print(f"index.csv: {index.stat().st_size / 1e6:.1f} MB")
     return images
@@ -212,9 +231,18 @@ def make_loader(images: np.ndarray, in_memory: bool | None, batch_size: int):
     from hccr.training.loader import BatchLoader
 
     labels = np.random.default_rng(0).integers(0, 3755, len(images))
-    return BatchLoader(images, np.arange(len(images)), labels, batch_size, shuffle=True, seed=0, mean=0.1, std=0.25,
-                       augment_cfg={"enabled": True, "degrees": 8.0, "translate": 0.08, "scale": 0.1, "shear": 5.0},
-                       in_memory=in_memory)
+    return BatchLoader(
+        images,
+        np.arange(len(images)),
+        labels,
+        batch_size,
+        shuffle=True,
+        seed=0,
+        mean=0.1,
+        std=0.25,
+        augment_cfg={"enabled": True, "degrees": 8.0, "translate": 0.08, "scale": 0.1, "shear": 5.0},
+        in_memory=in_memory,
+    )
 
 
 def endless(loader):
@@ -255,8 +283,11 @@ def bench_loader(images_path: Path, batches: int, batch_size: int, windows: int 
     print(f"loader (a) 13,500 x 64 x 64 copied in memory:      {a:10,.0f} images/s (1 thread, augment on)")
     print(f"loader (b) {len(big):,} x 64 x 64 memory-mapped:  {b:10,.0f} images/s (1 thread + reader, augment on)")
     print(f"loader ratio (b)/(a): {b / a:.2f} (median of {windows} interleaved windows of {batches} batches)")
-    how = "memory-mapped (over a quarter of available memory)" if default.source is not None else (
-        f"copied into memory in {setup:.1f} s (fits a quarter of available memory)")
+    how = (
+        "memory-mapped (over a quarter of available memory)"
+        if default.source is not None
+        else (f"copied into memory in {setup:.1f} s (fits a quarter of available memory)")
+    )
     print(f"loader (c) {len(big):,} x 64 x 64, BatchLoader's default: {c:10,.0f} images/s; {how}")
     print(f"loader ratio (c)/(a): {c / a:.2f}")
 

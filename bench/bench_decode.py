@@ -34,7 +34,10 @@ def _timed(label: str, argv: list[str]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archive", default=os.environ.get("HCCR_REAL_DATA", str(ROOT.parent / "shared" / "data" / "chinese-mnist.zip")))
+    parser.add_argument(
+        "--archive",
+        default=os.environ.get("HCCR_REAL_DATA", str(ROOT.parent / "shared" / "data" / "chinese-mnist.zip")),
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--steps", action="store_true", help="also time each step's CLI end to end")
     parser.add_argument("--synthetic-writers", type=int, default=20)
@@ -68,7 +71,9 @@ def main() -> int:
         (tmp / "images_299.npy").unlink()
 
         start = time.perf_counter()
-        counts = generate(tmp / "synthetic", writers=args.synthetic_writers, samples_per_writer=10, seed=0, progress=False)
+        counts = generate(
+            tmp / "synthetic", writers=args.synthetic_writers, samples_per_writer=10, seed=0, progress=False
+        )
         seconds = time.perf_counter() - start
         print(f"synthetic:  {counts['images'] / seconds:8.0f} images/s ({counts['images']} images, {seconds:.2f} s)")
 
@@ -76,13 +81,41 @@ def main() -> int:
             subsets = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["subsets"]
             total = 0.0
             total += _timed("fetch", ["hccr.data.fetch", "--source", args.archive, "--out", str(tmp / "steps" / "raw")])
-            total += _timed("index", ["hccr.data.index", "--raw", str(tmp / "steps" / "raw"), "--out", str(tmp / "steps" / "index.csv")])
+            total += _timed(
+                "index",
+                ["hccr.data.index", "--raw", str(tmp / "steps" / "raw"), "--out", str(tmp / "steps" / "index.csv")],
+            )
             for size in (64, 299):
-                total += _timed(f"resize {size}", ["hccr.data.resize", "--raw", str(tmp / "steps" / "raw"), "--index",
-                                                    str(tmp / "steps" / "index.csv"), "--size", str(size), "--filter",
-                                                    "bilinear", "--out", str(tmp / "steps" / f"images_{size}.npy")])
-            total += _timed("subset", ["hccr.data.subset", "--index", str(tmp / "steps" / "index.csv"), "--config-json",
-                                       json.dumps(subsets), "--seed", "42", "--out-dir", str(tmp / "steps" / "splits")])
+                total += _timed(
+                    f"resize {size}",
+                    [
+                        "hccr.data.resize",
+                        "--raw",
+                        str(tmp / "steps" / "raw"),
+                        "--index",
+                        str(tmp / "steps" / "index.csv"),
+                        "--size",
+                        str(size),
+                        "--filter",
+                        "bilinear",
+                        "--out",
+                        str(tmp / "steps" / f"images_{size}.npy"),
+                    ],
+                )
+            total += _timed(
+                "subset",
+                [
+                    "hccr.data.subset",
+                    "--index",
+                    str(tmp / "steps" / "index.csv"),
+                    "--config-json",
+                    json.dumps(subsets),
+                    "--seed",
+                    "42",
+                    "--out-dir",
+                    str(tmp / "steps" / "splits"),
+                ],
+            )
             print(f"{'total':<12} {total:6.2f} s wall (sequential)")
     return 0
 

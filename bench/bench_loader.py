@@ -96,9 +96,7 @@ def cycle(make_iter):
         yield from make_iter()
 
 
-def time_batches(
-    batches, count: int, device, to_device: bool, windows: int = 1
-) -> tuple[float, int, float]:
+def time_batches(batches, count: int, device, to_device: bool, windows: int = 1) -> tuple[float, int, float]:
     """images/s over `count` batches after one warm-up batch (worker start-up excluded).
 
     With `windows` > 1 it times that many back-to-back windows of `count` batches and reports
@@ -134,8 +132,8 @@ def step_speed(name: str, batches: list, device, budget_s: float) -> tuple[float
     """Training images/s of a model on pre-made batches (the hccr.training.train step recipe)."""
     import torch
 
-    from hccr.device import Runtime
     from hccr.data.layout import CHINESE_MNIST
+    from hccr.device import Runtime
     from hccr.models import create
 
     cfg = _common.model_config(name, 64)
@@ -157,9 +155,7 @@ def step_speed(name: str, batches: list, device, budget_s: float) -> tuple[float
         position["i"] += 1
         return step.train(x, y)
 
-    speed, timed, _ = _common.timed_loop(
-        one, warmup=1, steps=len(batches), budget_s=budget_s, device=device
-    )
+    speed, timed, _ = _common.timed_loop(one, warmup=1, steps=len(batches), budget_s=budget_s, device=device)
     return speed, timed
 
 
@@ -170,13 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         default=_common.default_archive(),
         help="the Kaggle archive.zip (default: %(default)s)",
     )
-    parser.add_argument(
-        "--batches", type=int, default=60, help="timed batches per loader"
-    )
+    parser.add_argument("--batches", type=int, default=60, help="timed batches per loader")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument(
-        "--workers", type=int, default=2, help="DataLoader worker processes for (a)"
-    )
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for (a)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -200,12 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave glibc malloc at its defaults (hccr.device.setup tunes it, as here)",
     )
-    parser.add_argument(
-        "--no-steps", action="store_true", help="skip the training-step comparison"
-    )
-    parser.add_argument(
-        "--step-batches", type=int, default=3, help="timed training steps per model"
-    )
+    parser.add_argument("--no-steps", action="store_true", help="skip the training-step comparison")
+    parser.add_argument("--step-batches", type=int, default=3, help="timed training steps per model")
     parser.add_argument(
         "--step-budget",
         type=float,
@@ -228,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from hccr.training.augment import AugmentConfig
     from hccr.errors import HccrError
+    from hccr.training.augment import AugmentConfig
     from hccr.training.loader import BatchLoader, compute_stats
 
     if args.windows < 1 or args.batches < 1:
@@ -243,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # Both loaders run under the allocator setting hccr's training processes use (the
     # DataLoader workers fork from this process and inherit it).
-    malloc = "glibc defaults" if args.default_malloc else (
-        "retain freed memory" if retain_freed_memory() else "defaults (not glibc)"
+    malloc = (
+        "glibc defaults"
+        if args.default_malloc
+        else ("retain freed memory" if retain_freed_memory() else "defaults (not glibc)")
     )
     threads = _common.set_threads(args.threads)
     device = torch.device(args.device)
@@ -261,12 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     try:
-        with _common.prepared_data(
-            args.archive, args.smoke, synthetic_writers=args.synthetic
-        ) as data:
-            print(
-                f"# data: {data.source}, {len(data.images)} images of {data.images.shape[1]} px"
-            )
+        with _common.prepared_data(args.archive, args.smoke, synthetic_writers=args.synthetic) as data:
+            print(f"# data: {data.source}, {len(data.images)} images of {data.images.shape[1]} px")
             ids = data.table["id"].to_numpy()
             labels = data.table["label"].to_numpy()
             mean, std = compute_stats(data.images, ids)
@@ -283,9 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                     seed=args.seed,
                 )
                 tv_batches = cycle(loader.__iter__)
-                tv_speed, tv_images, tv_seconds = time_batches(
-                    tv_batches, args.batches, device, cuda, args.windows
-                )
+                tv_speed, tv_images, tv_seconds = time_batches(tv_batches, args.batches, device, cuda, args.windows)
                 # Stop the persistent workers (they would keep prefetching into (b)'s timing).
                 tv_batches.close()
                 del loader, tv_batches
@@ -338,14 +322,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if not args.no_steps:
                 batch_loader.set_epoch(0)
-                batches = [
-                    b for _, b in zip(range(args.step_batches), iter(batch_loader))
-                ]
+                batches = [b for _, b in zip(range(args.step_batches), iter(batch_loader))]
                 from hccr.device import Runtime
 
-                layout = (
-                    " + channels_last" if Runtime(device=device).channels_last else ""
-                )
+                layout = " + channels_last" if Runtime(device=device).channels_last else ""
                 precision = ("bf16 autocast" if cuda else "float32") + layout
                 for name in ("cnn", "efficientnet"):
                     speed, timed = step_speed(name, batches, device, args.step_budget)

@@ -108,13 +108,9 @@ def worker(args: argparse.Namespace) -> dict:
     cfg = _common.model_config(name, size)
     baseline_rss = peak_rss_mb()
     generator = torch.Generator().manual_seed(0)
-    train_x = torch.randn(args.train_batch, 1, size, size, generator=generator).to(
-        device
-    )
+    train_x = torch.randn(args.train_batch, 1, size, size, generator=generator).to(device)
     train_y = torch.randint(0, 15, (args.train_batch,), generator=generator).to(device)
-    infer_x = torch.randn(args.infer_batch, 1, size, size, generator=generator).to(
-        device
-    )
+    infer_x = torch.randn(args.infer_batch, 1, size, size, generator=generator).to(device)
 
     result: dict = {
         "model": name,
@@ -163,11 +159,7 @@ def worker(args: argparse.Namespace) -> dict:
                 device=device,
             )
         except Exception as err:  # noqa: BLE001 - e.g. torch.compile without a compiler: report, go on
-            row["error"] = (
-                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[
-                    :200
-                ]
-            )
+            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:200]
         else:
             row.update(
                 train_images_per_s=round(train_speed, 2),
@@ -176,9 +168,7 @@ def worker(args: argparse.Namespace) -> dict:
                 infer_steps=infer_steps,
             )
         if cuda:
-            row["peak_memory_mb"] = round(
-                torch.cuda.max_memory_allocated(device) / 2**20, 1
-            )
+            row["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
             row["memory_kind"] = "cuda max_memory_allocated"
         else:
             row["peak_memory_mb"] = round(peak_rss_mb(), 1)
@@ -219,9 +209,7 @@ def run_worker(spec: str, args: argparse.Namespace) -> dict:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not out.exists():
             name, size = parse_spec(spec)
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [
-                "no output"
-            ]
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             return {
                 "model": name,
                 "size": size,
@@ -244,9 +232,7 @@ def print_rows(results: list[dict]) -> None:
     """Table rows of finished models (printed as each finishes, so a timeout keeps what ran)."""
     for result in results:
         if "error" in result:
-            print(
-                f"{result['model']:<14}{result['size']:>5} {'-':<16} {result['error']}"
-            )
+            print(f"{result['model']:<14}{result['size']:>5} {'-':<16} {result['error']}")
             continue
         gflop = result.get("gflop_forward")
         ops = result.get("ops_per_train_step")
@@ -261,11 +247,7 @@ def print_rows(results: list[dict]) -> None:
             print(
                 f"{head}{row['train_images_per_s']:>13.1f}{row['infer_images_per_s']:>13.1f}"
                 f"{row['peak_memory_mb']:>10.0f}  {row['memory_kind']}"
-                + (
-                    f" (after imports {result['baseline_rss_mb']:.0f})"
-                    if row["memory_kind"].endswith("RSS")
-                    else ""
-                )
+                + (f" (after imports {result['baseline_rss_mb']:.0f})" if row["memory_kind"].endswith("RSS") else "")
             )
 
 
@@ -285,21 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--infer-batch", type=int, default=128)
-    parser.add_argument(
-        "--warmup", type=int, default=2, help="untimed steps before timing"
-    )
-    parser.add_argument(
-        "--steps", type=int, default=5, help="timed training steps (inference: half)"
-    )
-    parser.add_argument(
-        "--budget", type=float, default=30.0, help="max timed seconds per measurement"
-    )
-    parser.add_argument(
-        "--variants", default=None, help=f"comma list of {', '.join(VARIANTS)}"
-    )
-    parser.add_argument(
-        "--json", default=None, help="also write the results to this JSON file"
-    )
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps (inference: half)")
+    parser.add_argument("--budget", type=float, default=30.0, help="max timed seconds per measurement")
+    parser.add_argument("--variants", default=None, help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -317,11 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.threads is None:
-        args.threads = (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count()
-        )
+        args.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cuda = args.device.startswith("cuda")
     if args.variants is None:
         args.variants = "fp32,bf16-cl,bf16-cl-compile" if cuda else "fp32-cl"

@@ -80,9 +80,7 @@ def read_benchmarks(project: Path) -> list[dict]:
                 "job": job,
                 "step": step,
                 "seconds": float(table["s"].iloc[-1]),
-                "max_rss_mb": None
-                if rss is None or pd.isna(rss) or rss == "-"
-                else float(rss),
+                "max_rss_mb": None if rss is None or pd.isna(rss) or rss == "-" else float(rss),
             }
         )
     return rows
@@ -103,9 +101,7 @@ def print_summary(rows: list[dict], wall: float, returncode: int) -> dict:
         print(f"{step:<12} {sum(r['step'] == step for r in rows):>5} {seconds:>9.1f}")
     total = sum(steps.values())
     print(f"{'sum of jobs':<12} {len(rows):>5} {total:>9.1f}")
-    print(
-        f"end-to-end wall: {wall:.1f} s ({wall / 60:.1f} min), snakemake exit {returncode}"
-    )
+    print(f"end-to-end wall: {wall:.1f} s ({wall / 60:.1f} min), snakemake exit {returncode}")
     return {
         "jobs": rows,
         "steps": steps,
@@ -127,21 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="folder for the fresh copy (default: a new /tmp folder, kept)",
     )
-    parser.add_argument(
-        "--in-place", action="store_true", help="run in the repository itself"
-    )
+    parser.add_argument("--in-place", action="store_true", help="run in the repository itself")
     parser.add_argument("--profile", default="workflow/profiles/quick")
     parser.add_argument(
         "--cores",
         default=None,
         help="passed to snakemake --cores (default: the profile's)",
     )
-    parser.add_argument(
-        "--target", default=None, help="snakemake target (default: the default target)"
-    )
-    parser.add_argument(
-        "--json", default=None, help="also write the summary to this JSON file"
-    )
+    parser.add_argument("--target", default=None, help="snakemake target (default: the default target)")
+    parser.add_argument("--json", default=None, help="also write the summary to this JSON file")
     parser.add_argument(
         "--timeout",
         type=float,
@@ -159,11 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.in_place:
         project = _common.ROOT
     else:
-        project = copy_project(
-            Path(args.dest)
-            if args.dest
-            else Path(tempfile.mkdtemp(prefix="hccr-quick-"))
-        )
+        project = copy_project(Path(args.dest) if args.dest else Path(tempfile.mkdtemp(prefix="hccr-quick-")))
     cmd = [shutil.which("snakemake") or "snakemake", "--profile", args.profile]
     if args.smoke:
         shutil.copy2(TINY_CONFIG, project / "tiny.yaml")
@@ -171,11 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         args.target = args.target or "data"
         source = "synthetic"
     else:
-        source = (
-            str(Path(args.archive).resolve())
-            if Path(args.archive).exists()
-            else args.archive
-        )
+        source = str(Path(args.archive).resolve()) if Path(args.archive).exists() else args.archive
     cmd += ["--config", f"data_source={source}"]
     if args.cores:
         cmd += ["--cores", str(args.cores)]
@@ -206,17 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             proc.wait(timeout=args.timeout)
         except subprocess.TimeoutExpired:
-            print(
-                f"# timed out after {args.timeout:g} s: stopping snakemake; jobs below are the finished ones"
-            )
+            print(f"# timed out after {args.timeout:g} s: stopping snakemake; jobs below are the finished ones")
             stop_group(proc)
     wall = time.perf_counter() - start
     print(f"# snakemake output: {log}")
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-        print(
-            "# snakemake failed; last lines of its output:\n#   " + "\n#   ".join(tail)
-        )
+        print("# snakemake failed; last lines of its output:\n#   " + "\n#   ".join(tail))
     summary = print_summary(read_benchmarks(project), wall, proc.returncode)
     print(f"# load average at end (1/5/15 min): {_common.load_average()}")
     if args.json:

@@ -55,9 +55,18 @@ def build_models(folder: Path, smoke: bool) -> list[Path]:
         cfg.update(width=[8, 16], convs_per_block=1, input_size=32)
     torch.manual_seed(0)
     model, _ = create("cnn", cfg, "none", num_classes=len(CHINESE_MNIST))
-    ckpt = checkpoint.save(folder / "checkpoint.pt", classes=CHINESE_MNIST, model_name="cnn", config=cfg,
-                           state_dict=model.state_dict(), input_size=cfg["input_size"],
-                           normalize={"mean": 0.1, "std": 0.25}, start="scratch", epoch=1, val_accuracy=0.0)
+    ckpt = checkpoint.save(
+        folder / "checkpoint.pt",
+        classes=CHINESE_MNIST,
+        model_name="cnn",
+        config=cfg,
+        state_dict=model.state_dict(),
+        input_size=cfg["input_size"],
+        normalize={"mean": 0.1, "std": 0.25},
+        start="scratch",
+        epoch=1,
+        val_accuracy=0.0,
+    )
     model, meta = load_model(ckpt, map_location="cpu")
     onnx = folder / "model.onnx"
     export_onnx(model, int(meta["input_size"]), meta, "bilinear", onnx)
@@ -84,9 +93,24 @@ def server(model: Path, workers: int, threads: int, log: Path):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hccr.serving.serve", "--model", str(model), "--port", "0", "--quiet",
-             "--workers", str(workers), "--threads", str(threads)],
-            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "hccr.serving.serve",
+                "--model",
+                str(model),
+                "--port",
+                "0",
+                "--quiet",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 120
@@ -163,8 +187,10 @@ def main() -> int:
     total = 20 if args.smoke else args.requests
 
     print(f"cpu: {cpu_description()}; load average before: {load_average()}")
-    print(f"hccr serve --workers {args.workers} --threads {args.threads}; {total} requests per N; "
-          "clients share the machine with the server")
+    print(
+        f"hccr serve --workers {args.workers} --threads {args.threads}; {total} requests per N; "
+        "clients share the machine with the server"
+    )
     body = canvas_request()
     with tempfile.TemporaryDirectory(prefix="hccr-bench-serve-") as tmp:
         models = [Path(m) for m in args.model] if args.model else build_models(Path(tmp), args.smoke)
@@ -180,8 +206,10 @@ def main() -> int:
                     # CPU time per request barely depends on what else runs: the figure for a quiet machine.
                     served = total + clients  # each client's warm-up request too
                     cpu = "n/a" if cpu_before is None else f"{1000 * (cpu_after - cpu_before) / served:.1f} ms"
-                    print(f"{kind:<7} N={clients:<3} {figures['rps']:8.1f} req/s  latency p50 {c50:6.1f} ms  "
-                          f"p99 {c99:6.1f} ms  (server p50 {s50:6.1f} ms  p99 {s99:6.1f} ms; CPU {cpu} per request)")
+                    print(
+                        f"{kind:<7} N={clients:<3} {figures['rps']:8.1f} req/s  latency p50 {c50:6.1f} ms  "
+                        f"p99 {c99:6.1f} ms  (server p50 {s50:6.1f} ms  p99 {s99:6.1f} ms; CPU {cpu} per request)"
+                    )
     print(f"load average after: {load_average()}")
     return 0
 

@@ -50,20 +50,61 @@ def run_one(params: dict, model: str, size: str, data: Path, out: Path, threads:
     index = data / "data" / "interim" / "index.csv"
     run_dir = out / model / size
     began = time.perf_counter()
-    rc = train.main(["--model", model, "--size", size, "--images", str(images), "--index", str(index),
-                     "--split", str(split), "--config-json", json.dumps(cfg), "--seed", str(params["seed"]),
-                     "--threads", str(threads), "--out", str(run_dir)])
+    rc = train.main(
+        [
+            "--model",
+            model,
+            "--size",
+            size,
+            "--images",
+            str(images),
+            "--index",
+            str(index),
+            "--split",
+            str(split),
+            "--config-json",
+            json.dumps(cfg),
+            "--seed",
+            str(params["seed"]),
+            "--threads",
+            str(threads),
+            "--out",
+            str(run_dir),
+        ]
+    )
     trained = time.perf_counter() - began
     if rc:
         raise SystemExit(f"{model}/{size}: training failed ({rc})")
     metrics = out / "metrics" / model / f"{size}.json"
     began = time.perf_counter()
-    rc = evaluate.main(["--checkpoint", str(run_dir / "checkpoint.pt"), "--train-summary", str(run_dir / "train.json"),
-                        "--images", str(images), "--index", str(index), "--split", str(split),
-                        "--protocol", params["subsets"]["protocol"], "--model", model, "--size", size,
-                        "--threads", str(threads), "--out-metrics", str(metrics),
-                        "--out-details", str(out / "evaluation" / model / size / "details.json"),
-                        "--out-predictions", str(out / "evaluation" / model / size / "predictions.csv")])
+    rc = evaluate.main(
+        [
+            "--checkpoint",
+            str(run_dir / "checkpoint.pt"),
+            "--train-summary",
+            str(run_dir / "train.json"),
+            "--images",
+            str(images),
+            "--index",
+            str(index),
+            "--split",
+            str(split),
+            "--protocol",
+            params["subsets"]["protocol"],
+            "--model",
+            model,
+            "--size",
+            size,
+            "--threads",
+            str(threads),
+            "--out-metrics",
+            str(metrics),
+            "--out-details",
+            str(out / "evaluation" / model / size / "details.json"),
+            "--out-predictions",
+            str(out / "evaluation" / model / size / "predictions.csv"),
+        ]
+    )
     scored = time.perf_counter() - began
     if rc:
         raise SystemExit(f"{model}/{size}: evaluation failed ({rc})")
@@ -72,10 +113,17 @@ def run_one(params: dict, model: str, size: str, data: Path, out: Path, threads:
     epochs = summary["epochs"]
     test = result.get("test") or {}
     return {
-        "run": f"{model}/{size}", "start": summary["start"], "start_source": summary.get("start_source", ""),
-        "input_size": cfg["input_size"], "n_train": summary["n_train"], "epochs": epochs,
-        "train_s": trained, "evaluate_s": scored, "s_per_train_image_epoch": trained / (summary["n_train"] * epochs),
-        "val_accuracy": result["val"]["accuracy"], "test_accuracy": test.get("accuracy"),
+        "run": f"{model}/{size}",
+        "start": summary["start"],
+        "start_source": summary.get("start_source", ""),
+        "input_size": cfg["input_size"],
+        "n_train": summary["n_train"],
+        "epochs": epochs,
+        "train_s": trained,
+        "evaluate_s": scored,
+        "s_per_train_image_epoch": trained / (summary["n_train"] * epochs),
+        "val_accuracy": result["val"]["accuracy"],
+        "test_accuracy": test.get("accuracy"),
         "test_ci": [test.get("accuracy_ci_low"), test.get("accuracy_ci_high")],
     }
 
@@ -98,10 +146,13 @@ def main() -> int:
         r = run_one(params, model, size, args.data.resolve(), args.out, args.threads, extra)
         low, high = r["test_ci"]
         test = f"{r['test_accuracy']:.1%} [{low:.1%}, {high:.1%}]" if r["test_accuracy"] is not None else "n/a"
-        print(f"{r['run']:<28} {r['start']:<8} {r['input_size']:>3} px  n_train {r['n_train']:>5}  "
-              f"epochs {r['epochs']:>2}  train {r['train_s']:7.1f} s  evaluate {r['evaluate_s']:5.1f} s  "
-              f"{1000 * r['s_per_train_image_epoch']:.2f} ms/image-epoch  val {r['val_accuracy']:.1%}  test {test}  "
-              f"(load {_common.load_average()})", flush=True)
+        print(
+            f"{r['run']:<28} {r['start']:<8} {r['input_size']:>3} px  n_train {r['n_train']:>5}  "
+            f"epochs {r['epochs']:>2}  train {r['train_s']:7.1f} s  evaluate {r['evaluate_s']:5.1f} s  "
+            f"{1000 * r['s_per_train_image_epoch']:.2f} ms/image-epoch  val {r['val_accuracy']:.1%}  test {test}  "
+            f"(load {_common.load_average()})",
+            flush=True,
+        )
         if args.json:
             with args.json.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({**r, "profile": args.profile, "set": extra}) + "\n")

@@ -40,7 +40,7 @@ def zip_with_symlink(folder: Path, archive: Path) -> Path:
     """A zip of `folder` plus an entry stored as a symbolic link."""
     zip_folder(folder, archive)
     info = zipfile.ZipInfo("data/data/link.jpg")
-    info.external_attr = (0o120777 << 16)  # S_IFLNK | 0777
+    info.external_attr = 0o120777 << 16  # S_IFLNK | 0777
     with zipfile.ZipFile(archive, "a") as handle:
         handle.writestr(info, "/etc/passwd")
     return archive

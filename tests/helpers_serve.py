@@ -20,8 +20,15 @@ from hccr.data.layout import CHINESE_MNIST
 from hccr.models import checkpoint, create
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_CNN = {"arch": "cnn", "scheme": "holdout", "width": [8, 16, 16], "convs_per_block": 1, "dropout": 0.1,
-            "input_size": 32, "in_chans": 1}
+TINY_CNN = {
+    "arch": "cnn",
+    "scheme": "holdout",
+    "width": [8, 16, 16],
+    "convs_per_block": 1,
+    "dropout": 0.1,
+    "input_size": 32,
+    "in_chans": 1,
+}
 RUNNING = re.compile(r"Uvicorn running on (http://\S+)")
 
 
@@ -29,9 +36,18 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """A randomly initialised CNN checkpoint: answers are arbitrary but deterministic."""
     torch.manual_seed(seed)
     model, _ = create("cnn", TINY_CNN, "none", num_classes=len(CHINESE_MNIST))
-    return checkpoint.save(path, classes=CHINESE_MNIST, model_name="cnn", config=TINY_CNN,
-                           state_dict=model.eval().state_dict(), input_size=TINY_CNN["input_size"],
-                           normalize={"mean": 0.05, "std": 0.15}, start="scratch", epoch=3, val_accuracy=0.5)
+    return checkpoint.save(
+        path,
+        classes=CHINESE_MNIST,
+        model_name="cnn",
+        config=TINY_CNN,
+        state_dict=model.eval().state_dict(),
+        input_size=TINY_CNN["input_size"],
+        normalize={"mean": 0.05, "std": 0.15},
+        start="scratch",
+        epoch=3,
+        val_accuracy=0.5,
+    )
 
 
 def export_onnx_of(ckpt: Path, out: Path) -> Path:
@@ -80,7 +96,10 @@ def running_server(model: Path, log: Path, *args: str, timeout: float = 90.0):
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hccr.serving.serve", "--model", str(model), "--port", "0", "--threads", "1", *args],
-            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + timeout

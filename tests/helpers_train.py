@@ -30,11 +30,18 @@ def make_data(folder, n=300, seed=0, learnable=True, size=SIZE, classes=CHINESE_
         labels = rng.permutation(labels)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "images.npy", images)
-    pd.DataFrame({
-        "id": np.arange(n), "writer": writers, "sample": 1, "code": labels + 1,
-        "value": [classes.values[label] for label in labels],
-        "character": [classes.characters[label] for label in labels], "label": labels, "path": [f"p{i}.jpg" for i in range(n)],
-    }).to_csv(folder / "index.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "writer": writers,
+            "sample": 1,
+            "code": labels + 1,
+            "value": [classes.values[label] for label in labels],
+            "character": [classes.characters[label] for label in labels],
+            "label": labels,
+            "path": [f"p{i}.jpg" for i in range(n)],
+        }
+    ).to_csv(folder / "index.csv", index=False)
     roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
     pd.DataFrame({"id": np.arange(n), "role": roles}).to_csv(folder / "split.csv", index=False)
     return folder
@@ -43,9 +50,19 @@ def make_data(folder, n=300, seed=0, learnable=True, size=SIZE, classes=CHINESE_
 def cnn_config(**overrides):
     """A tiny cnn training config for `make_data` images; keys in `overrides` replace its own."""
     cfg = {
-        "arch": "cnn", "scheme": "holdout", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8, 16],
-        "convs_per_block": 1, "dropout": 0.1, "batch_size": 32, "gpus": 1,
-        "optimizer": {"name": "adamw", "weight_decay": 1e-4}, "schedule": "cosine", "label_smoothing": 0.05,
+        "arch": "cnn",
+        "scheme": "holdout",
+        "input_size": SIZE,
+        "in_chans": 1,
+        "pretrained": "none",
+        "width": [8, 16],
+        "convs_per_block": 1,
+        "dropout": 0.1,
+        "batch_size": 32,
+        "gpus": 1,
+        "optimizer": {"name": "adamw", "weight_decay": 1e-4},
+        "schedule": "cosine",
+        "label_smoothing": 0.05,
         "early_stopping": {"enabled": False, "patience": 3},
         "augment": {"enabled": True, "degrees": 8.0, "translate": 0.08, "scale": 0.1, "shear": 5.0},
         "phases": [{"name": "train", "epochs": 2, "lr": 3e-3, "freeze": "none"}],
@@ -57,7 +74,24 @@ def cnn_config(**overrides):
 
 def train_args(data, out, cfg, seed=1, extra=(), model="cnn", size="small", threads=1):
     """`hccr.training.train` arguments for a run on `make_data` output."""
-    return ["--model", model, "--size", size, "--images", str(data / "images.npy"),
-            "--index", str(data / "index.csv"), "--split", str(data / "split.csv"),
-            "--config-json", json.dumps(cfg), "--seed", str(seed), "--threads", str(threads),
-            "--out", str(out), *extra]
+    return [
+        "--model",
+        model,
+        "--size",
+        size,
+        "--images",
+        str(data / "images.npy"),
+        "--index",
+        str(data / "index.csv"),
+        "--split",
+        str(data / "split.csv"),
+        "--config-json",
+        json.dumps(cfg),
+        "--seed",
+        str(seed),
+        "--threads",
+        str(threads),
+        "--out",
+        str(out),
+        *extra,
+    ]

@@ -28,8 +28,15 @@ def figure(pattern: str, text: str) -> float:
 def test_bench_casia_smoke_prints_decode_index_memory_and_loader_figures(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TMPDIR=str(tmp_path))
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_casia.py"), "--smoke"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_casia.py"), "--smoke"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for label in ("decode .gnt", "header scan", "decode \\+ fit 64 px"):

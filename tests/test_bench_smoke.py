@@ -21,15 +21,9 @@ BENCH = ROOT / "bench"
 NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 
 
-def run_script(
-    *args: str, timeout: float = 300, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    full_env = dict(
-        os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1"
-    )
-    full_env["PATH"] = (
-        str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
-    )
+def run_script(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
     full_env.update(env or {})
     return subprocess.run(
         list(args),
@@ -50,18 +44,12 @@ def figure(pattern: str, text: str) -> float:
 
 @pytest.mark.slow
 def test_bench_loader_smoke_prints_both_loaders_ratio_and_step_speeds():
-    proc = run_script(
-        sys.executable, str(BENCH / "bench_loader.py"), "--smoke", "--threads", "1"
-    )
+    proc = run_script(sys.executable, str(BENCH / "bench_loader.py"), "--smoke", "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "synthetic" in out  # --smoke never needs the archive
-    torchvision = figure(
-        rf"^\(a\) torchvision ImageFolder\+PIL, 2 workers:\s+{NUMBER} images/s", out
-    )
-    batch_loader = figure(
-        rf"^\(b\) hccr BatchLoader \(host array, 1 thread\):\s+{NUMBER} images/s", out
-    )
+    torchvision = figure(rf"^\(a\) torchvision ImageFolder\+PIL, 2 workers:\s+{NUMBER} images/s", out)
+    batch_loader = figure(rf"^\(b\) hccr BatchLoader \(host array, 1 thread\):\s+{NUMBER} images/s", out)
     ratio = figure(rf"^ratio \(b\)/\(a\), best: {NUMBER}x", out)
     assert torchvision > 0 and batch_loader > 0
     assert ratio == pytest.approx(batch_loader / torchvision, rel=0.06, abs=0.06)
@@ -110,9 +98,7 @@ def test_bench_models_smoke_table_and_json(tmp_path):
     # The default CPU variant is hccr.training.train's CPU path: float32, channels_last.
     assert (result["model"], result["size"], row["variant"]) == ("cnn", 32, "fp32-cl")
     # The parameter count is the model's own, not a figure made up by the script.
-    cfg = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"][
-        "cnn"
-    ]
+    cfg = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"]["cnn"]
     expected, _ = count_parameters(create("cnn", dict(cfg, input_size=32), "none", num_classes=15)[0])
     assert result["parameters"] == expected
     assert row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
@@ -121,15 +107,11 @@ def test_bench_models_smoke_table_and_json(tmp_path):
     assert result["gflop_forward"] > 0
     # The printed table carries the same figures.
     line = next(l for l in proc.stdout.splitlines() if l.startswith("cnn"))
-    assert (
-        f"{row['train_images_per_s']:.1f}" in line and f"{expected / 1e6:.2f}M" in line
-    )
+    assert f"{row['train_images_per_s']:.1f}" in line and f"{expected / 1e6:.2f}M" in line
 
 
 def test_bench_models_rejects_unknown_variant():
-    proc = run_script(
-        sys.executable, str(BENCH / "bench_models.py"), "--smoke", "--variants", "fp16"
-    )
+    proc = run_script(sys.executable, str(BENCH / "bench_models.py"), "--smoke", "--variants", "fp16")
     assert proc.returncode == 2 and "fp16" in proc.stderr
 
 
@@ -158,9 +140,7 @@ def test_bench_quick_profile_smoke_reports_every_data_job(tmp_path):
     assert len(list((dest / "logs" / "benchmarks").rglob("*.tsv"))) == len(jobs)
     assert summary["sum_of_jobs_s"] == pytest.approx(sum(jobs.values()))
     for job, seconds in jobs.items():
-        assert figure(rf"^{re.escape(job)}\s+{NUMBER}", proc.stdout) == pytest.approx(
-            seconds, abs=0.06
-        )
+        assert figure(rf"^{re.escape(job)}\s+{NUMBER}", proc.stdout) == pytest.approx(seconds, abs=0.06)
     wall = figure(rf"^end-to-end wall: {NUMBER} s", proc.stdout)
     assert wall == pytest.approx(summary["wall_s"], abs=0.06)
     # One job at a time (--cores 1): the jobs fit inside the end-to-end wall time.

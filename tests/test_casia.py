@@ -17,7 +17,16 @@ from hccr.data.index import read_index
 from hccr.errors import ConfigError, DataError
 
 from helpers_casia import (
-    CHARACTERS, HEADER_SIZE, WRITERS, break_size, break_tag, corpus, cut, record_offsets, zero_width, zip_corpus,
+    CHARACTERS,
+    HEADER_SIZE,
+    WRITERS,
+    break_size,
+    break_tag,
+    corpus,
+    cut,
+    record_offsets,
+    zero_width,
+    zip_corpus,
 )
 
 
@@ -168,7 +177,11 @@ def test_fetch_index_and_labels(tmp_path):
     with open(src / "1002-c.gnt", "ab") as handle:
         handle.write(extra)
     provenance = casia_steps.fetch(src, tmp_path / "raw", progress=False)
-    assert provenance["counts"] == {"records": len(WRITERS) * CHARACTERS + 2, "files": len(WRITERS), "writers": len(WRITERS)}
+    assert provenance["counts"] == {
+        "records": len(WRITERS) * CHARACTERS + 2,
+        "files": len(WRITERS),
+        "writers": len(WRITERS),
+    }
     stored = json.loads((tmp_path / "raw" / "SOURCE.json").read_text(encoding="utf-8"))
     assert stored["kind"] == "casia-hwdb" and len(stored["sha256"]["1001-c.gnt"]) == 64
 
@@ -228,11 +241,27 @@ def test_resize_rows_follow_the_index_with_any_worker_count(tmp_path, source_kin
     casia_steps.fetch(source, tmp_path / "raw", progress=False)
     table, _ = casia_steps.build_index(tmp_path / "raw", progress=False)
     table.to_csv(tmp_path / "index.csv", index=False)
-    shape = casia_steps.make_images(tmp_path / "raw", tmp_path / "index.csv", 32, "bilinear", 0.0625,
-                                    tmp_path / "one.npy", workers=1, progress=False)
+    shape = casia_steps.make_images(
+        tmp_path / "raw",
+        tmp_path / "index.csv",
+        32,
+        "bilinear",
+        0.0625,
+        tmp_path / "one.npy",
+        workers=1,
+        progress=False,
+    )
     assert shape == (len(table), 32, 32)
-    casia_steps.make_images(tmp_path / "raw", tmp_path / "index.csv", 32, "bilinear", 0.0625,
-                            tmp_path / "two.npy", workers=2, progress=False)
+    casia_steps.make_images(
+        tmp_path / "raw",
+        tmp_path / "index.csv",
+        32,
+        "bilinear",
+        0.0625,
+        tmp_path / "two.npy",
+        workers=2,
+        progress=False,
+    )
     one, two = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
     np.testing.assert_array_equal(one, two)
     # Row i is the record the index's row i points at.
@@ -254,15 +283,17 @@ def test_resize_refuses_an_index_the_source_no_longer_matches(tmp_path):
     table.to_csv(tmp_path / "index.csv", index=False)
     out = tmp_path / "images_32.npy"
     with pytest.raises(DataError, match=rf"1001-c\.gnt: no record starts at byte offset {table.loc[3, 'offset']}"):
-        casia_steps.make_images(tmp_path / "raw", tmp_path / "index.csv", 32, "bilinear", 0.0, out, workers=1,
-                                progress=False)
+        casia_steps.make_images(
+            tmp_path / "raw", tmp_path / "index.csv", 32, "bilinear", 0.0, out, workers=1, progress=False
+        )
     assert not out.exists() and not any(p.name.startswith(".images_32") for p in tmp_path.iterdir())
     table.loc[3, "offset"] -= 1
     table.loc[3, "width"] += 1
     table.to_csv(tmp_path / "index.csv", index=False)
     with pytest.raises(DataError, match=r"the index says \d+x\d+ .*rerun fetch and index"):
-        casia_steps.make_images(tmp_path / "raw", tmp_path / "index.csv", 32, "bilinear", 0.0, out, workers=1,
-                                progress=False)
+        casia_steps.make_images(
+            tmp_path / "raw", tmp_path / "index.csv", 32, "bilinear", 0.0, out, workers=1, progress=False
+        )
 
 
 def test_cli_runs_the_three_steps_and_reports_errors(tmp_path, capsys):
@@ -270,8 +301,12 @@ def test_cli_runs_the_three_steps_and_reports_errors(tmp_path, capsys):
     raw, index, images = tmp_path / "raw", tmp_path / "index.csv", tmp_path / "images_24.npy"
     assert casia_steps.main(["fetch", "--source", f"casia-hwdb:{src}", "--out", str(raw)]) == 0
     assert casia_steps.main(["index", "--raw", str(raw), "--out", str(index)]) == 0
-    assert casia_steps.main(["resize", "--raw", str(raw), "--index", str(index), "--size", "24", "--out", str(images),
-                             "--workers", "1"]) == 0
+    assert (
+        casia_steps.main(
+            ["resize", "--raw", str(raw), "--index", str(index), "--size", "24", "--out", str(images), "--workers", "1"]
+        )
+        == 0
+    )
     assert np.load(images).shape == (2 * CHARACTERS, 24, 24)
     out = capsys.readouterr().out
     assert re.search(rf"{2 * CHARACTERS} records, {CHARACTERS} classes \(level1\), 2 writers", out)

@@ -75,8 +75,14 @@ def test_snakemake_data_target_on_a_casia_source(tmp_path):
     project = make_project(tmp_path / "project")
     config = project / "casia.yaml"
     config.write_text(
-        json.dumps({"data_source": f"casia-hwdb:{src}", "resize": {"sizes": [32]}, "subsets": SUBSETS,
-                    "casia": {"label_set": "level1", "margin": 0.1}}),
+        json.dumps(
+            {
+                "data_source": f"casia-hwdb:{src}",
+                "resize": {"sizes": [32]},
+                "subsets": SUBSETS,
+                "casia": {"label_set": "level1", "margin": 0.1},
+            }
+        ),
         encoding="utf-8",
     )
     proc = snakemake(project, "data", "--configfile", "tiny.yaml", "casia.yaml")
@@ -99,8 +105,16 @@ def test_snakemake_data_target_on_a_casia_source(tmp_path):
 @pytest.mark.workflow
 def test_casia_profile_plans_the_benchmark_runs(tmp_path):
     project = make_project(tmp_path / "project")
-    proc = snakemake(project, "-n", "--quiet", "rules", "--profile", str(project / "workflow/profiles/casia"),
-                     "--config", f"data_source=casia-hwdb:{tmp_path / 'hwdb'}")
+    proc = snakemake(
+        project,
+        "-n",
+        "--quiet",
+        "rules",
+        "--profile",
+        str(project / "workflow/profiles/casia"),
+        "--config",
+        f"data_source=casia-hwdb:{tmp_path / 'hwdb'}",
+    )
     assert proc.returncode == 0, describe(proc)
     table = proc.stdout.split("Job stats:", 1)[1]
     counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
@@ -116,9 +130,17 @@ def test_snakemake_trains_and_scores_a_cnn_on_a_casia_source(tmp_path):
     src = corpus(tmp_path / "hwdb", samples=3)
     project = make_project(tmp_path / "project")
     (project / "casia.yaml").write_text(
-        json.dumps({"data_source": f"casia-hwdb:{src}", "resize": {"sizes": [32]}, "subsets": SUBSETS,
-                    "models": ["cnn"], "sizes": ["small"], "sweep": {"enabled": False},
-                    "model": {"cnn": {"sizes": ["small"], "input_size": 32}}}),
+        json.dumps(
+            {
+                "data_source": f"casia-hwdb:{src}",
+                "resize": {"sizes": [32]},
+                "subsets": SUBSETS,
+                "models": ["cnn"],
+                "sizes": ["small"],
+                "sweep": {"enabled": False},
+                "model": {"cnn": {"sizes": ["small"], "input_size": 32}},
+            }
+        ),
         encoding="utf-8",
     )
     proc = snakemake(project, "evaluate", "--configfile", "tiny.yaml", "casia.yaml")
@@ -126,7 +148,9 @@ def test_snakemake_trains_and_scores_a_cnn_on_a_casia_source(tmp_path):
     metrics = json.loads((project / "reports" / "metrics" / "cnn" / "small.json").read_text(encoding="utf-8"))
     assert metrics["protocol"] == "official"
     assert metrics["test"]["n"] == 2 * CHARACTERS * 3  # writers 1241 and 1242, every record
-    details = json.loads((project / "reports" / "evaluation" / "cnn" / "small" / "details.json").read_text(encoding="utf-8"))
+    details = json.loads(
+        (project / "reports" / "evaluation" / "cnn" / "small" / "details.json").read_text(encoding="utf-8")
+    )
     index = read_index(project / "data" / "interim" / "index.csv")
     classes = index.drop_duplicates("label").sort_values("label")["character"].tolist()
     assert list(details["test"]["per_class"]) == classes

@@ -13,9 +13,8 @@ import yaml
 from torch import nn
 
 from hccr.data.layout import CHINESE_MNIST
-from hccr.models import checkpoint
 from hccr.errors import DataError
-from hccr.models import create
+from hccr.models import checkpoint, create
 
 from helpers_data import CHARACTERS
 
@@ -36,8 +35,17 @@ def trained_cnn(**overrides):
 
 def save_cnn(path, model, cfg, start, **extra):
     return checkpoint.save(
-        path, classes=CHINESE_MNIST, model_name="cnn", config=cfg, state_dict=model.state_dict(), input_size=32,
-        normalize={"mean": np.float32(0.17), "std": 0.31}, start=start, epoch=4, val_accuracy=0.875, **extra,
+        path,
+        classes=CHINESE_MNIST,
+        model_name="cnn",
+        config=cfg,
+        state_dict=model.state_dict(),
+        input_size=32,
+        normalize={"mean": np.float32(0.17), "std": 0.31},
+        start=start,
+        epoch=4,
+        val_accuracy=0.875,
+        **extra,
     )
 
 
@@ -48,8 +56,15 @@ def test_round_trip_is_weights_only_and_reproduces_outputs(tmp_path):
     nn.functional.cross_entropy(model(torch.randn(4, 1, 32, 32)), torch.tensor([0, 1, 2, 3])).backward()
     optimizer.step()
     model.eval()
-    path = save_cnn(tmp_path / "run" / "checkpoint.pt", model, cfg, start,
-                    optimizer=optimizer.state_dict(), history=[(1, 0.5), (2, np.float64(0.75))], images=tmp_path)
+    path = save_cnn(
+        tmp_path / "run" / "checkpoint.pt",
+        model,
+        cfg,
+        start,
+        optimizer=optimizer.state_dict(),
+        history=[(1, 0.5), (2, np.float64(0.75))],
+        images=tmp_path,
+    )
 
     raw = torch.load(path, weights_only=True)  # would raise on anything but plain types
     assert raw["format"] == 1 and raw["model"] == "cnn" and raw["characters"] == CHARACTERS
@@ -77,8 +92,18 @@ def test_wrapper_prefixes_are_stripped(tmp_path):
 
     wrapped = Wrapper(model).state_dict()
     assert all(key.startswith("module.") for key in wrapped)
-    path = checkpoint.save(tmp_path / "c.pt", classes=CHINESE_MNIST, model_name="cnn", config=cfg, state_dict=wrapped, input_size=32,
-                           normalize={"mean": 0.1, "std": 0.2}, start=start, epoch=1, val_accuracy=0.5)
+    path = checkpoint.save(
+        tmp_path / "c.pt",
+        classes=CHINESE_MNIST,
+        model_name="cnn",
+        config=cfg,
+        state_dict=wrapped,
+        input_size=32,
+        normalize={"mean": 0.1, "std": 0.2},
+        start=start,
+        epoch=1,
+        val_accuracy=0.5,
+    )
     rebuilt, _ = checkpoint.load_model(path)
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
@@ -90,9 +115,18 @@ def test_efficientnet_round_trip(tmp_path):
     cfg["input_size"] = 32
     model, start = create("efficientnet", cfg, "none", num_classes=15)
     model.eval()
-    path = checkpoint.save(tmp_path / "e.pt", classes=CHINESE_MNIST, model_name="efficientnet", config=cfg, state_dict=model.state_dict(),
-                           input_size=32, normalize={"mean": 0.1, "std": 0.2}, start=start, epoch=0,
-                           val_accuracy=0.0)
+    path = checkpoint.save(
+        tmp_path / "e.pt",
+        classes=CHINESE_MNIST,
+        model_name="efficientnet",
+        config=cfg,
+        state_dict=model.state_dict(),
+        input_size=32,
+        normalize={"mean": 0.1, "std": 0.2},
+        start=start,
+        epoch=0,
+        val_accuracy=0.0,
+    )
     rebuilt, meta = checkpoint.load_model(path)
     assert meta["start"] == "scratch"
     x = torch.randn(2, 1, 32, 32)

@@ -24,9 +24,18 @@ CNN = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"
 def good(tmp_path_factory) -> Path:
     cfg = copy.deepcopy(CNN) | {"width": [4, 8], "input_size": 32}
     model, start = create("cnn", cfg, num_classes=len(CHINESE_MNIST))
-    return checkpoint.save(tmp_path_factory.mktemp("ck") / "good.pt", classes=CHINESE_MNIST, model_name="cnn",
-                           config=cfg, state_dict=model.state_dict(), input_size=32, normalize={"mean": 0.2, "std": 0.3},
-                           start=start, epoch=1, val_accuracy=0.5)
+    return checkpoint.save(
+        tmp_path_factory.mktemp("ck") / "good.pt",
+        classes=CHINESE_MNIST,
+        model_name="cnn",
+        config=cfg,
+        state_dict=model.state_dict(),
+        input_size=32,
+        normalize={"mean": 0.2, "std": 0.3},
+        start=start,
+        epoch=1,
+        val_accuracy=0.5,
+    )
 
 
 def tampered(good: Path, tmp_path: Path, change) -> Path:
@@ -49,20 +58,24 @@ def _set(field, value):
             record[target][rest[0]] = value
         else:
             record[target] = value
+
     return change
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("input_size", 200_000, r"input_size is 200000; expected an integer from 8 to 1024"),
-    ("input_size", "64", r"input_size is '64'"),
-    ("normalize.std", 0.0, r"normalize.std is 0.0; expected a positive"),
-    ("normalize.std", float("nan"), r"normalize.std is nan"),
-    ("normalize.mean", float("inf"), r"normalize.mean is inf"),
-    ("model", "resnet9000", r"unknown model 'resnet9000'"),
-    ("config", [1, 2], r"field config is 'list'"),
-    ("epoch", -3, r"field epoch is -3"),
-    ("resize_filter", "sinc", r"resize_filter is 'sinc'"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("input_size", 200_000, r"input_size is 200000; expected an integer from 8 to 1024"),
+        ("input_size", "64", r"input_size is '64'"),
+        ("normalize.std", 0.0, r"normalize.std is 0.0; expected a positive"),
+        ("normalize.std", float("nan"), r"normalize.std is nan"),
+        ("normalize.mean", float("inf"), r"normalize.mean is inf"),
+        ("model", "resnet9000", r"unknown model 'resnet9000'"),
+        ("config", [1, 2], r"field config is 'list'"),
+        ("epoch", -3, r"field epoch is -3"),
+        ("resize_filter", "sinc", r"resize_filter is 'sinc'"),
+    ],
+)
 def test_bad_metadata_is_named(good, tmp_path, field, value, message):
     path = tampered(good, tmp_path, _set(field, value))
     with pytest.raises(DataError, match=message):
@@ -98,11 +111,14 @@ def test_predict_refuses_std_zero_instead_of_printing_nan(good, tmp_path):
     assert "normalize.std" in proc.stderr and "nan" not in proc.stdout.lower()
 
 
-@pytest.mark.parametrize(("input_size", "mean", "std", "message"), [
-    (200_000, 0.1, 0.2, "input_size 200000 is outside"),
-    (64, 0.1, 0.0, "std > 0"),
-    (64, float("nan"), 0.2, "std > 0"),
-])
+@pytest.mark.parametrize(
+    ("input_size", "mean", "std", "message"),
+    [
+        (200_000, 0.1, 0.2, "input_size 200000 is outside"),
+        (64, 0.1, 0.0, "std > 0"),
+        (64, float("nan"), 0.2, "std > 0"),
+    ],
+)
 def test_any_model_file_metadata_is_checked_before_predicting(input_size, mean, std, message):
     from hccr.serving.predict import Predictor
 

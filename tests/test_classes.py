@@ -89,10 +89,28 @@ def test_a_four_class_dataset_trains_evaluates_and_predicts(tmp_path):
 
     outputs = [tmp_path / name for name in ("metrics.json", "details.json", "predictions.csv")]
     argv = [
-        "--checkpoint", str(out / "checkpoint.pt"), "--train-summary", str(out / "train.json"),
-        "--images", str(data / "images.npy"), "--index", str(data / "index.csv"),
-        "--split", str(data / "split.csv"), "--protocol", "writer", "--model", "cnn", "--size", "small",
-        "--out-metrics", str(outputs[0]), "--out-details", str(outputs[1]), "--out-predictions", str(outputs[2]),
+        "--checkpoint",
+        str(out / "checkpoint.pt"),
+        "--train-summary",
+        str(out / "train.json"),
+        "--images",
+        str(data / "images.npy"),
+        "--index",
+        str(data / "index.csv"),
+        "--split",
+        str(data / "split.csv"),
+        "--protocol",
+        "writer",
+        "--model",
+        "cnn",
+        "--size",
+        "small",
+        "--out-metrics",
+        str(outputs[0]),
+        "--out-details",
+        str(outputs[1]),
+        "--out-predictions",
+        str(outputs[2]),
     ]
     assert evaluate.main(argv) == 0
     details = json.loads(outputs[1].read_text(encoding="utf-8"))
@@ -116,11 +134,28 @@ def test_evaluation_refuses_an_index_with_other_classes(tmp_path, capsys):
     assert train_main(train_args(data, out, cnn_config(phases=one_epoch, scratch_phases=one_epoch))) == 0
     other = make_data(tmp_path / "other", n=160, classes=Classes(tuple("子丑寅卯"), (None,) * 4))
     argv = [
-        "--checkpoint", str(out / "checkpoint.pt"), "--train-summary", str(out / "train.json"),
-        "--images", str(other / "images.npy"), "--index", str(other / "index.csv"),
-        "--split", str(other / "split.csv"), "--protocol", "writer", "--model", "cnn", "--size", "small",
-        "--out-metrics", str(tmp_path / "m.json"), "--out-details", str(tmp_path / "d.json"),
-        "--out-predictions", str(tmp_path / "p.csv"),
+        "--checkpoint",
+        str(out / "checkpoint.pt"),
+        "--train-summary",
+        str(out / "train.json"),
+        "--images",
+        str(other / "images.npy"),
+        "--index",
+        str(other / "index.csv"),
+        "--split",
+        str(other / "split.csv"),
+        "--protocol",
+        "writer",
+        "--model",
+        "cnn",
+        "--size",
+        "small",
+        "--out-metrics",
+        str(tmp_path / "m.json"),
+        "--out-details",
+        str(tmp_path / "d.json"),
+        "--out-predictions",
+        str(tmp_path / "p.csv"),
     ]
     assert evaluate.main(argv) == 2
     err = capsys.readouterr().err

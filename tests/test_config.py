@@ -133,21 +133,28 @@ def test_cli_strings_that_do_not_parse_are_left_for_validation_to_name(params):
 
 # ---------------------------------------------------------------- the schema as the one validator
 
-EFFICIENTNET_PHASES = [{"name": "head", "epochs": 1, "lr": 1e-4, "freeze": "all"},
-                       {"name": "finetune", "epochs": 1, "lr": 1e-5, "freeze": 1000000}]
+EFFICIENTNET_PHASES = [
+    {"name": "head", "epochs": 1, "lr": 1e-4, "freeze": "all"},
+    {"name": "finetune", "epochs": 1, "lr": 1e-5, "freeze": 1000000},
+]
 
 # What training cannot run (issue 12, item 12): (override merged over params, the key it must name).
 UNRUNNABLE = {
-    "epochs_0": ({"model": {"cnn": {"phases": [{"name": "train", "epochs": 0, "lr": 1e-3, "freeze": "none"}]}}},
-                 "model.cnn.phases.0.epochs"),
+    "epochs_0": (
+        {"model": {"cnn": {"phases": [{"name": "train", "epochs": 0, "lr": 1e-3, "freeze": "none"}]}}},
+        "model.cnn.phases.0.epochs",
+    ),
     "head_typo": ({"model": {"efficientnet": {"head": {"hiden": 12}}}}, "model.efficientnet.head"),
     "head_hidden_big": ({"model": {"efficientnet": {"head": {"hidden": "big"}}}}, "model.efficientnet.head.hidden"),
     "inception_16px": ({"model": {"inception_gru": {"input_size": 16}}}, "model.inception_gru.input_size"),
-    "freeze_1000000": ({"model": {"efficientnet": {"phases": EFFICIENTNET_PHASES}}},
-                       "model.efficientnet.phases.1.freeze"),
-    "cnn_freeze_1000000": ({"model": {"cnn": {"scratch_phases": [{"name": "train", "epochs": 1, "lr": 1e-3,
-                                                                  "freeze": 1000000}]}}},
-                           "model.cnn.scratch_phases.0.freeze"),
+    "freeze_1000000": (
+        {"model": {"efficientnet": {"phases": EFFICIENTNET_PHASES}}},
+        "model.efficientnet.phases.1.freeze",
+    ),
+    "cnn_freeze_1000000": (
+        {"model": {"cnn": {"scratch_phases": [{"name": "train", "epochs": 1, "lr": 1e-3, "freeze": 1000000}]}}},
+        "model.cnn.scratch_phases.0.freeze",
+    ),
 }
 
 
@@ -189,8 +196,12 @@ def test_where_the_two_old_validators_disagreed_the_schema_is_right(params):
 
 
 def test_each_arch_takes_only_its_own_keys(params):
-    for name, key, value in [("efficientnet", "width", [8]), ("cnn", "head", {"hidden": 8}),
-                             ("inception_gru", "drop_path_rate", 0.1), ("efficientnet", "sequence", "pooled")]:
+    for name, key, value in [
+        ("efficientnet", "width", [8]),
+        ("cnn", "head", {"hidden": 8}),
+        ("inception_gru", "drop_path_rate", 0.1),
+        ("efficientnet", "sequence", "pooled"),
+    ]:
         bad = copy.deepcopy(params)
         bad["model"][name][key] = value
         with pytest.raises(ConfigError, match=rf"model\.{name}\.{key}: this key is not allowed here"):
@@ -224,11 +235,16 @@ def schema_freeze_limit(params, name, block_changes=()):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, changes", [
-    ("cnn", {}), ("cnn", {"width": [8, 16], "convs_per_block": 3}),
-    ("efficientnet", {}), ("efficientnet", {"drop_path_rate": 0.0}),
-    ("inception_gru", {"input_size": 75}),
-])
+@pytest.mark.parametrize(
+    "name, changes",
+    [
+        ("cnn", {}),
+        ("cnn", {"width": [8, 16], "convs_per_block": 3}),
+        ("efficientnet", {}),
+        ("efficientnet", {"drop_path_rate": 0.0}),
+        ("inception_gru", {"input_size": 75}),
+    ],
+)
 def test_freeze_bounds_are_the_real_backbones_layer_counts(params, name, changes):
     from hccr import models
 

@@ -34,8 +34,14 @@ def test_summary_pairs_and_hardest_classes():
     scores = np.eye(4)[p]
     out = confusion.summary(y, p, scores, chars, top=2)
     assert out["top5_accuracy"] == 1.0  # 4 classes: the truth is always among the 5 best
-    assert out["most_confused"][0] == {"true": 0, "predicted": 1, "true_character": "己", "predicted_character": "已",
-                                       "count": 2, "share_of_true": 0.5}
+    assert out["most_confused"][0] == {
+        "true": 0,
+        "predicted": 1,
+        "true_character": "己",
+        "predicted_character": "已",
+        "count": 2,
+        "share_of_true": 0.5,
+    }
     assert out["most_confused_pairs"][0] == {"a": 0, "b": 1, "a_character": "己", "b_character": "已", "count": 3}
     assert [c["character"] for c in out["hardest_classes"]] == ["己", "巳"]  # 25 %, then 50 %
     json.dumps(out)  # JSON-ready
@@ -68,8 +74,9 @@ def test_score_role_at_15_classes_keeps_its_outputs():
     labels = rng.integers(0, 15, 200)
     logits = rng.normal(0, 1, (200, 15))
     logits[np.arange(200), labels] += 2
-    pred = RolePredictions(ids=np.arange(200), writers=np.ones(200, int), labels=labels, logits=logits,
-                           classes=CHINESE_MNIST)
+    pred = RolePredictions(
+        ids=np.arange(200), writers=np.ones(200, int), labels=labels, logits=logits, classes=CHINESE_MNIST
+    )
     scalars, details = score_role(pred, bins=10)
     assert set(scalars) == {"accuracy", "macro_f1", "loss", "ece", "n", "accuracy_ci_low", "accuracy_ci_high"}
     cm = np.array(details["confusion_matrix"])
@@ -90,8 +97,12 @@ def test_confusion_figure_of_a_large_label_set_draws_its_most_frequent_mistakes(
     y = rng.integers(0, 40, 500)
     p = np.where(rng.random(500) < 0.7, y, rng.integers(0, 40, 500))
     summary = confusion.summary(y, p, np.eye(len(characters))[p], characters, top=12)
-    details = {"model": "cnn", "size": "full", **classes.to_meta(),
-               "test": {"confusion_matrix": None, "confusion_summary": summary}}
+    details = {
+        "model": "cnn",
+        "size": "full",
+        **classes.to_meta(),
+        "test": {"confusion_matrix": None, "confusion_summary": summary},
+    }
     (tmp_path / "details.json").write_text(json.dumps(details, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "cm.png"
     argv = ["confusion", "--details", str(tmp_path / "details.json"), "--out", str(out)]

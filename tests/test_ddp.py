@@ -16,16 +16,29 @@ from hccr.training.history import COLUMNS
 
 from helpers_train import SIZE, cnn_config, make_data, train_args
 
-CFG = cnn_config(batch_size=16, gpus=2, optimizer={"name": "adam", "weight_decay": 0.0},
-                 schedule="inverse_time", label_smoothing=0.0)
+CFG = cnn_config(
+    batch_size=16, gpus=2, optimizer={"name": "adam", "weight_decay": 0.0}, schedule="inverse_time", label_smoothing=0.0
+)
 
 
 @pytest.mark.slow
 def test_two_process_gloo_run_completes_and_its_checkpoint_loads(tmp_path):
     data = make_data(tmp_path / "data", n=255)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "hccr.training.launch", "--gpus", "2", "--lock-dir", str(tmp_path / "locks"), "--",
-           sys.executable, "-m", "hccr.training.train", *train_args(data, out, CFG, seed=3, threads=2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hccr.training.launch",
+        "--gpus",
+        "2",
+        "--lock-dir",
+        str(tmp_path / "locks"),
+        "--",
+        sys.executable,
+        "-m",
+        "hccr.training.train",
+        *train_args(data, out, CFG, seed=3, threads=2),
+    ]
     env = {**os.environ, "HCCR_NUM_GPUS": "0"}  # no GPU: two gloo processes on the CPU
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -42,14 +42,27 @@ def test_a_bf16_run_records_its_precision(tmp_path):
     import json
     import math
 
-    from helpers_train import SIZE, make_data, train_args
     from hccr.training.train import main
 
+    from helpers_train import SIZE, make_data, train_args
+
     cfg = {
-        "arch": "cnn", "scheme": "holdout", "input_size": SIZE, "in_chans": 1, "pretrained": "none", "width": [8],
-        "convs_per_block": 1, "dropout": 0.0, "batch_size": 64, "gpus": 1, "cpu_precision": "bfloat16",
-        "optimizer": {"name": "adamw", "weight_decay": 0.0}, "schedule": "constant", "label_smoothing": 0.0,
-        "early_stopping": {"enabled": False}, "augment": {"enabled": False},
+        "arch": "cnn",
+        "scheme": "holdout",
+        "input_size": SIZE,
+        "in_chans": 1,
+        "pretrained": "none",
+        "width": [8],
+        "convs_per_block": 1,
+        "dropout": 0.0,
+        "batch_size": 64,
+        "gpus": 1,
+        "cpu_precision": "bfloat16",
+        "optimizer": {"name": "adamw", "weight_decay": 0.0},
+        "schedule": "constant",
+        "label_smoothing": 0.0,
+        "early_stopping": {"enabled": False},
+        "augment": {"enabled": False},
         "phases": [{"name": "train", "epochs": 1, "lr": 3e-3, "freeze": "none"}],
         "scratch_phases": [{"name": "train", "epochs": 1, "lr": 3e-3, "freeze": "none"}],
     }
@@ -91,8 +104,7 @@ def test_retain_freed_memory_stops_the_loader_page_faulting():
     import sys
 
     def faults(mode: str) -> int:
-        done = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True,
-                              check=True)
+        done = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True)
         return int(done.stdout.strip())
 
     # With glibc's static defaults (128 KiB mmap and trim thresholds) each batch's multi-MB

@@ -36,8 +36,11 @@ def dvc_project(tmp_path_factory):
     params["model"]["cnn"]["sizes"] = ["small"]
     params["sweep"]["enabled"] = False
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "t"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "t"],
+    ):
         assert run(cmd, cwd=project).returncode == 0
     proc = dvc(project, "init", "-q")
     assert proc.returncode == 0, describe(proc)

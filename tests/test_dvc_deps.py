@@ -42,7 +42,9 @@ def imported_modules(path: Path) -> set[str]:
             found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "hccr"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hccr":
             found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names if module_path(f"{node.module}.{alias.name}")}
+            found |= {
+                f"{node.module}.{alias.name}" for alias in node.names if module_path(f"{node.module}.{alias.name}")
+            }
     # a package's __init__ runs before any of its modules
     parents = {".".join(name.split(".")[:i]) for name in found for i in range(1, name.count(".") + 1)}
     return {name for name in found | parents if module_path(name)}
@@ -71,7 +73,9 @@ def test_stage_deps_cover_every_module_its_steps_import(stage):
     assert entries, f"no `python -m hccr...` found in the rules of stage {stage}"
     deps = [ROOT / dep for dep in DVC["stages"][stage]["deps"]]
     uncovered = sorted(
-        str(path.relative_to(ROOT)) for path in closure(entries) if not any(path == d or d in path.parents for d in deps)
+        str(path.relative_to(ROOT))
+        for path in closure(entries)
+        if not any(path == d or d in path.parents for d in deps)
     )
     assert not uncovered, f"dvc.yaml stage {stage!r} does not depend on {uncovered}"
 

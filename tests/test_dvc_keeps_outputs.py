@@ -20,8 +20,9 @@ WORK = ("data", "models", "reports")
 def deep_merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
+        merged[key] = (
+            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -31,8 +32,12 @@ def dvc(project, *args, timeout=900):
 
 def state(project) -> dict[str, tuple[int, int]]:
     """Every file of the work folders with its modification time and size."""
-    return {p.relative_to(project).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
-            for folder in WORK for p in sorted((project / folder).rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(project).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+        for folder in WORK
+        for p in sorted((project / folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +49,11 @@ def project(tmp_path_factory):
     params["model"]["cnn"]["sizes"] = ["small"]
     params["sweep"]["enabled"] = False
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "t"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "t"],
+    ):
         assert run(cmd, cwd=project).returncode == 0
     assert dvc(project, "init", "-q").returncode == 0
     assert dvc(project, "config", "core.analytics", "false").returncode == 0

@@ -47,7 +47,7 @@ def fake_dvc(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     exe = bin_dir / "dvc"
-    exe.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'calls.log'}\n")
+    exe.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.log"}\n')
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("DVC_STAGE", raising=False)

@@ -14,7 +14,6 @@ import pytest
 import torch
 from torch import nn
 
-
 from hccr.data.layout import CHINESE_MNIST
 from hccr.evaluation import evaluate
 
@@ -61,16 +60,18 @@ def make_data(tmp_path: Path, with_test: bool = True):
     predicted[test0] = 14
     n = len(labels)
     images = np.stack([np.full((SIZE, SIZE), 10 * k + 5, dtype=np.uint8) for k in predicted])
-    index = pd.DataFrame({
-        "id": range(n),
-        "writer": [i // 15 for i in range(n)],
-        "sample": 1,
-        "code": [l + 1 for l in labels],
-        "value": 0,
-        "character": [CHARACTERS[l] for l in labels],
-        "label": labels,
-        "path": [f"x{i}.jpg" for i in range(n)],
-    })
+    index = pd.DataFrame(
+        {
+            "id": range(n),
+            "writer": [i // 15 for i in range(n)],
+            "sample": 1,
+            "code": [l + 1 for l in labels],
+            "value": 0,
+            "character": [CHARACTERS[l] for l in labels],
+            "label": labels,
+            "path": [f"x{i}.jpg" for i in range(n)],
+        }
+    )
     split = pd.DataFrame({"id": range(n), "role": roles})
     if not with_test:
         split = split[split["role"] != "test"]
@@ -81,8 +82,21 @@ def make_data(tmp_path: Path, with_test: bool = True):
     return paths, index, split, np.array(predicted)
 
 
-META = {"normalize": {"mean": MEAN, "std": STD}, "input_size": SIZE, "start": "scratch", "epoch": 3, "characters": CHARACTERS}
-SUMMARY = {"seconds_total": 12.5, "images_per_second": 100.0, "epochs": 4, "best_epoch": 3, "parameters": 3, "device": "cpu"}
+META = {
+    "normalize": {"mean": MEAN, "std": STD},
+    "input_size": SIZE,
+    "start": "scratch",
+    "epoch": 3,
+    "characters": CHARACTERS,
+}
+SUMMARY = {
+    "seconds_total": 12.5,
+    "images_per_second": 100.0,
+    "epochs": 4,
+    "best_epoch": 3,
+    "parameters": 3,
+    "device": "cpu",
+}
 
 
 def test_scores_match_hand_computation(tmp_path):
@@ -105,7 +119,11 @@ def test_scores_match_hand_computation(tmp_path):
     assert details["per_class"][CHARACTERS[3]]["accuracy"] == 1.0
     assert details["confusion_matrix"][2][5] == 2
     assert details["top_confusions"][0] == {
-        "true": 2, "predicted": 5, "true_character": CHARACTERS[2], "predicted_character": CHARACTERS[5], "count": 2,
+        "true": 2,
+        "predicted": 5,
+        "true_character": CHARACTERS[2],
+        "predicted_character": CHARACTERS[5],
+        "count": 2,
     }
     assert details["top_confusions"][1]["count"] == 1
     test, _, _ = results["test"]
@@ -120,7 +138,12 @@ def test_build_outputs_shapes_the_three_artifacts(tmp_path):
         results, model_name="cnn", size="small", protocol="writer", meta=META, summary=SUMMARY, parameters=3
     )
     assert set(m) == {"model", "size", "protocol", "start", "start_source", "parameters", "val", "test", "train"}
-    assert m["start"] == "scratch" and m["train"] == {"seconds_total": 12.5, "images_per_second": 100.0, "epochs": 4, "best_epoch": 3}
+    assert m["start"] == "scratch" and m["train"] == {
+        "seconds_total": 12.5,
+        "images_per_second": 100.0,
+        "epochs": 4,
+        "best_epoch": 3,
+    }
     for role in ("val", "test"):
         assert set(m[role]) == {"accuracy", "macro_f1", "loss", "ece", "n", "accuracy_ci_low", "accuracy_ci_high"}
         assert all(isinstance(v, (int, float)) for v in m[role].values())
@@ -146,13 +169,32 @@ def test_predict_keeps_order_of_unsorted_ids(tmp_path):
 
 def _cli_args(paths, out: Path, protocol="writer", summary=None, checkpoint=None):
     return [
-        "--checkpoint", str(checkpoint or out / "missing.pt"),
-        "--train-summary", str(summary or out / "train.json"),
-        "--images", str(paths["images"]), "--index", str(paths["index"]), "--split", str(paths["split"]),
-        "--protocol", protocol, "--model", "cnn", "--size", "small", "--batch-size", "16", "--bins", "10",
-        "--out-metrics", str(out / "metrics" / "cnn" / "small.json"),
-        "--out-details", str(out / "evaluation" / "cnn" / "small" / "details.json"),
-        "--out-predictions", str(out / "evaluation" / "cnn" / "small" / "predictions.csv"),
+        "--checkpoint",
+        str(checkpoint or out / "missing.pt"),
+        "--train-summary",
+        str(summary or out / "train.json"),
+        "--images",
+        str(paths["images"]),
+        "--index",
+        str(paths["index"]),
+        "--split",
+        str(paths["split"]),
+        "--protocol",
+        protocol,
+        "--model",
+        "cnn",
+        "--size",
+        "small",
+        "--batch-size",
+        "16",
+        "--bins",
+        "10",
+        "--out-metrics",
+        str(out / "metrics" / "cnn" / "small.json"),
+        "--out-details",
+        str(out / "evaluation" / "cnn" / "small" / "details.json"),
+        "--out-predictions",
+        str(out / "evaluation" / "cnn" / "small" / "predictions.csv"),
     ]
 
 
@@ -182,13 +224,23 @@ def test_cli_end_to_end_on_a_tiny_cnn_checkpoint(tmp_path):
     cfg = {"arch": "cnn", "input_size": SIZE, "in_chans": 1, "width": [4, 8], "convs_per_block": 1, "dropout": 0.0}
     model, start = models.create("cnn", cfg, "none", num_classes=15)
     checkpoint_mod.save(
-        tmp_path / "checkpoint.pt", classes=CHINESE_MNIST, model_name="cnn", config=cfg, input_size=SIZE, normalize={"mean": MEAN, "std": STD},
-        start=start, epoch=1, val_accuracy=0.1, state_dict=model.state_dict(),
+        tmp_path / "checkpoint.pt",
+        classes=CHINESE_MNIST,
+        model_name="cnn",
+        config=cfg,
+        input_size=SIZE,
+        normalize={"mean": MEAN, "std": STD},
+        start=start,
+        epoch=1,
+        val_accuracy=0.1,
+        state_dict=model.state_dict(),
     )
     (tmp_path / "train.json").write_text(json.dumps(SUMMARY))
     paths, index, split, _ = make_data(tmp_path)
     args = _cli_args(paths, tmp_path, checkpoint=tmp_path / "checkpoint.pt", summary=tmp_path / "train.json")
-    proc = subprocess.run([sys.executable, "-m", "hccr.evaluation.evaluate", *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hccr.evaluation.evaluate", *args], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "metrics" / "cnn" / "small.json").read_text())
     d = json.loads((tmp_path / "evaluation" / "cnn" / "small" / "details.json").read_text())

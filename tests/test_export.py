@@ -16,22 +16,30 @@ from PIL import Image
 
 from hccr.data.layout import CHINESE_MNIST
 from hccr.errors import ConfigError, DataError, HccrError
+from hccr.models import create
+from hccr.normalization import normalize
+from hccr.reporting.model_card import render_model_card
 from hccr.serving.export import main as export_main
 from hccr.serving.export import select_run
 from hccr.serving.onnx_meta import metadata_from_props, metadata_props
-from hccr.reporting.model_card import render_model_card
-from hccr.models import create
 from hccr.serving.predict import main as predict_main
-from hccr.normalization import normalize
 from hccr.serving.preprocess import glyph_to_size
+from test_predict import read_archive, save_checkpoint, train_small_cnn
 
 from helpers_data import CHARACTERS
 
-from test_predict import read_archive, save_checkpoint, train_small_cnn
-
-TINY_CNN = {"arch": "cnn", "scheme": "holdout", "width": [8, 16, 32], "convs_per_block": 1, "dropout": 0.1,
-            "input_size": 32, "in_chans": 1, "batch_size": 64, "optimizer": {"name": "adamw", "weight_decay": 1e-4},
-            "phases": [{"name": "train", "epochs": 6, "lr": 3e-3, "freeze": "none"}]}
+TINY_CNN = {
+    "arch": "cnn",
+    "scheme": "holdout",
+    "width": [8, 16, 32],
+    "convs_per_block": 1,
+    "dropout": 0.1,
+    "input_size": 32,
+    "in_chans": 1,
+    "batch_size": 64,
+    "optimizer": {"name": "adamw", "weight_decay": 1e-4},
+    "phases": [{"name": "train", "epochs": 6, "lr": 3e-3, "freeze": "none"}],
+}
 
 
 def write_metrics(path: Path, model: str, size: str, val: dict, test: dict | None = None) -> Path:
@@ -44,12 +52,15 @@ def write_metrics(path: Path, model: str, size: str, val: dict, test: dict | Non
 
 
 def test_select_run_by_each_metric(tmp_path, capsys):
-    a = write_metrics(tmp_path / "cnn" / "small.json", "cnn", "small", {"accuracy": 0.90, "loss": 0.40},
-                      {"accuracy": 0.80})
-    b = write_metrics(tmp_path / "cnn" / "large.json", "cnn", "large", {"accuracy": 0.95, "loss": 0.45},
-                      {"accuracy": 0.70})
-    c = write_metrics(tmp_path / "efficientnet" / "small.json", "efficientnet", "small",
-                      {"accuracy": 0.85, "loss": 0.30})  # paper-like: no test
+    a = write_metrics(
+        tmp_path / "cnn" / "small.json", "cnn", "small", {"accuracy": 0.90, "loss": 0.40}, {"accuracy": 0.80}
+    )
+    b = write_metrics(
+        tmp_path / "cnn" / "large.json", "cnn", "large", {"accuracy": 0.95, "loss": 0.45}, {"accuracy": 0.70}
+    )
+    c = write_metrics(
+        tmp_path / "efficientnet" / "small.json", "efficientnet", "small", {"accuracy": 0.85, "loss": 0.30}
+    )  # paper-like: no test
     paths = [a, b, c]
     assert select_run(paths, "val_accuracy")[0].size == "large"
     assert select_run(paths, "val_loss")[0].model == "efficientnet"
@@ -67,8 +78,15 @@ def test_select_run_by_each_metric(tmp_path, capsys):
 
 
 def test_metadata_round_trip_and_missing_metadata():
-    meta = {"model": "cnn", "input_size": 48, "normalize": {"mean": 0.0612345678901, "std": 0.1712345678901},
-            **CHINESE_MNIST.to_meta(), "start": "scratch", "epoch": 3, "val_accuracy": 0.9}
+    meta = {
+        "model": "cnn",
+        "input_size": 48,
+        "normalize": {"mean": 0.0612345678901, "std": 0.1712345678901},
+        **CHINESE_MNIST.to_meta(),
+        "start": "scratch",
+        "epoch": 3,
+        "val_accuracy": 0.9,
+    }
     back = metadata_from_props(metadata_props(meta, "bicubic"))
     assert back["input_size"] == 48 and back["classes"] == CHINESE_MNIST and back["resize_filter"] == "bicubic"
     assert back["mean"] == meta["normalize"]["mean"] and back["std"] == meta["normalize"]["std"]  # exact
@@ -77,16 +95,34 @@ def test_metadata_round_trip_and_missing_metadata():
 
 
 def test_model_card_says_how_the_weights_started():
-    meta = {"model": "efficientnet", "input_size": 64, "normalize": {"mean": 0.06, "std": 0.17},
-            "config": {"arch": "tf_efficientnetv2_s", "batch_size": 32, "optimizer": {"name": "adam"}, "pretrained": "auto",
-                       "phases": [{"name": "head", "epochs": 10, "lr": 1e-4, "freeze": "all"}],
-                       "scratch_phases": [{"name": "scratch", "epochs": 20, "lr": 1e-3, "freeze": "none"}]},
-            "start": "scratch", "epoch": 7, **CHINESE_MNIST.to_meta()}
-    metrics = {"model": "efficientnet", "size": "small", "protocol": "writer",
-               "val": {"accuracy": 0.9, "accuracy_ci_low": 0.88, "accuracy_ci_high": 0.92, "n": 1050},
-               "test": {"accuracy": 0.875, "accuracy_ci_low": 0.85, "accuracy_ci_high": 0.9, "n": 1350}}
-    counts = {"train": {"images": 1050, "writers": 72}, "val": {"images": 1050, "writers": 9},
-              "test": {"images": 1350, "writers": 9}}
+    meta = {
+        "model": "efficientnet",
+        "input_size": 64,
+        "normalize": {"mean": 0.06, "std": 0.17},
+        "config": {
+            "arch": "tf_efficientnetv2_s",
+            "batch_size": 32,
+            "optimizer": {"name": "adam"},
+            "pretrained": "auto",
+            "phases": [{"name": "head", "epochs": 10, "lr": 1e-4, "freeze": "all"}],
+            "scratch_phases": [{"name": "scratch", "epochs": 20, "lr": 1e-3, "freeze": "none"}],
+        },
+        "start": "scratch",
+        "epoch": 7,
+        **CHINESE_MNIST.to_meta(),
+    }
+    metrics = {
+        "model": "efficientnet",
+        "size": "small",
+        "protocol": "writer",
+        "val": {"accuracy": 0.9, "accuracy_ci_low": 0.88, "accuracy_ci_high": 0.92, "n": 1050},
+        "test": {"accuracy": 0.875, "accuracy_ci_low": 0.85, "accuracy_ci_high": 0.9, "n": 1350},
+    }
+    counts = {
+        "train": {"images": 1050, "writers": 72},
+        "val": {"images": 1050, "writers": 9},
+        "test": {"images": 1350, "writers": 9},
+    }
     card = render_model_card(meta, metrics, parameters=21_000_000, split_counts=counts, total_writers=90)
     assert "trained from scratch — no ImageNet pretraining" in card and "`pretrained: auto` was asked for" in card
     chosen = render_model_card(dict(meta, config=dict(meta["config"], pretrained="none")), metrics, parameters=1)
@@ -106,17 +142,26 @@ def project(real_archive, tmp_path_factory):
     table, handle = read_archive(real_archive)
     writers = sorted(table["suite_id"].unique())[:20]
     table = table[table["suite_id"].isin(writers)].sort_values(["suite_id", "sample_id", "code"]).reset_index(drop=True)
-    index = pd.DataFrame({
-        "id": range(len(table)), "writer": table["suite_id"], "sample": table["sample_id"], "code": table["code"],
-        "value": table["value"], "character": table["character"], "label": table["code"] - 1,
-        "path": table["name"],
-    })
+    index = pd.DataFrame(
+        {
+            "id": range(len(table)),
+            "writer": table["suite_id"],
+            "sample": table["sample_id"],
+            "code": table["code"],
+            "value": table["value"],
+            "character": table["character"],
+            "label": table["code"] - 1,
+            "path": table["name"],
+        }
+    )
     (root / "data").mkdir()
     index.to_csv(root / "data" / "index.csv", index=False)
     native = np.stack([np.asarray(Image.open(io.BytesIO(handle.read(n)))) for n in table["name"]])
     np.save(root / "data" / "images_64.npy", native)
     np.save(root / "data" / "images_32.npy", np.stack([glyph_to_size(g, 32) for g in native]))
-    role = np.where(index["writer"].isin(writers[:3]), "test", np.where(index["writer"].isin(writers[3:6]), "val", "train"))
+    role = np.where(
+        index["writer"].isin(writers[:3]), "test", np.where(index["writer"].isin(writers[3:6]), "val", "train")
+    )
     split = pd.DataFrame({"id": index["id"], "role": role})
     (root / "splits" / "holdout").mkdir(parents=True)
     split.to_csv(root / "splits" / "holdout" / "small.csv", index=False)
@@ -129,16 +174,26 @@ def project(real_archive, tmp_path_factory):
     correct = predicted == index["label"].to_numpy()
     val_acc, test_acc = float(correct[role == "val"].mean()), float(correct[role == "test"].mean())
     save_checkpoint(root / "models" / "cnn" / "small" / "checkpoint.pt", model, TINY_CNN, mean, std, val_acc)
-    write_metrics(root / "metrics" / "cnn" / "small.json", "cnn", "small",
-                  {"accuracy": val_acc, "loss": 0.5, "accuracy_ci_low": val_acc - 0.02,
-                   "accuracy_ci_high": min(1.0, val_acc + 0.02), "n": int((role == "val").sum())},
-                  {"accuracy": test_acc, "n": int((role == "test").sum())})
+    write_metrics(
+        root / "metrics" / "cnn" / "small.json",
+        "cnn",
+        "small",
+        {
+            "accuracy": val_acc,
+            "loss": 0.5,
+            "accuracy_ci_low": val_acc - 0.02,
+            "accuracy_ci_high": min(1.0, val_acc + 0.02),
+            "n": int((role == "val").sum()),
+        },
+        {"accuracy": test_acc, "n": int((role == "test").sum())},
+    )
     # A worse second run (never trained), which the selection must pass over.
     torch.manual_seed(1)
     untrained = create("cnn", TINY_CNN, "none", num_classes=15)[0].eval()
     save_checkpoint(root / "models" / "cnn" / "medium" / "checkpoint.pt", untrained, TINY_CNN, mean, std, 0.07)
-    write_metrics(root / "metrics" / "cnn" / "medium.json", "cnn", "medium", {"accuracy": 0.07, "loss": 2.7},
-                  {"accuracy": 0.06})
+    write_metrics(
+        root / "metrics" / "cnn" / "medium.json", "cnn", "medium", {"accuracy": 0.07, "loss": 2.7}, {"accuracy": 0.06}
+    )
     test_rows = index[role == "test"].iloc[::15]
     images = root / "test_images"
     images.mkdir()
@@ -148,11 +203,29 @@ def project(real_archive, tmp_path_factory):
 
 
 def export_args(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["--metrics", str(root / "metrics" / "cnn" / "small.json"), str(root / "metrics" / "cnn" / "medium.json"),
-            "--models-dir", str(root / "models"), "--select", "val_accuracy",
-            "--images", str(root / "data" / "images_64.npy"), str(root / "data" / "images_32.npy"),
-            "--index", str(root / "data" / "index.csv"), "--split-dir", str(root / "splits"),
-            "--tolerance", "1e-4", "--max-images", "512", "--out-dir", str(out), *extra]
+    return [
+        "--metrics",
+        str(root / "metrics" / "cnn" / "small.json"),
+        str(root / "metrics" / "cnn" / "medium.json"),
+        "--models-dir",
+        str(root / "models"),
+        "--select",
+        "val_accuracy",
+        "--images",
+        str(root / "data" / "images_64.npy"),
+        str(root / "data" / "images_32.npy"),
+        "--index",
+        str(root / "data" / "index.csv"),
+        "--split-dir",
+        str(root / "splits"),
+        "--tolerance",
+        "1e-4",
+        "--max-images",
+        "512",
+        "--out-dir",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.mark.realdata
@@ -166,10 +239,12 @@ def test_export_parity_card_and_predict_from_onnx(project, tmp_path, capsys):
 
     parity = json.loads((out / "parity.json").read_text())
     with capsys.disabled():
-        print(f"\nexport parity: {parity['exporter']} exporter, {parity['n_images']} {parity['role']} images, "
-              f"max |p_onnx - p_torch| = {parity['max_abs_diff']:.2e}, mean {parity['mean_abs_diff']:.2e}, "
-              f"top-1 agree {parity['top1_agree']}/{parity['n_images']}, accuracy torch {parity['torch_accuracy']:.4f} "
-              f"onnx {parity['onnx_accuracy']:.4f}")
+        print(
+            f"\nexport parity: {parity['exporter']} exporter, {parity['n_images']} {parity['role']} images, "
+            f"max |p_onnx - p_torch| = {parity['max_abs_diff']:.2e}, mean {parity['mean_abs_diff']:.2e}, "
+            f"top-1 agree {parity['top1_agree']}/{parity['n_images']}, accuracy torch {parity['torch_accuracy']:.4f} "
+            f"onnx {parity['onnx_accuracy']:.4f}"
+        )
     assert parity["passed"] and parity["role"] == "test" and parity["size"] == "small"
     assert parity["n_images"] == project["n_test"] == 450
     assert parity["max_abs_diff"] <= 1e-4 and parity["top1_agree"] == 450

@@ -23,19 +23,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers_data import make_raw, zip_folder
-from helpers_train import cnn_config, make_data, train_args
 
 from hccr.data.fetch import verify_dataset
 from hccr.models import checkpoint
+
+from helpers_data import make_raw, zip_folder
+from helpers_train import cnn_config, make_data, train_args
 
 pytestmark = pytest.mark.slow
 SEED = 12
 SIGNALS = (signal.SIGKILL, signal.SIGTERM)
 EPOCHS = 8
-CFG = cnn_config(scheme="holdout", phases=[{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
-                 scratch_phases=[{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
-                 resume_every_s=0)
+CFG = cnn_config(
+    scheme="holdout",
+    phases=[{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
+    scratch_phases=[{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
+    resume_every_s=0,
+)
 TABLE: list[str] = []
 
 
@@ -74,8 +78,9 @@ def sha(path: Path) -> str:
 
 
 def temporaries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if p.name.startswith(".") and (".tmp" in p.name or
-                                                                                 p.name.endswith(".old")))
+    return sorted(
+        p.name for p in folder.rglob("*") if p.name.startswith(".") and (".tmp" in p.name or p.name.endswith(".old"))
+    )
 
 
 def record(step, sig, delay, outcome, after_kill, after_rerun):
@@ -85,7 +90,9 @@ def record(step, sig, delay, outcome, after_kill, after_rerun):
 @pytest.fixture(scope="module", autouse=True)
 def print_table():
     yield
-    print("\n| step | signal | delay once at work | process | after the kill | after a rerun |\n| --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| step | signal | delay once at work | process | after the kill | after a rerun |\n| --- | --- | --- | --- | --- | --- |"
+    )
     print("\n".join(TABLE))
 
 
@@ -101,6 +108,7 @@ def test_fetch_killed_anywhere(tmp_path):
     user = {archive: sha(archive), notes: sha(notes)}
     out = data_raw / "chinese-mnist"
     cmd = [sys.executable, "-m", "hccr.data.fetch", "--source", str(archive), "--out", str(out), "--workers", "1"]
+
     def at_work() -> bool:
         return any(p.name.startswith(".chinese-mnist.") for p in data_raw.iterdir())
 
@@ -121,8 +129,14 @@ def test_fetch_killed_anywhere(tmp_path):
         assert verify_dataset(out, workers=1, progress=False)["images"] == 20 * 4 * 15
         assert temporaries(data_raw) == [] and {path: sha(path) for path in user} == user
         start = "first fetch" if number % 2 == 0 else "replacing"
-        record("fetch", sig, delay, f"{outcome} ({start})", "complete" if complete else f"absent, {len(left)} temporaries",
-               "complete, no temporaries, user files intact")
+        record(
+            "fetch",
+            sig,
+            delay,
+            f"{outcome} ({start})",
+            "complete" if complete else f"absent, {len(left)} temporaries",
+            "complete, no temporaries, user files intact",
+        )
 
 
 # ---------------------------------------------------------------- train
@@ -197,15 +211,44 @@ def test_export_killed_anywhere(data, reference, tmp_path):
     torch.save(reference, run_dir / "checkpoint.pt")
     metrics = tmp_path / "metrics" / "cnn" / "small.json"
     metrics.parent.mkdir(parents=True)
-    metrics.write_text(json.dumps({"model": "cnn", "size": "small", "protocol": "writer", "start": "scratch",
-                                   "parameters": 1, "val": {"accuracy": 0.5, "loss": 1.0}}))
+    metrics.write_text(
+        json.dumps(
+            {
+                "model": "cnn",
+                "size": "small",
+                "protocol": "writer",
+                "start": "scratch",
+                "parameters": 1,
+                "val": {"accuracy": 0.5, "loss": 1.0},
+            }
+        )
+    )
     out = models / "export"
     mine = models / "README.txt"
     mine.write_text("the user's")
-    cmd = [sys.executable, "-m", "hccr.serving.export", "--metrics", str(metrics), "--models-dir", str(models),
-           "--images", str(data / "images.npy"), "--index", str(data / "index.csv"), "--split", str(data / "split.csv"),
-           "--max-images", "64", "--threads", "1", "--out-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hccr.serving.export",
+        "--metrics",
+        str(metrics),
+        "--models-dir",
+        str(models),
+        "--images",
+        str(data / "images.npy"),
+        "--index",
+        str(data / "index.csv"),
+        "--split",
+        str(data / "split.csv"),
+        "--max-images",
+        "64",
+        "--threads",
+        "1",
+        "--out-dir",
+        str(out),
+    ]
     expected = ["checkpoint.pt", "model.onnx", "model_card.md", "parity.json"]
+
     def at_work() -> bool:
         return any(p.name.startswith(".export.") for p in models.iterdir())
 

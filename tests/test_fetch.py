@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers_data import copy_raw, drop_csv_line, make_raw, truncate_file, zip_folder, zip_with_symlink
 
 from hccr.data import fetch as fetch_mod
-from hccr.errors import DataError
 from hccr.data.fetch import fetch, main, verify_dataset
+from hccr.errors import DataError
+
+from helpers_data import copy_raw, drop_csv_line, make_raw, truncate_file, zip_folder, zip_with_symlink
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +205,8 @@ def test_cli_error_and_success(raw, tmp_path, capsys):
     archive = zip_folder(raw, tmp_path / "a.zip")
     proc = subprocess.run(
         [sys.executable, "-m", "hccr.data.fetch", "--source", str(archive), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert "120 images" in proc.stdout

@@ -11,12 +11,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers_data import copy_raw, make_raw, truncate_file, zip_folder
 
 from hccr.atomic import sweep_stale
 from hccr.data import fetch as fetch_mod
 from hccr.data.fetch import fetch, main, unpack_zip
 from hccr.errors import DataError
+
+from helpers_data import copy_raw, make_raw, truncate_file, zip_folder
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +91,17 @@ def test_snakemake_refuses_a_source_inside_its_output_before_deleting_it(raw, tm
     user_data = project / "data" / "raw" / "chinese-mnist"
     fetch(str(raw), user_data, progress=False)
     before = snapshot(user_data)
-    proc = snakemake(project, "--configfile", "tiny.yaml", "--config", "data_source=data/raw/chinese-mnist",
-                     "-R", "fetch", "fetch", timeout=300)
+    proc = snakemake(
+        project,
+        "--configfile",
+        "tiny.yaml",
+        "--config",
+        "data_source=data/raw/chinese-mnist",
+        "-R",
+        "fetch",
+        "fetch",
+        timeout=300,
+    )
     assert proc.returncode != 0, describe(proc)
     assert "inside the fetch output folder" in proc.stdout + proc.stderr, describe(proc)
     assert snapshot(user_data) == before
@@ -119,8 +129,12 @@ def test_total_size_capped(raw, tmp_path, monkeypatch):
 
 
 def test_only_layout_entries_are_unpacked(raw, tmp_path):
-    archive = zip_folder(raw, tmp_path / "a.zip", prefix="chinese-mnist/",
-                         extra={"chinese-mnist/huge.bin": os.urandom(1000), "other/readme.txt": b"x"})
+    archive = zip_folder(
+        raw,
+        tmp_path / "a.zip",
+        prefix="chinese-mnist/",
+        extra={"chinese-mnist/huge.bin": os.urandom(1000), "other/readme.txt": b"x"},
+    )
     target = tmp_path / "unpacked"
     assert unpack_zip(archive, target, progress=False) == "chinese-mnist/"
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
@@ -131,14 +145,14 @@ def _patch_central_flag(archive: Path, entry: str, flag: int) -> None:
     """Set a general-purpose flag bit of `entry` in the central directory (what zipfile trusts)."""
     data = bytearray(archive.read_bytes())
     end = data.rindex(b"PK\x05\x06")  # end of central directory: size at +12, offset at +16
-    start = struct.unpack("<I", data[end + 16:end + 20])[0]
+    start = struct.unpack("<I", data[end + 16 : end + 20])[0]
     position = start
-    while data[position:position + 4] == b"PK\x01\x02":
-        name_len, extra_len, comment_len = struct.unpack("<HHH", data[position + 28:position + 34])
-        name = data[position + 46:position + 46 + name_len].decode()
+    while data[position : position + 4] == b"PK\x01\x02":
+        name_len, extra_len, comment_len = struct.unpack("<HHH", data[position + 28 : position + 34])
+        name = data[position + 46 : position + 46 + name_len].decode()
         if name == entry:
-            old = struct.unpack("<H", data[position + 8:position + 10])[0]
-            data[position + 8:position + 10] = struct.pack("<H", old | flag)
+            old = struct.unpack("<H", data[position + 8 : position + 10])[0]
+            data[position + 8 : position + 10] = struct.pack("<H", old | flag)
             archive.write_bytes(bytes(data))
             return
         position += 46 + name_len + extra_len + comment_len
@@ -161,13 +175,16 @@ def test_corrupt_deflate_data_named(raw, tmp_path):
     with zipfile.ZipFile(archive) as handle:
         info = handle.getinfo("chinese_mnist.csv")
     data = bytearray(archive.read_bytes())
-    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
     body = info.header_offset + 30 + name_len + extra_len
     for offset in range(body + 2, body + min(info.compress_size, 40)):
         data[offset] ^= 0xA5
     archive.write_bytes(bytes(data))
-    proc = subprocess.run([sys.executable, "-m", "hccr.data.fetch", "--source", str(archive), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hccr.data.fetch", "--source", str(archive), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "corrupt.zip:chinese_mnist.csv: cannot be unpacked" in proc.stderr
     assert "Traceback" not in proc.stderr

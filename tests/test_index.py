@@ -7,10 +7,11 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers_data import CHARACTERS, VALUES, copy_raw, make_raw
 
-from hccr.errors import DataError
 from hccr.data.index import INDEX_COLUMNS, build_index, main, read_index
+from hccr.errors import DataError
+
+from helpers_data import CHARACTERS, VALUES, copy_raw, make_raw
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,9 @@ def raw(tmp_path_factory):
 
 def test_index_table(raw, tmp_path):
     out = tmp_path / "interim" / "index.csv"
-    proc = subprocess.run([sys.executable, "-m", "hccr.data.index", "--raw", str(raw), "--out", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hccr.data.index", "--raw", str(raw), "--out", str(out)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     table = read_index(out)
     assert tuple(table.columns) == INDEX_COLUMNS

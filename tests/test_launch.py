@@ -26,14 +26,29 @@ JOB = (
 
 def launcher(tmp_path, gpus, *cmd, slots=1, num_gpus="4", env=None):
     environment = {**os.environ, "HCCR_NUM_GPUS": num_gpus, **(env or {})}
-    args = [sys.executable, "-m", "hccr.training.launch", "--gpus", str(gpus), "--slots-per-gpu", str(slots),
-            "--lock-dir", str(tmp_path / "locks"), "--poll", "0.05", "--", *cmd]
+    args = [
+        sys.executable,
+        "-m",
+        "hccr.training.launch",
+        "--gpus",
+        str(gpus),
+        "--slots-per-gpu",
+        str(slots),
+        "--lock-dir",
+        str(tmp_path / "locks"),
+        "--poll",
+        "0.05",
+        "--",
+        *cmd,
+    ]
     return subprocess.Popen(args, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def run_jobs(tmp_path, count, sleep, **kw):
-    procs = [launcher(tmp_path, 1, sys.executable, "-c", JOB, str(tmp_path / f"job{i}.json"), str(sleep), **kw)
-             for i in range(count)]
+    procs = [
+        launcher(tmp_path, 1, sys.executable, "-c", JOB, str(tmp_path / f"job{i}.json"), str(sleep), **kw)
+        for i in range(count)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -86,8 +101,17 @@ def test_multi_gpu_job_runs_under_torchrun_on_distinct_devices(tmp_path):
 
 def test_torchrun_rewrite():
     assert torchrun_command(["python", "-m", "hccr.training.train", "--seed", "1"], 4) == [
-        "python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
-        "-m", "hccr.training.train", "--seed", "1"]
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "4",
+        "-m",
+        "hccr.training.train",
+        "--seed",
+        "1",
+    ]
     assert torchrun_command(["hccr", "train", "--out", "x"], 2)[-4:] == ["-m", "hccr.training.train", "--out", "x"]
     with pytest.raises(Exception, match="python -m"):
         torchrun_command(["bash", "-c", "true"], 2)
@@ -101,8 +125,9 @@ def test_exit_status_is_propagated(tmp_path):
 
 def test_without_gpus_the_command_runs_untouched(tmp_path):
     out = tmp_path / "job.json"
-    proc = launcher(tmp_path, 1, sys.executable, "-c", JOB, str(out), "0", num_gpus="0",
-                    env={"CUDA_VISIBLE_DEVICES": "left-alone"})
+    proc = launcher(
+        tmp_path, 1, sys.executable, "-c", JOB, str(out), "0", num_gpus="0", env={"CUDA_VISIBLE_DEVICES": "left-alone"}
+    )
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert json.loads(out.read_text())["cvd"] == "left-alone"
@@ -138,15 +163,13 @@ def test_more_ranks_than_gpus_share_the_devices_and_hold_one_slot_each(tmp_path)
     # device is full while they run (a 1-GPU job waits for them).
     (tmp_path / "rank_probe.py").write_text(RANK_PROBE)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    cell = launcher(tmp_path, 4, sys.executable, "-m", "rank_probe", str(tmp_path), "3", slots=4,
-                    num_gpus="1", env=env)
+    cell = launcher(tmp_path, 4, sys.executable, "-m", "rank_probe", str(tmp_path), "3", slots=4, num_gpus="1", env=env)
     locks = tmp_path / "locks"
     deadline = time.monotonic() + 60
     while len(list(locks.glob("*.lock"))) < 4:  # all four slots taken
         assert time.monotonic() < deadline and cell.poll() is None, cell.communicate()
         time.sleep(0.05)
-    single = launcher(tmp_path, 1, sys.executable, "-c", JOB, str(tmp_path / "single.json"), "0", slots=4,
-                      num_gpus="1")
+    single = launcher(tmp_path, 1, sys.executable, "-c", JOB, str(tmp_path / "single.json"), "0", slots=4, num_gpus="1")
     _, err = cell.communicate(timeout=120)
     assert cell.returncode == 0, err
     assert "4 ranks on 1 GPU(s), up to 4 per device" in err
@@ -168,11 +191,7 @@ def test_ranks_per_device_spreads_round_robin():
     assert ranks_per_device(8, 3) == [3, 3, 2]
 
 
-WAITER = (
-    "import os, sys, time\n"
-    "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
-    "time.sleep(60)\n"
-)
+WAITER = "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
 
 
 def wait_for(path: Path, timeout=30.0):
@@ -234,9 +253,23 @@ def test_jobs_get_a_passive_openmp_wait_policy(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["HCCR_NUM_GPUS"] = "0"
     proc = subprocess.run(
-        [sys.executable, "-m", "hccr.training.launch", "--gpus", "1", "--lock-dir", str(tmp_path), "--",
-         sys.executable, "-c", "import os; print(os.environ['OMP_WAIT_POLICY'])"],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "hccr.training.launch",
+            "--gpus",
+            "1",
+            "--lock-dir",
+            str(tmp_path),
+            "--",
+            sys.executable,
+            "-c",
+            "import os; print(os.environ['OMP_WAIT_POLICY'])",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "PASSIVE"

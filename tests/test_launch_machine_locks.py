@@ -22,16 +22,37 @@ def test_two_checkouts_on_one_machine_get_different_gpus(tmp_path):
     env = {**os.environ, "HCCR_NUM_GPUS": "2", launch.LOCK_DIR_ENV: str(tmp_path / "machine-locks")}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     release = tmp_path / "release"
-    hold = ("import os, pathlib, sys, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); "
-            f"p = pathlib.Path({str(release)!r})\nwhile not p.exists(): time.sleep(0.05)")
+    hold = (
+        "import os, pathlib, sys, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); "
+        f"p = pathlib.Path({str(release)!r})\nwhile not p.exists(): time.sleep(0.05)"
+    )
     jobs = []
     for name in ("checkout-a", "checkout-b"):
         checkout = tmp_path / name
         checkout.mkdir()
         # No --lock-dir: what the Snakemake rule runs, each from its own checkout.
-        jobs.append(subprocess.Popen([sys.executable, "-m", "hccr.training.launch", "--gpus", "1", "--poll", "0.05",
-                                      "--", sys.executable, "-c", hold],
-                                     cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        jobs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hccr.training.launch",
+                    "--gpus",
+                    "1",
+                    "--poll",
+                    "0.05",
+                    "--",
+                    sys.executable,
+                    "-c",
+                    hold,
+                ],
+                cwd=checkout,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         devices = [job.stdout.readline().strip() for job in jobs]
     finally:

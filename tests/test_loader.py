@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hccr.training.augment import AugmentConfig, affine_matrices, random_affine
 from hccr.errors import ConfigError, DataError
+from hccr.training.augment import AugmentConfig, affine_matrices, random_affine
 from hccr.training.loader import BatchLoader, compute_stats
 
 S = 16
@@ -88,8 +88,10 @@ def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch(images):
 @pytest.mark.parametrize("n", [48, 50, 7])
 def test_shards_have_equal_sizes_and_cover_everything(images, n):
     world = 3
-    loaders = [make_loader(images, np.arange(n), shuffle=True, seed=5, rank=r, world_size=world, batch_size=4)
-               for r in range(world)]
+    loaders = [
+        make_loader(images, np.arange(n), shuffle=True, seed=5, rank=r, world_size=world, batch_size=4)
+        for r in range(world)
+    ]
     shards = [ld.epoch_indices(2).tolist() for ld in loaders]
     assert len({len(s) for s in shards}) == 1  # DDP needs the same number of batches per rank
     assert len({len(ld) for ld in loaders}) == 1
@@ -100,16 +102,23 @@ def test_shards_have_equal_sizes_and_cover_everything(images, n):
 
 def test_evaluation_shards_are_disjoint_without_padding(images):
     world = 3
-    shards = [make_loader(images, rank=r, world_size=world, even_shards=False).epoch_indices(0).tolist()
-              for r in range(world)]
+    shards = [
+        make_loader(images, rank=r, world_size=world, even_shards=False).epoch_indices(0).tolist() for r in range(world)
+    ]
     flat = sorted(i for s in shards for i in s)
     assert flat == list(range(50))
 
 
 def test_drop_last_shards_are_disjoint(images):
     world = 4
-    shards = [set(make_loader(images, shuffle=True, seed=1, rank=r, world_size=world, drop_last=True,
-                              batch_size=1).epoch_indices(0).tolist()) for r in range(world)]
+    shards = [
+        set(
+            make_loader(images, shuffle=True, seed=1, rank=r, world_size=world, drop_last=True, batch_size=1)
+            .epoch_indices(0)
+            .tolist()
+        )
+        for r in range(world)
+    ]
     for i in range(world):
         for j in range(i + 1, world):
             assert not shards[i] & shards[j]
@@ -153,8 +162,7 @@ def test_augmentation_never_mirrors_a_character():
 def test_translation_fills_with_black_in_normalised_units(tmp_path):
     white = np.full((8, S, S), 255, dtype=np.uint8)
     cfg = {"enabled": True, "degrees": 0.0, "translate": 0.3, "scale": 0.0, "shear": 0.0}
-    loader = BatchLoader(white, np.arange(8), np.zeros(8), 8, shuffle=False, seed=2, mean=0.2, std=0.5,
-                         augment_cfg=cfg)
+    loader = BatchLoader(white, np.arange(8), np.zeros(8), 8, shuffle=False, seed=2, mean=0.2, std=0.5, augment_cfg=cfg)
     x, _ = next(iter(loader))
     black = (0 - 0.2) / 0.5
     white_value = (1 - 0.2) / 0.5
@@ -227,8 +235,9 @@ def test_loader_batches_equal_a_per_batch_warp_of_the_same_draws(images):
     loader.set_epoch(2)
     got = torch.cat([x for x, _ in loader])
     order = loader.epoch_indices(2)
-    theta = draw_matrices(len(order), AugmentConfig.from_dict(cfg),
-                          torch.Generator().manual_seed(epoch_seed(4, 2, 0, 1)))
+    theta = draw_matrices(
+        len(order), AugmentConfig.from_dict(cfg), torch.Generator().manual_seed(epoch_seed(4, 2, 0, 1))
+    )
     pixels = torch.from_numpy(np.asarray(images))[order.numpy()].unsqueeze(1)
     expected = (warp_batch(pixels, theta) / 255 - loader.mean) / loader.std
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)

@@ -24,8 +24,16 @@ def memmap(tmp_path):
 def test_memmap_batches_equal_in_memory_batches(memmap, augment, world_size):
     ids = np.random.default_rng(1).choice(300, size=123, replace=False)
     labels = ids % 7
-    common = dict(batch_size=10, shuffle=True, seed=4, mean=0.5, std=0.25, world_size=world_size, rank=world_size - 1,
-                  augment_cfg={"enabled": augment})
+    common = dict(
+        batch_size=10,
+        shuffle=True,
+        seed=4,
+        mean=0.5,
+        std=0.25,
+        world_size=world_size,
+        rank=world_size - 1,
+        augment_cfg={"enabled": augment},
+    )
     copied = BatchLoader(memmap, ids, labels, in_memory=True, **common)
     mapped = BatchLoader(memmap, ids, labels, in_memory=False, **common)
     assert mapped.source is memmap and mapped.data is None and copied.source is None

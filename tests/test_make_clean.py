@@ -12,9 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 USERS = ["data/raw/archive.zip", "data/raw/notes/mine.txt"]
 FETCHED = ["data/raw/chinese-mnist/SOURCE.json", "data/raw/chinese-mnist/data/data/input_1_1_1.jpg"]
 MODELS = ["models/runs/cnn/small/last.pt", "models/runs/cnn/small/checkpoint.pt", "models/export/model.onnx"]
-GENERATED = ["logs/fetch.log", "data/interim/index.csv", "data/processed/images_64.npy",
-             "reports/figures/a.png", "reports/evaluation/cnn/small/details.json", "reports/plots/history/a.csv",
-             "reports/report.md", "reports/report.html"]
+GENERATED = [
+    "logs/fetch.log",
+    "data/interim/index.csv",
+    "data/processed/images_64.npy",
+    "reports/figures/a.png",
+    "reports/evaluation/cnn/small/details.json",
+    "reports/plots/history/a.csv",
+    "reports/report.md",
+    "reports/report.html",
+]
 KEPT_ALWAYS = ["reports/metrics/cnn/small.json", ".snakemake/incomplete/x"]
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -30,7 +37,9 @@ def tree(tmp_path) -> Path:
 
 
 def make(tree: Path, target: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", target], cwd=tree, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["make", "--no-print-directory", target], cwd=tree, capture_output=True, text=True, timeout=60
+    )
 
 
 def present(tree: Path, names: list[str]) -> list[str]:

@@ -17,7 +17,6 @@ from hccr.models.inception_gru import GruHead
 
 from helpers_data import NUM_CLASSES
 
-
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"]
 
@@ -88,7 +87,16 @@ def test_three_channel_models_see_the_same_image_on_every_channel(efficientnet):
 
 @pytest.mark.parametrize("sequence, steps", [("pooled", 1), ("spatial", 12)])
 def test_gru_head_sequence_length(sequence, steps):
-    head = GruHead(features=8, sequence=sequence, gru_hidden=4, noise_std=0.1, hidden=6, dropout=0.0, batchnorm=True, num_classes=NUM_CLASSES)
+    head = GruHead(
+        features=8,
+        sequence=sequence,
+        gru_hidden=4,
+        noise_std=0.1,
+        hidden=6,
+        dropout=0.0,
+        batchnorm=True,
+        num_classes=NUM_CLASSES,
+    )
     seen = []
     head.gru.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
     out = head.eval()(torch.randn(5, 8, 3, 4))
@@ -97,7 +105,16 @@ def test_gru_head_sequence_length(sequence, steps):
 
 
 def test_gaussian_noise_only_in_training():
-    head = GruHead(features=8, sequence="pooled", gru_hidden=4, noise_std=1.0, hidden=6, dropout=0.0, batchnorm=False, num_classes=NUM_CLASSES)
+    head = GruHead(
+        features=8,
+        sequence="pooled",
+        gru_hidden=4,
+        noise_std=1.0,
+        hidden=6,
+        dropout=0.0,
+        batchnorm=False,
+        num_classes=NUM_CLASSES,
+    )
     features = torch.randn(4, 8, 2, 2)
     head.eval()
     assert torch.equal(head(features), head(features))
@@ -145,7 +162,9 @@ def test_cnn_rejects_bad_config(bad):
 
 @pytest.mark.parametrize("name", ["cnn", "efficientnet", "inception"])
 def test_layer_list_owns_every_backbone_parameter_once(name, efficientnet, inception):
-    model = {"efficientnet": efficientnet, "inception": inception}.get(name) or create("cnn", cfg_for("cnn"), num_classes=15)[0]
+    model = {"efficientnet": efficientnet, "inception": inception}.get(name) or create(
+        "cnn", cfg_for("cnn"), num_classes=15
+    )[0]
     owned = [id(p) for _, params in model.freeze_layers() for p in params]
     assert len(owned) == len(set(owned))
     assert set(owned) == backbone_ids(model)

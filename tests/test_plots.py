@@ -11,11 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-
 from hccr.data.layout import CHINESE_MNIST
-from hccr.reporting import fonts
-
-from hccr.reporting import plots
+from hccr.reporting import fonts, plots
 
 from helpers_data import CHARACTERS, VALUES
 
@@ -26,11 +23,19 @@ def write_history(path: Path, phases=(("head", 3), ("finetune", 3)), seed=0) -> 
     for phase, n in phases:
         for _ in range(n):
             epoch += 1
-            rows.append({
-                "epoch": epoch, "phase": phase, "train_loss": 2.0 / epoch, "train_accuracy": 1 - 0.5 / epoch,
-                "val_loss": 2.2 / epoch, "val_accuracy": 1 - 0.6 / epoch + rng.uniform(0, 0.01),
-                "lr": 1e-4, "seconds": 3.0, "images_per_second": 50.0,
-            })
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "phase": phase,
+                    "train_loss": 2.0 / epoch,
+                    "train_accuracy": 1 - 0.5 / epoch,
+                    "val_loss": 2.2 / epoch,
+                    "val_accuracy": 1 - 0.6 / epoch + rng.uniform(0, 0.01),
+                    "lr": 1e-4,
+                    "seconds": 3.0,
+                    "images_per_second": 50.0,
+                }
+            )
     frame = pd.DataFrame(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
@@ -97,15 +102,43 @@ def test_curves_marks_phase_change_and_overlays_study(tmp_path):
     assert plots.align_reference(scratch, plots.reference_history("efficientnet", "small")) is None
 
     out = tmp_path / "fig" / "curves.png"
-    assert plots.main(["curves", "--history", str(tmp_path / "history.csv"), "--model", "efficientnet",
-                       "--size", "small", "--out", str(out)]) == 0
+    assert (
+        plots.main(
+            [
+                "curves",
+                "--history",
+                str(tmp_path / "history.csv"),
+                "--model",
+                "efficientnet",
+                "--size",
+                "small",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert_png(out)
     data = pd.read_csv(out.with_suffix(".csv"))
     assert {"epoch", "val_accuracy", "study_val_accuracy"} <= set(data.columns)
     study_len = len(plots.reference_history("efficientnet", "small")["val_accuracy"])
     assert data["study_val_accuracy"].notna().sum() == study_len
-    assert plots.main(["curves", "--history", str(tmp_path / "nope.csv"), "--model", "m", "--size", "s",
-                       "--out", str(tmp_path / "x.png")]) == 2
+    assert (
+        plots.main(
+            [
+                "curves",
+                "--history",
+                str(tmp_path / "nope.csv"),
+                "--model",
+                "m",
+                "--size",
+                "s",
+                "--out",
+                str(tmp_path / "x.png"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "x.png").exists()
 
 
@@ -132,10 +165,25 @@ def make_sweep(root: Path) -> Path:
             for lr in ("0.0001", "0.001"):
                 for b in (10, 40):
                     acc = 0.5 + 0.1 * g * (b / 40) - float(lr) * 100 - (model == "cnn") * 0.3
-                    rows.append({"model": model, "size": "small", "run": f"g{g}-lr{lr}-b{b}", "gpus": g,
-                                 "learning_rate": float(lr), "batch_size": b, "epochs": 2, "train_loss": 0.5,
-                                 "train_accuracy": 0.8, "val_loss": 0.6, "val_accuracy": acc - 0.01,
-                                 "best_val_accuracy": acc, "best_epoch": 2, "seconds_total": 3.0, "start": "scratch"})
+                    rows.append(
+                        {
+                            "model": model,
+                            "size": "small",
+                            "run": f"g{g}-lr{lr}-b{b}",
+                            "gpus": g,
+                            "learning_rate": float(lr),
+                            "batch_size": b,
+                            "epochs": 2,
+                            "train_loss": 0.5,
+                            "train_accuracy": 0.8,
+                            "val_loss": 0.6,
+                            "val_accuracy": acc - 0.01,
+                            "best_val_accuracy": acc,
+                            "best_epoch": 2,
+                            "seconds_total": 3.0,
+                            "start": "scratch",
+                        }
+                    )
     summary = root / "summary.csv"
     pd.DataFrame(rows).to_csv(summary, index=False)
     return summary
@@ -149,25 +197,57 @@ def test_sweep_heatmaps_ours_and_study(tmp_path):
     assert row["val_accuracy"].iloc[0] == pytest.approx(0.5 + 0.4 - 0.01)
     fig = plots.sweep_figure(ours, plots.read_study_table2(), title="sweep")
     labels = texts(fig)
-    assert {"ours: 1 GPU(s), val accuracy", "study's Table 2: 4 GPU(s), val accuracy", "batch size", "learning rate"} <= labels
+    assert {
+        "ours: 1 GPU(s), val accuracy",
+        "study's Table 2: 4 GPU(s), val accuracy",
+        "batch size",
+        "learning rate",
+    } <= labels
     assert "0.890" in labels  # our cell's value is written on the map
     assert "0.993" in labels  # the study's best cell (4 GPUs, 1e-4, batch 40)
     out = tmp_path / "sweep.png"
-    assert plots.main(["sweep", "--summary", str(summary), "--model", "inception_gru", "--size", "small",
-                       "--out", str(out)]) == 0
+    assert (
+        plots.main(
+            ["sweep", "--summary", str(summary), "--model", "inception_gru", "--size", "small", "--out", str(out)]
+        )
+        == 0
+    )
     assert_png(out)
     data = pd.read_csv(out.with_suffix(".csv"))
     assert set(data["source"]) == {"ours", "study"} and (data["source"] == "ours").sum() == 8
-    assert plots.main(["sweep", "--summary", str(summary), "--model", "inception_gru", "--size", "large",
-                       "--out", str(tmp_path / "e.png")]) == 2
+    assert (
+        plots.main(
+            [
+                "sweep",
+                "--summary",
+                str(summary),
+                "--model",
+                "inception_gru",
+                "--size",
+                "large",
+                "--out",
+                str(tmp_path / "e.png"),
+            ]
+        )
+        == 2
+    )
 
 
 def write_details(path: Path) -> np.ndarray:
     matrix = np.diag(np.full(15, 4))
     matrix[2, 2], matrix[2, 5] = 1, 3
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"model": "cnn", "size": "small", "val": {"confusion_matrix": matrix.tolist()},
-                                "test": {"confusion_matrix": matrix.tolist()}, **CHINESE_MNIST.to_meta()}))
+    path.write_text(
+        json.dumps(
+            {
+                "model": "cnn",
+                "size": "small",
+                "val": {"confusion_matrix": matrix.tolist()},
+                "test": {"confusion_matrix": matrix.tolist()},
+                **CHINESE_MNIST.to_meta(),
+            }
+        )
+    )
     return matrix
 
 
@@ -184,7 +264,9 @@ def test_confusion_labels_glyphs_or_values(tmp_path, fallback):
     assert "3" in texts(fig)  # the off-diagonal count is written in its cell
     draw_without_missing_glyphs(fig)
     out = tmp_path / "cm.png"
-    argv = ["confusion", "--details", str(tmp_path / "details.json"), "--out", str(out)] + (["--no-cjk-font"] if fallback else [])
+    argv = ["confusion", "--details", str(tmp_path / "details.json"), "--out", str(out)] + (
+        ["--no-cjk-font"] if fallback else []
+    )
     assert plots.main(argv) == 0
     assert_png(out)
     data = pd.read_csv(out.with_suffix(".csv"))
@@ -201,19 +283,31 @@ def test_misclassified_grid_titles(tmp_path, fallback, monkeypatch):
         pytest.skip("no CJK font installed")
     images = np.random.default_rng(0).integers(0, 255, size=(10, 16, 16), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
-    preds = pd.DataFrame({
-        "id": range(10), "writer": 1, "role": ["test"] * 8 + ["val"] * 2,
-        "true": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "predicted": [0, 14, 2, 11, 4, 5, 6, 7, 8, 1],
-        "confidence": [0.9, 0.8, 0.9, 0.95, 0.9, 0.9, 0.9, 0.9, 0.9, 0.7],
-    })
+    preds = pd.DataFrame(
+        {
+            "id": range(10),
+            "writer": 1,
+            "role": ["test"] * 8 + ["val"] * 2,
+            "true": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+            "predicted": [0, 14, 2, 11, 4, 5, 6, 7, 8, 1],
+            "confidence": [0.9, 0.8, 0.9, 0.95, 0.9, 0.9, 0.9, 0.9, 0.9, 0.7],
+        }
+    )
     preds["true_character"] = [CHARACTERS[i] for i in preds["true"]]
     preds["predicted_character"] = [CHARACTERS[i] for i in preds["predicted"]]
     preds.to_csv(tmp_path / "predictions.csv", index=False)
     rows = plots.select_misclassified(preds, "test", 10)
     assert rows["id"].tolist() == [3, 1]  # test mistakes only, most confident first
     # a frequent confusion yields its best example, then the other pairs, before its second one
-    many = pd.DataFrame({"id": range(5), "role": "test", "true": [3, 3, 3, 1, 2], "predicted": [11, 11, 11, 14, 0],
-                         "confidence": [0.9, 0.8, 0.7, 0.6, 0.5]})
+    many = pd.DataFrame(
+        {
+            "id": range(5),
+            "role": "test",
+            "true": [3, 3, 3, 1, 2],
+            "predicted": [11, 11, 11, 14, 0],
+            "confidence": [0.9, 0.8, 0.7, 0.6, 0.5],
+        }
+    )
     assert plots.select_misclassified(many, "test", 4)["id"].tolist() == [0, 3, 4, 1]
     labels = fonts.class_labels(font, CHINESE_MNIST)
     fig = plots.misclassified_figure(rows, images, labels, title="wrong", font=font)
@@ -226,8 +320,21 @@ def test_misclassified_grid_titles(tmp_path, fallback, monkeypatch):
     draw_without_missing_glyphs(fig)
     out = tmp_path / "wrong.png"
     (tmp_path / "details.json").write_text(json.dumps(CHINESE_MNIST.to_meta()), encoding="utf-8")
-    assert plots.main(["misclassified", "--predictions", str(tmp_path / "predictions.csv"),
-                       "--details", str(tmp_path / "details.json"),
-                       "--images", str(tmp_path / "images.npy"), "--out", str(out)]) == 0
+    assert (
+        plots.main(
+            [
+                "misclassified",
+                "--predictions",
+                str(tmp_path / "predictions.csv"),
+                "--details",
+                str(tmp_path / "details.json"),
+                "--images",
+                str(tmp_path / "images.npy"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert_png(out)
     assert pd.read_csv(out.with_suffix(".csv"))["id"].tolist() == [3, 1]

@@ -19,10 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-
 from hccr.data.layout import CHINESE_MNIST
-from hccr.models import checkpoint
-from hccr.models import create
+from hccr.models import checkpoint, create
 from hccr.serving.predict import main as predict_main
 
 from helpers_data import CHARACTERS, VALUES
@@ -31,8 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN_WRITERS = 50
 HELD_OUT_WRITERS = 4
 MARGIN = 0.05  # transformed images may lose at most 5 points against the original files
-SMALL_CNN = {"arch": "cnn", "scheme": "holdout", "width": [16, 32, 64], "convs_per_block": 2, "dropout": 0.1,
-             "input_size": 32, "in_chans": 1}
+SMALL_CNN = {
+    "arch": "cnn",
+    "scheme": "holdout",
+    "width": [16, 32, 64],
+    "convs_per_block": 2,
+    "dropout": 0.1,
+    "input_size": 32,
+    "in_chans": 1,
+}
 
 
 def read_archive(archive: Path) -> tuple[pd.DataFrame, zipfile.ZipFile]:
@@ -72,9 +77,18 @@ def train_small_cnn(images: np.ndarray, labels: np.ndarray, cfg: dict, epochs: i
 
 
 def save_checkpoint(path: Path, model, cfg: dict, mean: float, std: float, val_accuracy: float = 0.0) -> Path:
-    return checkpoint.save(path, classes=CHINESE_MNIST, model_name="cnn", config=cfg, state_dict=model.state_dict(),
-                           input_size=cfg["input_size"], normalize={"mean": mean, "std": std}, start="scratch",
-                           epoch=1, val_accuracy=val_accuracy)
+    return checkpoint.save(
+        path,
+        classes=CHINESE_MNIST,
+        model_name="cnn",
+        config=cfg,
+        state_dict=model.state_dict(),
+        input_size=cfg["input_size"],
+        normalize={"mean": mean, "std": std},
+        start="scratch",
+        epoch=1,
+        val_accuracy=val_accuracy,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +145,10 @@ def test_predict_held_out_writers_original_and_inverted_rescaled(real_run, tmp_p
     assert status == 0
     inverted = accuracy(rows_t, real_run["truth"])
     with capsys.disabled():
-        print(f"\npredict on {len(rows)} held-out images of {HELD_OUT_WRITERS} writers: "
-              f"original files {original:.4f}, inverted + 300x300 RGB {inverted:.4f}")
+        print(
+            f"\npredict on {len(rows)} held-out images of {HELD_OUT_WRITERS} writers: "
+            f"original files {original:.4f}, inverted + 300x300 RGB {inverted:.4f}"
+        )
     assert original >= 0.90
     assert inverted >= original - MARGIN
 
@@ -147,11 +163,14 @@ def test_predict_held_out_writers_original_and_inverted_rescaled(real_run, tmp_p
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height grayscale pixels (and holds almost no data)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _glyph(seed: int = 0) -> np.ndarray:
@@ -192,9 +211,21 @@ def test_bad_files_get_their_own_errors_and_the_batch_runs(untrained_checkpoint,
     missing = tmp_path / "missing.png"
     paths = [good_a, not_image, truncated, empty, enormous, large, missing, good_b]
     result = subprocess.run(
-        [sys.executable, "-m", "hccr.serving.predict", *map(str, paths), "--model", str(untrained_checkpoint),
-         "--format", "json"],
-        capture_output=True, text=True, encoding="utf-8", cwd=ROOT, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "hccr.serving.predict",
+            *map(str, paths),
+            "--model",
+            str(untrained_checkpoint),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=ROOT,
+        timeout=120,
     )
     assert result.returncode == 1, result.stderr
     records = {Path(r["path"]).name: r for r in json.loads(result.stdout)}

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from hccr.serving import preprocess
 from hccr.errors import DataError
+from hccr.serving import preprocess
 from hccr.serving.preprocess import canonical_glyph, glyph_to_size, open_image, to_model_input
 
 
@@ -94,7 +94,8 @@ def test_tight_crop_and_small_character_on_a_page_are_reframed():
     glyph = make_glyph()
     top, bottom, left, right = preprocess.ink_box(glyph.astype(np.float32))
     tight = Image.fromarray(255 - glyph[top : bottom + 1, left : right + 1]).resize(
-        ((right - left + 1) * 8, (bottom - top + 1) * 8), Image.Resampling.BILINEAR)
+        ((right - left + 1) * 8, (bottom - top + 1) * 8), Image.Resampling.BILINEAR
+    )
     page = Image.new("L", (1600, 1200), 255)
     page.paste(Image.fromarray(255 - glyph).resize((96, 96), Image.Resampling.BILINEAR), (900, 700))
     for image in (tight, page):

@@ -141,7 +141,9 @@ def test_imagenet_comes_from_the_hf_cache_without_network(tmp_path, effnet_weigh
     (folder / "refs").mkdir(parents=True)
     (folder / "refs" / "main").write_text(commit)
     (folder / "snapshots" / commit).mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in effnet_weights.items()}, str(folder / "snapshots" / commit / "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in effnet_weights.items()}, str(folder / "snapshots" / commit / "model.safetensors")
+    )
     model, start = create("efficientnet", cfg_for("efficientnet", input_size=32), "imagenet", num_classes=15)
     assert start == "imagenet"
     assert_backbone_matches(model.backbone, effnet_weights, "conv_stem")
@@ -150,8 +152,12 @@ def test_imagenet_comes_from_the_hf_cache_without_network(tmp_path, effnet_weigh
 @pytest.mark.slow
 def test_unreachable_hub_fails_without_the_download_retries(tmp_path):
     """A real process with the network "on" but the hub endpoint refusing connections."""
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch"),
-           "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+    }
     env.pop("HF_HUB_OFFLINE", None)
     script = (
         "import json, sys\n"

@@ -90,8 +90,14 @@ def test_four_gpu_cells_keep_four_ranks_on_a_one_gpu_machine(project):
 
 def test_nested_config_override_reaches_the_jobs_with_its_type(project):
     # Snakemake leaves nested --config leaves as strings ('64'); the job must get the number.
-    proc = snakemake(project, "models/runs/cnn/small/train.json", "-n", "--printshellcmds",
-                     "--config", 'model={"cnn": {"batch_size": 64}}')
+    proc = snakemake(
+        project,
+        "models/runs/cnn/small/train.json",
+        "-n",
+        "--printshellcmds",
+        "--config",
+        'model={"cnn": {"batch_size": 64}}',
+    )
     assert proc.returncode == 0, describe(proc)
     assert '"batch_size": 64' in proc.stdout
     assert '"batch_size": "64"' not in proc.stdout

@@ -40,9 +40,23 @@ def pipeline(real_archive, tmp_path_factory):
     images = base / "processed" / "images_64.npy"
     make_images(raw, index_path, 64, "bilinear", images, progress=False)
     splits = {}
-    for name, protocol, seed in (("w42", "writer", 42), ("w42b", "writer", 42), ("w43", "writer", 43), ("p42", "paper", 42)):
+    for name, protocol, seed in (
+        ("w42", "writer", 42),
+        ("w42b", "writer", 42),
+        ("w43", "writer", 43),
+        ("p42", "paper", 42),
+    ):
         out = base / "processed" / name
-        argv = ["--index", str(index_path), "--config-json", json.dumps(_subsets_cfg(protocol)), "--seed", str(seed), "--out-dir", str(out)]
+        argv = [
+            "--index",
+            str(index_path),
+            "--config-json",
+            json.dumps(_subsets_cfg(protocol)),
+            "--seed",
+            str(seed),
+            "--out-dir",
+            str(out),
+        ]
         assert subset_main(argv) == 0
         splits[name] = out
     return {"raw": raw, "source": source, "index": read_index(index_path), "images": images, "splits": splits}
@@ -88,7 +102,9 @@ def test_writer_protocol_disjoint_and_ladders(pipeline):
             assert not writers["train"] & writers["val"]
             assert not writers["train"] & writers["test"]
             assert not writers["val"] & writers["test"]
-            per_class = {r: index.loc[table.id[table.role == r], "code"].value_counts() for r in ("train", "val", "test")}
+            per_class = {
+                r: index.loc[table.id[table.role == r], "code"].value_counts() for r in ("train", "val", "test")
+            }
             assert (per_class["test"] == 90).all() and len(per_class["test"]) == 15
             if scheme == "holdout":
                 n = holdout["train_per_class"][size]

@@ -11,14 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hccr.atomic import write_json
 from hccr.data.layout import CHINESE_MNIST
 from hccr.evaluation import evaluate
 from hccr.evaluation import sweep as sweep_table
-
-from hccr.reporting import plots
-
-from hccr.reporting import report
-from hccr.atomic import write_json
+from hccr.reporting import plots, report
 
 # model, size, start, phases, probability of a correct prediction on val / test
 RUNS = [
@@ -35,8 +32,11 @@ def fake_predictions(rng, n: int, p_correct: float, first_id: int, writers: rang
     logits = rng.normal(0, 0.1, (n, 15))
     logits[np.arange(n), predicted] += 3.0
     return evaluate.RolePredictions(
-        ids=np.arange(first_id, first_id + n), writers=np.array([writers[i % len(writers)] for i in range(n)]),
-        labels=labels, logits=logits, classes=CHINESE_MNIST,
+        ids=np.arange(first_id, first_id + n),
+        writers=np.array([writers[i % len(writers)] for i in range(n)]),
+        labels=labels,
+        logits=logits,
+        classes=CHINESE_MNIST,
     )
 
 
@@ -48,15 +48,37 @@ def write_run(root: Path, model, size, start, phases, p_val, p_test, seed, proto
     for phase, n in phases:
         for _ in range(n):
             epoch += 1
-            rows.append({"epoch": epoch, "phase": phase, "train_loss": 1.5 / epoch, "train_accuracy": 1 - 0.4 / epoch,
-                         "val_loss": 1.7 / epoch, "val_accuracy": p_val - 0.1 / epoch, "lr": 1e-3, "seconds": 2.0 + epoch,
-                         "images_per_second": 300.0})
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "phase": phase,
+                    "train_loss": 1.5 / epoch,
+                    "train_accuracy": 1 - 0.4 / epoch,
+                    "val_loss": 1.7 / epoch,
+                    "val_accuracy": p_val - 0.1 / epoch,
+                    "lr": 1e-3,
+                    "seconds": 2.0 + epoch,
+                    "images_per_second": 300.0,
+                }
+            )
     pd.DataFrame(rows).to_csv(run_dir / "history.csv", index=False)
-    summary = {"model": model, "size": size, "start": start, "pretrained": "auto", "epochs": epoch, "best_epoch": epoch,
-               "best_val_accuracy": p_val, "seconds_total": 9.5 * epoch, "images_per_second": 300.0, "n_train": 150 * (seed + 1),
-               # hccr.training.train writes {"total": n, ...}; a bare number is accepted too
-               "parameters": {"total": 1234 + seed} if seed % 2 else 1234 + seed,
-               "device": "cpu", "world_size": 1, "gpus": 0}
+    summary = {
+        "model": model,
+        "size": size,
+        "start": start,
+        "pretrained": "auto",
+        "epochs": epoch,
+        "best_epoch": epoch,
+        "best_val_accuracy": p_val,
+        "seconds_total": 9.5 * epoch,
+        "images_per_second": 300.0,
+        "n_train": 150 * (seed + 1),
+        # hccr.training.train writes {"total": n, ...}; a bare number is accepted too
+        "parameters": {"total": 1234 + seed} if seed % 2 else 1234 + seed,
+        "device": "cpu",
+        "world_size": 1,
+        "gpus": 0,
+    }
     (run_dir / "train.json").write_text(json.dumps(summary))
     results = {}
     roles = [("val", p_val, 0, range(0, 3))] + ([("test", p_test, 60, range(7, 10))] if with_test else [])
@@ -64,10 +86,16 @@ def write_run(root: Path, model, size, start, phases, p_val, p_test, seed, proto
         pred = fake_predictions(rng, 60, p, first, writers)
         scalars, details = evaluate.score_role(pred, bins=10)
         results[role] = (scalars, details, pred)
-    meta = {"start": start, "epoch": epoch, "input_size": 16, "normalize": {"mean": 0.1, "std": 0.2},
-            **CHINESE_MNIST.to_meta()}
-    m, d, preds = evaluate.build_outputs(results, model_name=model, size=size, protocol=protocol, meta=meta,
-                                         summary=summary, parameters=1234 + seed)
+    meta = {
+        "start": start,
+        "epoch": epoch,
+        "input_size": 16,
+        "normalize": {"mean": 0.1, "std": 0.2},
+        **CHINESE_MNIST.to_meta(),
+    }
+    m, d, preds = evaluate.build_outputs(
+        results, model_name=model, size=size, protocol=protocol, meta=meta, summary=summary, parameters=1234 + seed
+    )
     write_json(root / "reports" / "metrics" / model / f"{size}.json", m)
     write_json(root / "reports" / "evaluation" / model / size / "details.json", d)
     (root / "reports" / "evaluation" / model / size).mkdir(parents=True, exist_ok=True)
@@ -79,28 +107,68 @@ def build_tree(root: Path, protocol="writer") -> dict:
     """Runs under models/runs/{model}/{size} (the workflow's layout), the sweep summarised by hccr.evaluation.sweep."""
     metrics = {}
     for seed, (model, size, start, phases, p_val, p_test) in enumerate(RUNS):
-        metrics[(model, size)] = write_run(root, model, size, start, phases, p_val, p_test, seed,
-                                           protocol=protocol, with_test=protocol == "writer")
+        metrics[(model, size)] = write_run(
+            root, model, size, start, phases, p_val, p_test, seed, protocol=protocol, with_test=protocol == "writer"
+        )
     sweep = root / "models" / "sweep" / "inception_gru" / "small"
     for i, (g, lr, b) in enumerate([(1, "0.0001", 10), (1, "0.001", 40), (4, "0.0001", 40)]):
         run = sweep / f"g{g}-lr{lr}-b{b}"
         run.mkdir(parents=True)
-        (run / "train.json").write_text(json.dumps({"best_val_accuracy": 0.6 + 0.1 * i, "best_epoch": 2, "start": "scratch"}))
-        pd.DataFrame([{"epoch": 1, "phase": "train", "train_loss": 0.9, "train_accuracy": 0.7, "val_loss": 1.1,
-                       "val_accuracy": 0.55 + 0.1 * i, "seconds": 1.0}]).to_csv(run / "history.csv", index=False)
+        (run / "train.json").write_text(
+            json.dumps({"best_val_accuracy": 0.6 + 0.1 * i, "best_epoch": 2, "start": "scratch"})
+        )
+        pd.DataFrame(
+            [
+                {
+                    "epoch": 1,
+                    "phase": "train",
+                    "train_loss": 0.9,
+                    "train_accuracy": 0.7,
+                    "val_loss": 1.1,
+                    "val_accuracy": 0.55 + 0.1 * i,
+                    "seconds": 1.0,
+                }
+            ]
+        ).to_csv(run / "history.csv", index=False)
     cells = [str(p) for p in sorted(sweep.iterdir())]
-    assert sweep_table.main(["--model", "inception_gru", "--size", "small", "--cells", *cells,
-                             "--out", str(root / "models" / "sweep" / "summary.csv")]) == 0
+    assert (
+        sweep_table.main(
+            [
+                "--model",
+                "inception_gru",
+                "--size",
+                "small",
+                "--cells",
+                *cells,
+                "--out",
+                str(root / "models" / "sweep" / "summary.csv"),
+            ]
+        )
+        == 0
+    )
     bench = root / "logs" / "benchmarks"
     (bench / "train").mkdir(parents=True)
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     (bench / "train" / "cnn_small.tsv").write_text(header + "12.5\t0:00:12\t300.1\t900\t280\t290\t1\t2\t95.0\t11.0\n")
     (bench / "train" / "cnn_medium.tsv").write_text(header + "20.0\t0:00:20\t310.0\t900\t280\t290\t1\t2\t97.0\t19.0\n")
     (bench / "evaluate.tsv").write_text(header + "3.0\t0:00:03\t200.0\t500\t180\t190\t1\t2\t50.0\t2.5\n")
-    params = {"models": ["efficientnet", "inception_gru", "cnn"], "subsets": {"protocol": protocol, "test_writers": 0.1,
-              "val_writers": 0.1, "schemes": {"holdout": {"val_per_class": 70}}},
-              "model": {"cnn": {"scheme": "holdout"}, "efficientnet": {"scheme": "holdout"}},
-              "sweep": {"model": "inception_gru", "size": "small", "gpus": [1, 4], "learning_rate": [1e-4, 1e-3], "batch_size": [10, 40]}}
+    params = {
+        "models": ["efficientnet", "inception_gru", "cnn"],
+        "subsets": {
+            "protocol": protocol,
+            "test_writers": 0.1,
+            "val_writers": 0.1,
+            "schemes": {"holdout": {"val_per_class": 70}},
+        },
+        "model": {"cnn": {"scheme": "holdout"}, "efficientnet": {"scheme": "holdout"}},
+        "sweep": {
+            "model": "inception_gru",
+            "size": "small",
+            "gpus": [1, 4],
+            "learning_rate": [1e-4, 1e-3],
+            "batch_size": [10, 40],
+        },
+    }
     (root / "params.json").write_text(json.dumps(params))
     return metrics
 
@@ -113,22 +181,52 @@ def draw_figures(root: Path) -> list[Path]:
     for model, size, *_ in RUNS:
         history = root / "models" / "runs" / model / size / "history.csv"
         out.append(fig / "curves" / model / f"{size}.png")
-        assert plots.main(["curves", "--history", str(history), "--model", model, "--size", size, "--out", str(out[-1])]) == 0
+        assert (
+            plots.main(["curves", "--history", str(history), "--model", model, "--size", size, "--out", str(out[-1])])
+            == 0
+        )
     for model in ("efficientnet", "cnn"):
         out.append(fig / "sizes" / f"{model}.png")
         hist = [str(p) for p in sorted((root / "models" / "runs" / model).glob("*/history.csv"))]
         assert plots.main(["sizes", "--model", model, "--history", *hist, "--out", str(out[-1])]) == 0
     out.append(fig / "sweep" / "inception_gru_small.png")
-    assert plots.main(["sweep", "--summary", str(root / "models/sweep/summary.csv"), "--model", "inception_gru",
-                       "--size", "small", "--out", str(out[-1])]) == 0
+    assert (
+        plots.main(
+            [
+                "sweep",
+                "--summary",
+                str(root / "models/sweep/summary.csv"),
+                "--model",
+                "inception_gru",
+                "--size",
+                "small",
+                "--out",
+                str(out[-1]),
+            ]
+        )
+        == 0
+    )
     best = ("cnn", "medium")  # highest test accuracy by construction (checked in the test)
     ev = root / "reports" / "evaluation" / best[0] / best[1]
     out.append(fig / "confusion" / best[0] / f"{best[1]}.png")
     assert plots.main(["confusion", "--details", str(ev / "details.json"), "--out", str(out[-1])]) == 0
     out.append(fig / "misclassified" / best[0] / f"{best[1]}.png")
-    assert plots.main(["misclassified", "--predictions", str(ev / "predictions.csv"), "--details", str(ev / "details.json"),
-                       "--images", str(root / "images.npy"),
-                       "--out", str(out[-1])]) == 0
+    assert (
+        plots.main(
+            [
+                "misclassified",
+                "--predictions",
+                str(ev / "predictions.csv"),
+                "--details",
+                str(ev / "details.json"),
+                "--images",
+                str(root / "images.npy"),
+                "--out",
+                str(out[-1]),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -136,13 +234,32 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def run_report(root: Path) -> tuple[str, str]:
-    argv = ["--repo", str(PROJECT),"--metrics-dir", str(root / "reports/metrics"), "--evaluation-dir", str(root / "reports/evaluation"),
-            "--runs-dir", str(root / "models/runs"), "--sweep-summary", str(root / "models/sweep/summary.csv"),
-            "--figures-dir", str(root / "reports/figures"),
-            "--benchmarks-dir", str(root / "logs/benchmarks"), "--params-json", str(root / "params.json"),
-            "--out-md", str(root / "reports/report.md"), "--out-html", str(root / "reports/report.html")]
+    argv = [
+        "--repo",
+        str(PROJECT),
+        "--metrics-dir",
+        str(root / "reports/metrics"),
+        "--evaluation-dir",
+        str(root / "reports/evaluation"),
+        "--runs-dir",
+        str(root / "models/runs"),
+        "--sweep-summary",
+        str(root / "models/sweep/summary.csv"),
+        "--figures-dir",
+        str(root / "reports/figures"),
+        "--benchmarks-dir",
+        str(root / "logs/benchmarks"),
+        "--params-json",
+        str(root / "params.json"),
+        "--out-md",
+        str(root / "reports/report.md"),
+        "--out-html",
+        str(root / "reports/report.html"),
+    ]
     assert report.main(argv) == 0
-    return (root / "reports/report.md").read_text(encoding="utf-8"), (root / "reports/report.html").read_text(encoding="utf-8")
+    return (root / "reports/report.md").read_text(encoding="utf-8"), (root / "reports/report.html").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_full_report_has_every_section_table_and_embedded_figure(tmp_path):
@@ -162,7 +279,10 @@ def test_full_report_has_every_section_table_and_embedded_figure(tmp_path):
     assert (best["model"], best["size"]) == ("cnn", "medium")
     interval = f"[{report.pct(best['test']['accuracy_ci_low'])}, {report.pct(best['test']['accuracy_ci_high'])}]"
     assert interval in md
-    assert f"The best run on the test set is cnn/medium (scratch (random init)): {report.pct(best['test']['accuracy'])}" in md
+    assert (
+        f"The best run on the test set is cnn/medium (scratch (random init)): {report.pct(best['test']['accuracy'])}"
+        in md
+    )
     # data: training images per run from train.json
     assert "| cnn/medium | writer | holdout | 450 | 60 | 3 | 60 | 3 |" in md
     # efficiency: parameters (both train.json forms), benchmark totals per rule (12.5 + 20.0 s for train)
@@ -171,8 +291,10 @@ def test_full_report_has_every_section_table_and_embedded_figure(tmp_path):
     assert "| train | 2 | 32.5 s |" in md and "| evaluate | 1 | 3.0 s |" in md
     # the cost of each point of accuracy: training seconds and parameters per percentage point
     cnn_medium = metrics[("cnn", "medium")]["test"]["accuracy"] * 100
-    assert (f"| cnn/medium | 1,236 | 3 | 4.0 s | 300.0 | 28.5 s | cpu | 0 | {report.pct(cnn_medium / 100)} (test) | "
-            f"{report.seconds(28.5 / cnn_medium)} | {int(1236 / cnn_medium):,} |") in md
+    assert (
+        f"| cnn/medium | 1,236 | 3 | 4.0 s | 300.0 | 28.5 s | cpu | 0 | {report.pct(cnn_medium / 100)} (test) | "
+        f"{report.seconds(28.5 / cnn_medium)} | {int(1236 / cnn_medium):,} |"
+    ) in md
     # provenance: every run's start stated; scratch runs flagged
     for model, size, start, *_ in RUNS:
         assert f"| {model}/{size} | **{report.start_label(start)}** |" in md
@@ -227,9 +349,22 @@ def test_paper_protocol_and_missing_inputs_are_stated(tmp_path):
 def test_empty_tree_still_builds(tmp_path):
     for d in ("m", "e", "models", "f"):
         (tmp_path / d).mkdir()
-    argv = ["--metrics-dir", str(tmp_path / "m"), "--evaluation-dir", str(tmp_path / "e"), "--runs-dir", str(tmp_path / "models"),
-            "--figures-dir", str(tmp_path / "f"), "--benchmarks-dir", str(tmp_path / "b"),
-            "--out-md", str(tmp_path / "r.md"), "--out-html", str(tmp_path / "r.html")]
+    argv = [
+        "--metrics-dir",
+        str(tmp_path / "m"),
+        "--evaluation-dir",
+        str(tmp_path / "e"),
+        "--runs-dir",
+        str(tmp_path / "models"),
+        "--figures-dir",
+        str(tmp_path / "f"),
+        "--benchmarks-dir",
+        str(tmp_path / "b"),
+        "--out-md",
+        str(tmp_path / "r.md"),
+        "--out-html",
+        str(tmp_path / "r.html"),
+    ]
     assert report.main(argv) == 0
     md = (tmp_path / "r.md").read_text(encoding="utf-8")
     assert "No runs found" in md and "nothing to discuss" in md

@@ -7,13 +7,14 @@ import sys
 
 import numpy as np
 import pytest
-from helpers_data import make_raw, truncate_file
 from PIL import Image
 
-from hccr.errors import ConfigError, DataError
-from hccr.data.index import build_index
 from hccr.data.arrays import load_images
+from hccr.data.index import build_index
 from hccr.data.resize import FILTERS, main, make_images
+from hccr.errors import ConfigError, DataError
+
+from helpers_data import make_raw, truncate_file
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +30,25 @@ def test_native_is_decoded_jpeg_unchanged(data, tmp_path):
     raw, index = data
     out = tmp_path / "images_64.npy"
     proc = subprocess.run(
-        [sys.executable, "-m", "hccr.data.resize", "--raw", str(raw), "--index", str(index), "--size", "64",
-         "--filter", "bilinear", "--out", str(out), "--workers", "2"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hccr.data.resize",
+            "--raw",
+            str(raw),
+            "--index",
+            str(index),
+            "--size",
+            "64",
+            "--filter",
+            "bilinear",
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     images = load_images(out)

@@ -18,11 +18,14 @@ from helpers_train import cnn_config, make_data, train_args
 
 EPOCHS = 6
 CFG = cnn_config(
-    width=[16, 32], convs_per_block=2,
+    width=[16, 32],
+    convs_per_block=2,
     # Augmentation (on in cnn_config) and dropout: the resumed epochs must replay their randomness.
     phases=[{"name": "train", "epochs": EPOCHS, "lr": 3e-3, "freeze": "none"}],
-    scratch_phases=[{"name": "a", "epochs": 3, "lr": 3e-3, "freeze": "none"},
-                    {"name": "b", "epochs": EPOCHS - 3, "lr": 1e-3, "freeze": "none"}],
+    scratch_phases=[
+        {"name": "a", "epochs": 3, "lr": 3e-3, "freeze": "none"},
+        {"name": "b", "epochs": EPOCHS - 3, "lr": 1e-3, "freeze": "none"},
+    ],
 )
 # Columns that measure the machine, not the training.
 TIMING = ["seconds", "images_per_second"]
@@ -86,8 +89,18 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, resume_every_s):
 
     summary_clean = json.loads((clean / "train.json").read_text())
     summary = json.loads((out / "train.json").read_text())
-    for key in ("best_epoch", "best_val_accuracy", "best_val_loss", "final_train_loss", "final_train_accuracy",
-                "final_val_loss", "final_val_accuracy", "epochs", "start", "parameters"):
+    for key in (
+        "best_epoch",
+        "best_val_accuracy",
+        "best_val_loss",
+        "final_train_loss",
+        "final_train_accuracy",
+        "final_val_loss",
+        "final_val_accuracy",
+        "epochs",
+        "start",
+        "parameters",
+    ):
         assert summary[key] == pytest.approx(summary_clean[key], abs=1e-6), key
 
     a = torch.load(clean / "checkpoint.pt", weights_only=True)

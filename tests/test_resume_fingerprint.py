@@ -8,18 +8,25 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers_train import cnn_config, make_data, train_args
 
 from hccr.training.state import data_digest
 
-CFG = cnn_config(phases=[{"name": "train", "epochs": 1, "lr": 3e-3, "freeze": "none"}],
-                 scratch_phases=[{"name": "train", "epochs": 1, "lr": 3e-3, "freeze": "none"}])
+from helpers_train import cnn_config, make_data, train_args
+
+CFG = cnn_config(
+    phases=[{"name": "train", "epochs": 1, "lr": 3e-3, "freeze": "none"}],
+    scratch_phases=[{"name": "train", "epochs": 1, "lr": 3e-3, "freeze": "none"}],
+)
 OUTPUTS = ("checkpoint.pt", "history.csv", "train.json")
 
 
 def train(data, out, extra=()):
-    proc = subprocess.run([sys.executable, "-m", "hccr.training.train", *train_args(data, out, CFG, extra=extra)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hccr.training.train", *train_args(data, out, CFG, extra=extra)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stderr
 

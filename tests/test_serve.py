@@ -25,10 +25,18 @@ from hccr.serving.predict import load_predictor
 from hccr.serving.predict import main as predict_main
 from hccr.serving.preprocess import canonical_glyph, glyph_to_size, open_image
 from hccr.serving.serve_app import ASSETS, create_app, read_asset
-
-from helpers_serve import ROOT, data_url, decode_data_url, drawn_glyph, export_onnx_of, png_bytes, running_server
-from helpers_serve import tiny_checkpoint
 from test_predict import _png_header_only
+
+from helpers_serve import (
+    ROOT,
+    data_url,
+    decode_data_url,
+    drawn_glyph,
+    export_onnx_of,
+    png_bytes,
+    running_server,
+    tiny_checkpoint,
+)
 
 ANSWER_KEYS = ("character", "value", "confidence", "top_k")
 
@@ -81,8 +89,9 @@ def test_every_request_form_gives_hccr_predicts_answer(models, kind, tmp_path, c
             got = response.json()
             assert got["character"] == want["character"] and got["value"] == want["value"], name
             assert [t["character"] for t in got["top_k"]] == [t["character"] for t in want["top_k"]]
-            assert np.allclose([t["confidence"] for t in got["top_k"]], [t["confidence"] for t in want["top_k"]],
-                               atol=1e-6)
+            assert np.allclose(
+                [t["confidence"] for t in got["top_k"]], [t["confidence"] for t in want["top_k"]], atol=1e-6
+            )
             assert got["confidence"] == got["top_k"][0]["confidence"]
             assert set(got["timing_ms"]) == {"read", "preprocess", "model", "total"}
             assert all(v >= 0 for v in got["timing_ms"].values())
@@ -146,16 +155,24 @@ BAD_REQUESTS = [  # (what, request kwargs, status, words the error must contain)
     ("empty body", dict(content=b"", headers={"Content-Type": "image/png"}), 400, "empty"),
     ("truncated png", "truncated", 400, "truncated"),
     ("blank page", "blank", 400, "no ink"),
-    ("too many pixels", dict(content=_png_header_only(5000, 5000), headers={"Content-Type": "image/png"}), 400,
-     "too large"),
+    (
+        "too many pixels",
+        dict(content=_png_header_only(5000, 5000), headers={"Content-Type": "image/png"}),
+        400,
+        "too large",
+    ),
     ("bad base64", dict(json={"image": "data:image/png;base64,@@@"}), 400, "base64"),
     ("not a data URL", dict(json={"image": "/etc/passwd"}), 400, "data URL"),
     ("data URL of text", dict(json={"image": "data:text/plain;base64,aGVsbG8="}), 400, "text/plain"),
     ("JSON without image", dict(json={"picture": 1}), 400, '"image"'),
     ("broken JSON", dict(content=b"{nope", headers={"Content-Type": "application/json"}), 400, "not valid JSON"),
     ("form without image", dict(data={"other": "1"}, files={"x": ("x.png", b"")}), 400, "no field `image`"),
-    ("broken multipart", dict(content=b"--b\r\nzz", headers={"Content-Type": "multipart/form-data; boundary=b"}),
-     400, ""),
+    (
+        "broken multipart",
+        dict(content=b"--b\r\nzz", headers={"Content-Type": "multipart/form-data; boundary=b"}),
+        400,
+        "",
+    ),
     ("unknown content type", dict(content=b"x", headers={"Content-Type": "text/plain"}), 400, "text/plain"),
     ("bad top_k", dict(params={"top_k": "0"}, content=b"x", headers={"Content-Type": "image/png"}), 400, "top_k"),
 ]
@@ -190,15 +207,26 @@ def test_uploads_over_the_limit_get_413_declared_or_streamed(models):
     as_form = client.post("/api/predict", files={"image": ("big.png", big, "image/png")})
     assert as_form.status_code == 413
     small = png_bytes(drawn_glyph(2, side=128, width=4))
-    assert len(small) < limit and client.post("/api/predict", content=small,
-                                              headers={"Content-Type": "image/png"}).status_code == 200
+    assert (
+        len(small) < limit
+        and client.post("/api/predict", content=small, headers={"Content-Type": "image/png"}).status_code == 200
+    )
 
 
 def test_no_path_from_a_request_reaches_the_file_system(client, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assets = [read_asset(name) for name, _ in ASSETS.values()]
-    for path in ("/../pyproject.toml", "/static/../../pyproject.toml", "/%2e%2e/%2e%2e/etc/passwd", "/app.js/..",
-                 "/serve.py", "/static/app.js", "/index.html", "/api/../../etc/passwd", "/etc/passwd"):
+    for path in (
+        "/../pyproject.toml",
+        "/static/../../pyproject.toml",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/app.js/..",
+        "/serve.py",
+        "/static/app.js",
+        "/index.html",
+        "/api/../../etc/passwd",
+        "/etc/passwd",
+    ):
         response = client.get(path)  # the client may normalise `..` away: then it must land on a page asset
         assert response.status_code == 404 or response.content in assets, path
         assert b"[project]" not in response.content and b"root:" not in response.content
@@ -261,18 +289,26 @@ def test_bounded_load_of_bad_big_and_concurrent_requests_leaves_the_server_answe
         rng = random.Random(0)
         kinds = {
             "good": lambda s: s.post(f"{url}/api/predict", data=good, headers={"Content-Type": "image/png"}),
-            "garbage": lambda s: s.post(f"{url}/api/predict", data=rng.randbytes(rng.randint(0, 5000)),
-                                        headers={"Content-Type": "image/png"}),
-            "truncated": lambda s: s.post(f"{url}/api/predict", data=good[: rng.randint(1, len(good) - 1)],
-                                          headers={"Content-Type": "image/png"}),
-            "oversized": lambda s: s.post(f"{url}/api/predict", data=b"\0" * 400_000,
-                                          headers={"Content-Type": "image/png"}),
-            "bomb header": lambda s: s.post(f"{url}/api/predict", data=_png_header_only(60_000, 60_000),
-                                            headers={"Content-Type": "image/png"}),
-            "bad json": lambda s: s.post(f"{url}/api/predict", data=b'{"image": 12', headers={"Content-Type":
-                                                                                            "application/json"}),
-            "bad form": lambda s: s.post(f"{url}/api/predict", data=b"--q\r\n\r\n" * 50,
-                                         headers={"Content-Type": "multipart/form-data; boundary=q"}),
+            "garbage": lambda s: s.post(
+                f"{url}/api/predict", data=rng.randbytes(rng.randint(0, 5000)), headers={"Content-Type": "image/png"}
+            ),
+            "truncated": lambda s: s.post(
+                f"{url}/api/predict", data=good[: rng.randint(1, len(good) - 1)], headers={"Content-Type": "image/png"}
+            ),
+            "oversized": lambda s: s.post(
+                f"{url}/api/predict", data=b"\0" * 400_000, headers={"Content-Type": "image/png"}
+            ),
+            "bomb header": lambda s: s.post(
+                f"{url}/api/predict", data=_png_header_only(60_000, 60_000), headers={"Content-Type": "image/png"}
+            ),
+            "bad json": lambda s: s.post(
+                f"{url}/api/predict", data=b'{"image": 12', headers={"Content-Type": "application/json"}
+            ),
+            "bad form": lambda s: s.post(
+                f"{url}/api/predict",
+                data=b"--q\r\n\r\n" * 50,
+                headers={"Content-Type": "multipart/form-data; boundary=q"},
+            ),
         }
         raw = [  # malformed HTTP itself
             b"GARBAGE\r\n\r\n",
@@ -329,13 +365,22 @@ def test_bounded_load_of_bad_big_and_concurrent_requests_leaves_the_server_answe
 @pytest.mark.slow
 def test_bench_serve_smoke_prints_rate_and_latencies_for_both_formats():
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "bench/bench_serve.py", "--smoke", "--clients", "1", "2"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        [sys.executable, "bench/bench_serve.py", "--smoke", "--clients", "1", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     number = r"([0-9]+\.[0-9])"
-    rows = re.findall(rf"^(onnx|pytorch) +N=(\d+) +{number} req/s +latency p50 +{number} ms +p99 +{number} ms +"
-                      rf"\(server p50 +{number} ms +p99 +{number} ms; CPU {number} ms per request\)$",
-                      proc.stdout, flags=re.M)
+    rows = re.findall(
+        rf"^(onnx|pytorch) +N=(\d+) +{number} req/s +latency p50 +{number} ms +p99 +{number} ms +"
+        rf"\(server p50 +{number} ms +p99 +{number} ms; CPU {number} ms per request\)$",
+        proc.stdout,
+        flags=re.M,
+    )
     assert [(kind, n) for kind, n, *_ in rows] == [("onnx", "1"), ("onnx", "2"), ("pytorch", "1"), ("pytorch", "2")]
     for _, _, rps, p50, p99, s50, s99, cpu in rows:
         rps, p50, p99, s50, s99, cpu = map(float, (rps, p50, p99, s50, s99, cpu))
@@ -352,8 +397,10 @@ def test_connections_over_the_limit_get_503_and_the_server_recovers(models, tmp_
         try:
             for _ in range(2):  # two uploads that never finish sending their body
                 sock = socket.create_connection((host, int(port)), timeout=20)
-                sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
-                             b"Content-Length: 100000\r\n\r\n" + b"\0" * 1000)
+                sock.sendall(
+                    b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                    b"Content-Length: 100000\r\n\r\n" + b"\0" * 1000
+                )
                 held.append(sock)
                 time.sleep(0.5)
             refused = requests.get(f"{url}/api/health", timeout=10)

@@ -34,14 +34,21 @@ from PIL import Image
 from hccr.data.synthetic import strokes
 from hccr.serving.predict import main as predict_main
 from hccr.serving.preprocess import glyph_to_size, normalize
+from test_predict import SMALL_CNN, read_archive, save_checkpoint, train_small_cnn
 
 from helpers_data import CHARACTERS
 from helpers_serve import ROOT, export_onnx_of, running_server
-from test_predict import SMALL_CNN, read_archive, save_checkpoint, train_small_cnn
 
 CHROMIUM = Path(os.environ.get("HCCR_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 TRAIN_WRITERS = 50
 WRITER = 0  # the synthetic writer whose hand draws; its strokes are 8 px wide, the page's default
 STEP = 4.0  # canvas pixels between pointer events along a stroke
@@ -123,8 +130,10 @@ def trace(page, box: dict, code: int) -> float:
 def wait_for_answer(page) -> None:
     """Until the page shows the answer to its latest request (the page's `latest` counts them)."""
     page.wait_for_function(
-        "n => result.dataset.seq === String(n) && result.dataset.state !== 'busy'", arg=page.evaluate("latest"),
-        polling="raf", timeout=30_000,
+        "n => result.dataset.seq === String(n) && result.dataset.state !== 'busy'",
+        arg=page.evaluate("latest"),
+        polling="raf",
+        timeout=30_000,
     )
 
 
@@ -180,9 +189,11 @@ def test_drawn_numerals_are_shown_as_the_api_answers_and_read_correctly(browser,
         if CHARACTERS[code - 1] == "五":
             page.screenshot(path=str(screenshot))
     correct = sum(got == want for got, want in zip(read, CHARACTERS, strict=True))
-    print(f"\ndrawn numerals read as {''.join(read)} (truth {CHARACTERS}): {correct}/15 correct; "
-          f"last stroke to answer shown: median {1000 * np.median(latencies):.0f} ms, "
-          f"max {1000 * max(latencies):.0f} ms (target 1 s; machine shared)")
+    print(
+        f"\ndrawn numerals read as {''.join(read)} (truth {CHARACTERS}): {correct}/15 correct; "
+        f"last stroke to answer shown: median {1000 * np.median(latencies):.0f} ms, "
+        f"max {1000 * max(latencies):.0f} ms (target 1 s; machine shared)"
+    )
     if os.environ.get("HCCR_SERVE_SCREENSHOT"):
         shutil.copyfile(screenshot, ROOT / os.environ["HCCR_SERVE_SCREENSHOT"])
     assert Image.open(screenshot).size == (820, 560)
@@ -222,8 +233,9 @@ def test_undo_and_upload_give_the_same_answer_as_the_same_image_elsewhere(
     assert str(cli["value"]) == uploaded["value"]
     assert cli["character"] == uploaded["character"]
     assert [t["character"] for t in cli["top_k"]] == [row["character"] for row in uploaded["top_k"]]
-    assert np.allclose([t["confidence"] for t in cli["top_k"]], [float(r["confidence"]) for r in uploaded["top_k"]],
-                       atol=1e-6)
+    assert np.allclose(
+        [t["confidence"] for t in cli["top_k"]], [float(r["confidence"]) for r in uploaded["top_k"]], atol=1e-6
+    )
 
 
 def trace_with(cdp, box: dict, code: int, kind: str) -> None:
@@ -233,23 +245,33 @@ def trace_with(cdp, box: dict, code: int, kind: str) -> None:
         dense = [points[0]]
         for start, end in itertools.pairwise(points):
             steps = max(1, int(np.hypot(end[0] - start[0], end[1] - start[1]) // STEP))
-            dense += [(start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))
-                      for t in np.linspace(0, 1, steps + 1)[1:]]
+            dense += [
+                (start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))
+                for t in np.linspace(0, 1, steps + 1)[1:]
+            ]
         if kind == "touch":
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": dense[0][0],
-                                                                                         "y": dense[0][1]}]})
+            cdp.send(
+                "Input.dispatchTouchEvent",
+                {"type": "touchStart", "touchPoints": [{"x": dense[0][0], "y": dense[0][1]}]},
+            )
             for x, y in dense[1:]:
                 cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
             cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
         else:
             pen = {"pointerType": "pen", "button": "left", "clickCount": 1}
-            cdp.send("Input.dispatchMouseEvent", {"type": "mousePressed", "x": dense[0][0], "y": dense[0][1],
-                                                  "buttons": 1, "force": 0.5, **pen})
+            cdp.send(
+                "Input.dispatchMouseEvent",
+                {"type": "mousePressed", "x": dense[0][0], "y": dense[0][1], "buttons": 1, "force": 0.5, **pen},
+            )
             for x, y in dense[1:]:
-                cdp.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y, "buttons": 1,
-                                                      "force": 0.5, **pen})
-            cdp.send("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": dense[-1][0], "y": dense[-1][1],
-                                                  "buttons": 0, **pen})
+                cdp.send(
+                    "Input.dispatchMouseEvent",
+                    {"type": "mouseMoved", "x": x, "y": y, "buttons": 1, "force": 0.5, **pen},
+                )
+            cdp.send(
+                "Input.dispatchMouseEvent",
+                {"type": "mouseReleased", "x": dense[-1][0], "y": dense[-1][1], "buttons": 0, **pen},
+            )
 
 
 @pytest.mark.parametrize("kind,code", [("touch", 4), ("pen", 9)])

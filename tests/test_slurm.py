@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from helpers_workflow import ROOT, describe, make_project, tool_env
 
 

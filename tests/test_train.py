@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from hccr import models
-
 from hccr.models import checkpoint
 from hccr.training.history import COLUMNS
 from hccr.training.run_state import Best, RunState
@@ -74,8 +73,9 @@ def test_run_writes_checkpoint_history_and_summary(data, tmp_path):
 
 
 def test_training_learns_the_toy_task(data, tmp_path):
-    cfg = with_phases(CNN, [{"name": "train", "epochs": 8, "lr": 1e-2, "freeze": "none"}],
-                      width=[16, 32], augment={"enabled": False})
+    cfg = with_phases(
+        CNN, [{"name": "train", "epochs": 8, "lr": 1e-2, "freeze": "none"}], width=[16, 32], augment={"enabled": False}
+    )
     out = tmp_path / "run"
     assert main(train_args(data, out, cfg)) == 0
     history = pd.read_csv(out / "history.csv")
@@ -84,8 +84,10 @@ def test_training_learns_the_toy_task(data, tmp_path):
 
 
 def test_phases_switch_the_trainable_parameters(data, tmp_path):
-    phases = [{"name": "head", "epochs": 1, "lr": 1e-3, "freeze": "all"},
-              {"name": "finetune", "epochs": 1, "lr": 1e-4, "freeze": "none"}]
+    phases = [
+        {"name": "head", "epochs": 1, "lr": 1e-3, "freeze": "all"},
+        {"name": "finetune", "epochs": 1, "lr": 1e-4, "freeze": "none"},
+    ]
     cfg = with_phases(CNN, phases)
     out = tmp_path / "two"
     assert main(train_args(data, out, cfg, extra=["--pretrained", "none"])) == 0
@@ -93,8 +95,10 @@ def test_phases_switch_the_trainable_parameters(data, tmp_path):
     per_phase = summary["parameters"]["trainable_per_phase"]
     model, _ = models.create("cnn", cfg, "none", num_classes=15)
     head_only = sum(p.numel() for p in model.head.parameters())
-    assert per_phase == [{"phase": "head", "trainable": head_only},
-                         {"phase": "finetune", "trainable": summary["parameters"]["total"]}]
+    assert per_phase == [
+        {"phase": "head", "trainable": head_only},
+        {"phase": "finetune", "trainable": summary["parameters"]["total"]},
+    ]
     assert pd.read_csv(out / "history.csv")["phase"].tolist() == ["head", "finetune"]
 
     # A frozen phase leaves the whole backbone (weights and BatchNorm statistics) untouched.
@@ -116,14 +120,20 @@ def test_inverse_time_schedule_matches_the_keras_formula(data, tmp_path):
     assert learning_rate("inverse_time", lr, 0, epochs=epochs, total_steps=30) == lr
     for step in (1, 7, 29):
         assert learning_rate("inverse_time", lr, step, epochs=epochs, total_steps=30) == pytest.approx(
-            lr / (1 + (lr / epochs) * step), rel=1e-12)
+            lr / (1 + (lr / epochs) * step), rel=1e-12
+        )
     assert learning_rate("cosine", lr, 0, epochs=epochs, total_steps=30) == lr
     assert learning_rate("cosine", lr, 15, epochs=epochs, total_steps=30) == pytest.approx(lr / 2)
     assert learning_rate("constant", lr, 29, epochs=epochs, total_steps=30) == lr
 
     # End to end: the lr logged for an epoch is the one its last optimizer step used.
-    cfg = with_phases(CNN, [{"name": "train", "epochs": epochs, "lr": lr, "freeze": "none"}],
-                      schedule="inverse_time", optimizer={"name": "adam"}, batch_size=50)
+    cfg = with_phases(
+        CNN,
+        [{"name": "train", "epochs": epochs, "lr": lr, "freeze": "none"}],
+        schedule="inverse_time",
+        optimizer={"name": "adam"},
+        batch_size=50,
+    )
     out = tmp_path / "run"
     assert main(train_args(data, out, cfg)) == 0
     steps = math.ceil(210 / 50)

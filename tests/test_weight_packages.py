@@ -15,13 +15,14 @@ import pytest
 import timm
 import torch
 import yaml
-from helpers_train import make_data, train_args
 from PIL import Image
 
 from hccr.errors import ConfigError
 from hccr.models import create, weight_packages
 from hccr.models.efficientnet import LITE0_FREEZE, LITE0_LAYERS
 from hccr.models.weight_packages import PACKAGES, create_from_package, map_lite_keys, weights_file
+
+from helpers_train import make_data, train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"]
@@ -131,8 +132,9 @@ def test_a_corrupt_file_is_refused_naming_the_package(tmp_path, monkeypatch):
 
 def test_a_file_of_another_network_does_not_fit(tmp_path, monkeypatch):
     # Lite0's file (hash right) offered for Lite1: names exist, but blocks are missing.
-    lite1 = dataclasses.replace(PACKAGES["tf_efficientnet_lite1"], file=LITE0.file, sha256=LITE0.sha256,
-                                module=LITE0.module)
+    lite1 = dataclasses.replace(
+        PACKAGES["tf_efficientnet_lite1"], file=LITE0.file, sha256=LITE0.sha256, module=LITE0.module
+    )
     with pytest.raises(ConfigError, match="does not fit tf_efficientnet_lite1"):
         create_from_package(lite1, "tf_efficientnet_lite1")
 
@@ -148,13 +150,19 @@ def test_auto_falls_back_to_scratch_and_records_why(monkeypatch, caplog):
 
 @pytest.mark.parametrize("sequence, steps", [("pooled", 1), ("spatial", 4)])
 def test_the_gru_head_runs_over_the_lite0_backbone(sequence, steps, monkeypatch):
-    cfg = lite_cfg("inception_gru", pretrained="imagenet", sequence=sequence,
-                   head={"gru_hidden": 32, "noise_std": 0.1, "hidden": 16, "dropout": 0.5, "batchnorm": True})
+    cfg = lite_cfg(
+        "inception_gru",
+        pretrained="imagenet",
+        sequence=sequence,
+        head={"gru_hidden": 32, "noise_std": 0.1, "hidden": 16, "dropout": 0.5, "batchnorm": True},
+    )
     model, start = create("inception_gru", cfg, num_classes=15)
     assert start == "imagenet" and model.start_source.startswith(LITE0.distribution)
     assert model.head.gru.input_size == 1280
     seen = []
-    monkeypatch.setattr(model.head.gru, "forward", lambda x, *a, _f=model.head.gru.forward: seen.append(x.shape) or _f(x))
+    monkeypatch.setattr(
+        model.head.gru, "forward", lambda x, *a, _f=model.head.gru.forward: seen.append(x.shape) or _f(x)
+    )
     assert model.eval()(torch.zeros(2, 1, 64, 64)).shape == (2, 15)
     assert seen[0][1] == steps  # 64 px -> a 2 x 2 feature map: 4 steps when spatial
 
@@ -186,8 +194,13 @@ def test_every_artifact_of_a_run_records_the_start_and_its_source(tmp_path):
     from hccr.training import train
 
     data = make_data(tmp_path / "data", n=150)
-    cfg = lite_cfg(input_size=32, pretrained="imagenet", batch_size=16, head={"hidden": 16, "dropout": 0.5},
-                   phases=[{"name": "head", "epochs": 1, "lr": 1e-3, "freeze": "all"}])
+    cfg = lite_cfg(
+        input_size=32,
+        pretrained="imagenet",
+        batch_size=16,
+        head={"hidden": 16, "dropout": 0.5},
+        phases=[{"name": "head", "epochs": 1, "lr": 1e-3, "freeze": "all"}],
+    )
     out = tmp_path / "run"
     assert train.main(train_args(data, out, cfg, model="efficientnet")) == 0
     expected = f"{LITE0.distribution} 0.1.0"
@@ -196,17 +209,40 @@ def test_every_artifact_of_a_run_records_the_start_and_its_source(tmp_path):
     checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert (checkpoint["start"], checkpoint["start_source"]) == ("imagenet", expected)
     metrics = tmp_path / "metrics.json"
-    assert evaluate.main([
-        "--checkpoint", str(out / "checkpoint.pt"), "--train-summary", str(out / "train.json"),
-        "--images", str(data / "images.npy"), "--index", str(data / "index.csv"), "--split", str(data / "split.csv"),
-        "--protocol", "writer", "--model", "efficientnet", "--size", "small", "--threads", "1",
-        "--out-metrics", str(metrics), "--out-details", str(tmp_path / "details.json"),
-        "--out-predictions", str(tmp_path / "predictions.csv"),
-    ]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--checkpoint",
+                str(out / "checkpoint.pt"),
+                "--train-summary",
+                str(out / "train.json"),
+                "--images",
+                str(data / "images.npy"),
+                "--index",
+                str(data / "index.csv"),
+                "--split",
+                str(data / "split.csv"),
+                "--protocol",
+                "writer",
+                "--model",
+                "efficientnet",
+                "--size",
+                "small",
+                "--threads",
+                "1",
+                "--out-metrics",
+                str(metrics),
+                "--out-details",
+                str(tmp_path / "details.json"),
+                "--out-predictions",
+                str(tmp_path / "predictions.csv"),
+            ]
+        )
+        == 0
+    )
     scored = json.loads(metrics.read_text())
     assert (scored["start"], scored["start_source"]) == ("imagenet", expected)
     from hccr.reporting.model_card import render_model_card
 
     card = render_model_card(checkpoint, scored, parameters=1)
     assert f"`imagenet ({expected})`" in card and "fine-tuned from ImageNet" in card
-

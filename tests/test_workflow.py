@@ -27,8 +27,10 @@ def test_data_target_builds_index_arrays_and_splits(data_project):
         assert images.shape == (len(index), size, size) and images.dtype == np.uint8
     summary = json.loads((data_project / "data/processed/splits/summary.json").read_text())
     assert summary  # counts per scheme/size/role
-    for scheme, sizes in {"holdout": ["small", "medium", "large", "full"],
-                          "fraction": ["small", "medium", "large", "full"]}.items():
+    for scheme, sizes in {
+        "holdout": ["small", "medium", "large", "full"],
+        "fraction": ["small", "medium", "large", "full"],
+    }.items():
         for size in sizes:
             split = pd.read_csv(data_project / f"data/processed/splits/{scheme}/{size}.csv")
             roles = split.merge(index, on="id").groupby("role")["writer"].apply(set)
@@ -50,8 +52,7 @@ def test_rerun_has_nothing_to_do(data_project):
 
 
 def test_changed_seed_reruns_only_the_subsets(data_project):
-    proc = snakemake(data_project, "data", "--configfile", "tiny.yaml", "--config", "seed=11", "-n",
-                     "--quiet", "rules")
+    proc = snakemake(data_project, "data", "--configfile", "tiny.yaml", "--config", "seed=11", "-n", "--quiet", "rules")
     assert proc.returncode == 0, describe(proc)
     out = proc.stdout
     assert "subset" in out and "resize" not in out and "index" not in out

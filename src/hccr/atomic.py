@@ -15,8 +15,9 @@ import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def _umask() -> int:
@@ -81,7 +82,8 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(target)
     fd, tmp = tempfile.mkstemp(
-        prefix=_tmp_prefix(target), suffix=suffix if suffix is not None else "".join(target.suffixes) + ".tmp",
+        prefix=_tmp_prefix(target),
+        suffix=suffix if suffix is not None else "".join(target.suffixes) + ".tmp",
         dir=target.parent,
     )
     os.close(fd)

@@ -8,8 +8,9 @@ them, and models, metrics, export and predict follow what they are given.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -45,7 +46,7 @@ class Classes:
         return {"characters": self.text, "values": list(self.values)}
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any], where: str) -> "Classes":
+    def from_meta(cls, meta: Mapping[str, Any], where: str) -> Classes:
         """The class list a checkpoint or model file records (`characters`, optional `values`)."""
         text = meta.get("characters")
         if not isinstance(text, str) or not text:
@@ -63,7 +64,7 @@ class Classes:
             raise DataError(f"{where}: {err}") from None
 
     @classmethod
-    def from_index(cls, index: pd.DataFrame, where: str) -> "Classes":
+    def from_index(cls, index: pd.DataFrame, where: str) -> Classes:
         """The label set an index defines: labels 0..N-1, one character (and value) per label."""
         for column in ("label", "character"):
             if column not in index.columns:
@@ -77,7 +78,9 @@ class Classes:
             label = int(pairs.loc[pairs["label"].duplicated(), "label"].iloc[0])
             raise DataError(f"{where}: label {label} names more than one character (or value)")
         if labels[0] != 0 or labels[-1] != len(labels) - 1:
-            raise DataError(f"{where}: labels must run 0..{len(labels) - 1} without gaps, found {labels[0]}..{labels[-1]}")
+            raise DataError(
+                f"{where}: labels must run 0..{len(labels) - 1} without gaps, found {labels[0]}..{labels[-1]}"
+            )
         values = pairs["value"].tolist() if "value" in pairs.columns else [None] * len(pairs)
         values = tuple(None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v) for v in values)
         try:

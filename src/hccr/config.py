@@ -253,8 +253,9 @@ def coerce_cli_strings(config: dict[str, Any], schema: str | Path = SCHEMA) -> l
     for err in validator.iter_errors(config):
         # A leaf may be typed directly or as one branch of a oneOf (`freeze: all | none | N`).
         typed = [err] if err.validator == "type" else [e for e in err.context or () if e.validator == "type"]
-        wanted = [w for e in typed for w in ([e.validator_value] if isinstance(e.validator_value, str)
-                                             else e.validator_value)]
+        wanted = [
+            w for e in typed for w in ([e.validator_value] if isinstance(e.validator_value, str) else e.validator_value)
+        ]
         kinds = tuple(t for w in wanted for t in _SCALAR_TYPES.get(w, ()))
         if not kinds or not isinstance(err.instance, str) or not err.absolute_path:
             continue
@@ -317,8 +318,7 @@ def check(config: dict[str, Any]) -> None:
         check_model(name, block)
         if block["scheme"] not in schemes:
             raise ConfigError(
-                f"params: model.{name}.scheme: unknown scheme {block['scheme']!r}; "
-                f"choose from {sorted(schemes)}"
+                f"params: model.{name}.scheme: unknown scheme {block['scheme']!r}; choose from {sorted(schemes)}"
             )
         ladder = _ladder(config, block["scheme"])
         for size in model_sizes(config, name):
@@ -420,8 +420,14 @@ def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
         models=tuple(filled["models"]),
         sizes=tuple(filled["sizes"]),
         model={name: model_settings(name, block, schema) for name, block in config["model"].items()},
-        sweep=Sweep(enabled=sweep["enabled"], model=sweep["model"], size=sweep["size"], gpus=tuple(sweep["gpus"]),
-                    learning_rate=tuple(sweep["learning_rate"]), batch_size=tuple(sweep["batch_size"])),
+        sweep=Sweep(
+            enabled=sweep["enabled"],
+            model=sweep["model"],
+            size=sweep["size"],
+            gpus=tuple(sweep["gpus"]),
+            learning_rate=tuple(sweep["learning_rate"]),
+            batch_size=tuple(sweep["batch_size"]),
+        ),
         resources=Resources(**filled["resources"]),
         evaluate=Evaluate(**filled["evaluate"]),
         export=Export(**filled["export"]),
@@ -475,7 +481,11 @@ def sweep_cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def train_config(
-    config: dict[str, Any], model: str, *, gpus: int | None = None, lr: float | None = None,
+    config: dict[str, Any],
+    model: str,
+    *,
+    gpus: int | None = None,
+    lr: float | None = None,
     batch: int | None = None,
 ) -> dict[str, Any]:
     """The model's block as the train step gets it, with a sweep cell's overrides applied."""

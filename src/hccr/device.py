@@ -169,8 +169,10 @@ def setup(threads: int | None = None, device: str = "auto", cpu_precision: str =
             if cpu_bf16_supported():
                 amp = torch.bfloat16
             else:
-                print("warning: cpu_precision bfloat16 asked for, but this CPU has no native bf16; "
-                      "training in float32", file=sys.stderr)
+                print(
+                    "warning: cpu_precision bfloat16 asked for, but this CPU has no native bf16; training in float32",
+                    file=sys.stderr,
+                )
 
     backend = None
     if world_size > 1:
@@ -179,8 +181,15 @@ def setup(threads: int | None = None, device: str = "auto", cpu_precision: str =
         if not dist.is_initialized():
             kwargs = {"device_id": torch_device} if backend == "nccl" else {}
             dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
-    return Runtime(device=torch_device, rank=rank, local_rank=local_rank, world_size=world_size, amp_dtype=amp,
-                   backend=backend, ranks_per_device=ranks_per_device)
+    return Runtime(
+        device=torch_device,
+        rank=rank,
+        local_rank=local_rank,
+        world_size=world_size,
+        amp_dtype=amp,
+        backend=backend,
+        ranks_per_device=ranks_per_device,
+    )
 
 
 def teardown(runtime: Runtime) -> None:

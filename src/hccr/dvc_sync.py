@@ -24,8 +24,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 
@@ -60,14 +60,20 @@ def record(targets: Iterable[str], root: str | os.PathLike = ".") -> list[str]:
         return []
     dvc = shutil.which("dvc")
     if dvc is None:
-        print(f"warning: `dvc` not found: dvc.lock not updated for {', '.join(names)}; run `dvc commit --force` "
-              "before `dvc exp run`, which would otherwise delete outputs dvc.lock does not record", file=sys.stderr)
+        print(
+            f"warning: `dvc` not found: dvc.lock not updated for {', '.join(names)}; run `dvc commit --force` "
+            "before `dvc exp run`, which would otherwise delete outputs dvc.lock does not record",
+            file=sys.stderr,
+        )
         return []
     print(f"dvc_sync: recording {', '.join(names)} in dvc.lock (dvc commit --force)", file=sys.stderr)
     proc = subprocess.run([dvc, "commit", "--force", "--quiet", *names], cwd=root)
     if proc.returncode != 0:
-        print(f"warning: `dvc commit --force {' '.join(names)}` failed (exit {proc.returncode}); run it by hand "
-              "before `dvc exp run`", file=sys.stderr)
+        print(
+            f"warning: `dvc commit --force {' '.join(names)}` failed (exit {proc.returncode}); run it by hand "
+            "before `dvc exp run`",
+            file=sys.stderr,
+        )
         return []
     return names
 
@@ -77,9 +83,12 @@ def warn_after_failure(root: str | os.PathLike = ".") -> bool:
     root = Path(root)
     if os.environ.get("DVC_STAGE") or not (root / ".dvc").is_dir():
         return False
-    print("note: dvc.lock was not updated (the run failed). Finish with snakemake (it resumes) before "
-          "`dvc exp run`: its checkout deletes outputs dvc.lock does not record. "
-          "`python -m hccr.dvc_sync` records them by hand.", file=sys.stderr)
+    print(
+        "note: dvc.lock was not updated (the run failed). Finish with snakemake (it resumes) before "
+        "`dvc exp run`: its checkout deletes outputs dvc.lock does not record. "
+        "`python -m hccr.dvc_sync` records them by hand.",
+        file=sys.stderr,
+    )
     return True
 
 

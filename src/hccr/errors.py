@@ -4,7 +4,7 @@ import functools
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class HccrError(Exception):

@@ -12,14 +12,14 @@ if CASIA:
     rule casia_fetch:
         output:
             directory(RAW),
-        params:
-            source=str(CASIA),
-        conda:
-            CONDA_ENV
         log:
             "logs/casia/fetch.log",
         benchmark:
             "logs/benchmarks/casia/fetch.tsv"
+        conda:
+            CONDA_ENV
+        params:
+            source=str(CASIA),
         shell:
             "python -m hccr.data.casia_steps fetch --source {params.source:q} --out {output:q} 2> {log:q}"
 
@@ -28,14 +28,14 @@ if CASIA:
             RAW,
         output:
             INDEX,
-        params:
-            label_set=config.get("casia", {}).get("label_set", "level1"),
-        conda:
-            CONDA_ENV
         log:
             "logs/casia/index.log",
         benchmark:
             "logs/benchmarks/casia/index.tsv"
+        conda:
+            CONDA_ENV
+        params:
+            label_set=config.get("casia", {}).get("label_set", "level1"),
         shell:
             "python -m hccr.data.casia_steps index --raw {input:q} --label-set {params.label_set:q}"
             " --out {output:q} 2> {log:q}"
@@ -46,16 +46,16 @@ if CASIA:
             index=INDEX,
         output:
             "data/processed/images_{res}.npy",
-        params:
-            filter=config["resize"]["filter"],
-            margin=config.get("casia", {}).get("margin", 0.0625),
-        threads: 2
-        conda:
-            CONDA_ENV
         log:
             "logs/casia/resize/{res}.log",
         benchmark:
             "logs/benchmarks/casia/resize/{res}.tsv"
+        conda:
+            CONDA_ENV
+        threads: 2
+        params:
+            filter=config["resize"]["filter"],
+            margin=config.get("casia", {}).get("margin", 0.0625),
         shell:
             "python -m hccr.data.casia_steps resize --raw {input.raw:q} --index {input.index:q} --size {wildcards.res}"
             " --filter {params.filter} --margin {params.margin} --workers {threads} --out {output:q} 2> {log:q}"

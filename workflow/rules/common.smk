@@ -17,7 +17,9 @@ SWEEP = hccr_config.sweep_cells(config)
 SIZES = hccr_config.resize_sizes(config)
 SCHEME_SIZES = hccr_config.scheme_sizes(config)
 CONDA_ENV = "../envs/hccr.yaml"  # used with --sdm conda; otherwise the active venv
-CASIA = hccr_casia.source_path(config["data_source"])  # None unless data_source is casia-hwdb:PATH
+CASIA = hccr_casia.source_path(
+    config["data_source"]
+)  # None unless data_source is casia-hwdb:PATH
 RAW = "data/raw/casia-hwdb" if CASIA else "data/raw/chinese-mnist"
 INDEX = "data/interim/index.csv"
 
@@ -71,9 +73,15 @@ FIG = "reports/figures"
 
 
 def report_figures():
-    figures = [f"{FIG}/{kind}/{m}/{s}.png" for kind in ("curves", "confusion", "misclassified") for m, s in RUNS]
+    figures = [
+        f"{FIG}/{kind}/{m}/{s}.png"
+        for kind in ("curves", "confusion", "misclassified")
+        for m, s in RUNS
+    ]
     figures += [f"{FIG}/sizes/{m}.png" for m in PARAMS.models]
-    figures.append(f"{FIG}/starts.png")  # accuracy vs training-set size per start (hccr.reporting.start_comparison)
+    figures.append(
+        f"{FIG}/starts.png"
+    )  # accuracy vs training-set size per start (hccr.reporting.start_comparison)
     if SWEEP:
         figures.append(f"{FIG}/sweep/{PARAMS.sweep.model}_{PARAMS.sweep.size}.png")
     return figures

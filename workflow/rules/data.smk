@@ -11,15 +11,15 @@ rule data:
 rule fetch:
     output:
         directory(RAW),
-    params:
-        source=config["data_source"],
-        synthetic=synthetic_args(),
-    conda:
-        CONDA_ENV
     log:
         "logs/fetch.log",
     benchmark:
         "logs/benchmarks/fetch.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        source=config["data_source"],
+        synthetic=synthetic_args(),
     shell:
         "python -m hccr.data.fetch --source {params.source:q} --out {output:q} {params.synthetic}"
         " 2> {log:q}"
@@ -30,12 +30,12 @@ rule index:
         RAW,
     output:
         INDEX,
-    conda:
-        CONDA_ENV
     log:
         "logs/index.log",
     benchmark:
         "logs/benchmarks/index.tsv"
+    conda:
+        CONDA_ENV
     shell:
         "python -m hccr.data.index --raw {input:q} --out {output:q} 2> {log:q}"
 
@@ -46,14 +46,14 @@ rule resize:
         index=INDEX,
     output:
         "data/processed/images_{res}.npy",
-    params:
-        filter=config["resize"]["filter"],
-    conda:
-        CONDA_ENV
     log:
         "logs/resize/{res}.log",
     benchmark:
         "logs/benchmarks/resize/{res}.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        filter=config["resize"]["filter"],
     shell:
         "python -m hccr.data.resize --raw {input.raw:q} --index {input.index:q} --size {wildcards.res}"
         " --filter {params.filter} --out {output:q} 2> {log:q}"
@@ -63,17 +63,20 @@ rule subset:
     input:
         INDEX,
     output:
-        splits=[f"data/processed/splits/{scheme}/{size}.csv" for scheme, size in SCHEME_SIZES],
+        splits=[
+            f"data/processed/splits/{scheme}/{size}.csv"
+            for scheme, size in SCHEME_SIZES
+        ],
         summary="data/processed/splits/summary.json",
-    params:
-        subsets=as_json(config["subsets"]),
-        seed=config["seed"],
-    conda:
-        CONDA_ENV
     log:
         "logs/subset.log",
     benchmark:
         "logs/benchmarks/subset.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        subsets=as_json(config["subsets"]),
+        seed=config["seed"],
     shell:
         "python -m hccr.data.subset --index {input:q} --config-json {params.subsets:q} --seed {params.seed}"
         " --out-dir data/processed/splits 2> {log:q}"

@@ -18,18 +18,18 @@ rule evaluate_run:
         metrics="reports/metrics/{model}/{size}.json",
         details="reports/evaluation/{model}/{size}/details.json",
         predictions="reports/evaluation/{model}/{size}/predictions.csv",
+    log:
+        "logs/evaluate/{model}/{size}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{model}/{size}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["evaluate"]["threads"]
     params:
         protocol=config["subsets"]["protocol"],
         batch=config["evaluate"]["batch_size"],
         bins=config["evaluate"]["calibration_bins"],
         precision=config["evaluate"]["precision"],
-    threads: config["evaluate"]["threads"]
-    conda:
-        CONDA_ENV
-    log:
-        "logs/evaluate/{model}/{size}.log",
-    benchmark:
-        "logs/benchmarks/evaluate/{model}/{size}.tsv"
     shell:
         "python -m hccr.evaluation.evaluate --checkpoint {input.checkpoint:q} --train-summary {input.summary:q}"
         " --images {input.images:q} --index {input.index:q} --split {input.split:q}"

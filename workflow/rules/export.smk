@@ -15,17 +15,17 @@ rule export:
         checkpoint="models/export/checkpoint.pt",
         card="models/export/model_card.md",
         parity="models/export/parity.json",
-    params:
-        select=config["export"]["select"],
-        tolerance=config["export"]["tolerance"],
-        filter=config["resize"]["filter"],
-    threads: config["resources"]["train_threads"]
-    conda:
-        CONDA_ENV
     log:
         "logs/export.log",
     benchmark:
         "logs/benchmarks/export.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["resources"]["train_threads"]
+    params:
+        select=config["export"]["select"],
+        tolerance=config["export"]["tolerance"],
+        filter=config["resize"]["filter"],
     shell:
         "python -m hccr.serving.export --metrics {input.metrics:q} --models-dir models/runs --select {params.select}"
         " --images {input.images:q} --index {input.index:q} --split-dir data/processed/splits"

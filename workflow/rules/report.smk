@@ -1,6 +1,7 @@
 # Figures (hccr.reporting.plots) and the assembled report (hccr.reporting.report). Figures are wrapped in
 # report() so that `snakemake --report reports/snakemake_report.html` shows them with captions.
 
+
 rule report:
     input:
         "reports/report.md",
@@ -18,12 +19,12 @@ rule plot_curves:
             subcategory="{model}",
         ),
         data="reports/plots/history/{model}_{size}.csv",
-    conda:
-        CONDA_ENV
     log:
         "logs/plots/curves/{model}/{size}.log",
     benchmark:
         "logs/benchmarks/plots/curves/{model}/{size}.tsv"
+    conda:
+        CONDA_ENV
     shell:
         "python -m hccr.reporting.plots curves --history {input:q} --model {wildcards.model} --size {wildcards.size}"
         " --out {output.figure:q} --out-data {output.data:q} 2> {log:q}"
@@ -33,13 +34,17 @@ rule plot_sizes:
     input:
         lambda w: histories_of(w.model),
     output:
-        report(f"{FIG}/sizes/{{model}}.png", caption="../report/sizes.rst", category="Training-set size"),
-    conda:
-        CONDA_ENV
+        report(
+            f"{FIG}/sizes/{{model}}.png",
+            caption="../report/sizes.rst",
+            category="Training-set size",
+        ),
     log:
         "logs/plots/sizes/{model}.log",
     benchmark:
         "logs/benchmarks/plots/sizes/{model}.tsv"
+    conda:
+        CONDA_ENV
     shell:
         "python -m hccr.reporting.plots sizes --model {wildcards.model} --history {input:q} --out {output:q} 2> {log:q}"
 
@@ -49,13 +54,17 @@ rule plot_starts:
         metrics=[f"reports/metrics/{m}/{s}.json" for m, s in RUNS],
         summaries=[f"models/runs/{m}/{s}/train.json" for m, s in RUNS],
     output:
-        report(f"{FIG}/starts.png", caption="../report/starts.rst", category="Starting weights"),
-    conda:
-        CONDA_ENV
+        report(
+            f"{FIG}/starts.png",
+            caption="../report/starts.rst",
+            category="Starting weights",
+        ),
     log:
         "logs/plots/starts.log",
     benchmark:
         "logs/benchmarks/plots/starts.tsv"
+    conda:
+        CONDA_ENV
     shell:
         "python -m hccr.reporting.start_comparison --metrics-dir reports/metrics --models-dir models"
         " --evaluation-dir reports/evaluation --out {output:q} 2> {log:q}"
@@ -65,13 +74,17 @@ rule plot_sweep:
     input:
         "models/sweep/summary.csv",
     output:
-        report(f"{FIG}/sweep/{{model}}_{{size}}.png", caption="../report/sweep.rst", category="Sweep"),
-    conda:
-        CONDA_ENV
+        report(
+            f"{FIG}/sweep/{{model}}_{{size}}.png",
+            caption="../report/sweep.rst",
+            category="Sweep",
+        ),
     log:
         "logs/plots/sweep/{model}_{size}.log",
     benchmark:
         "logs/benchmarks/plots/sweep/{model}_{size}.tsv"
+    conda:
+        CONDA_ENV
     shell:
         "python -m hccr.reporting.plots sweep --summary {input:q} --model {wildcards.model} --size {wildcards.size}"
         " --out {output:q} 2> {log:q}"
@@ -87,12 +100,12 @@ rule plot_confusion:
             category="Confusion matrices",
             subcategory="{model}",
         ),
-    conda:
-        CONDA_ENV
     log:
         "logs/plots/confusion/{model}/{size}.log",
     benchmark:
         "logs/benchmarks/plots/confusion/{model}/{size}.tsv"
+    conda:
+        CONDA_ENV
     shell:
         "python -m hccr.reporting.plots confusion --details {input:q} --out {output:q} 2> {log:q}"
 
@@ -109,12 +122,12 @@ rule plot_misclassified:
             category="Misclassified images",
             subcategory="{model}",
         ),
-    conda:
-        CONDA_ENV
     log:
         "logs/plots/misclassified/{model}/{size}.log",
     benchmark:
         "logs/benchmarks/plots/misclassified/{model}/{size}.tsv"
+    conda:
+        CONDA_ENV
     shell:
         "python -m hccr.reporting.plots misclassified --predictions {input.predictions:q} --details {input.details:q}"
         " --images {input.images:q}"
@@ -134,14 +147,14 @@ rule assemble_report:
     output:
         md="reports/report.md",
         html="reports/report.html",
-    params:
-        config=as_json(config),
-    conda:
-        CONDA_ENV
     log:
         "logs/report.log",
     benchmark:
         "logs/benchmarks/report.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        config=as_json(config),
     shell:
         "python -m hccr.reporting.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation"
         " --runs-dir models/runs --sweep-summary {input.sweep:q} --figures-dir reports/figures"

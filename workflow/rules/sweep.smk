@@ -7,16 +7,16 @@ rule sweep:
         [f"{d}/{name}" for d in sweep_dirs() for name in TRAIN_OUTPUTS],
     output:
         "models/sweep/summary.csv",
-    params:
-        model=config["sweep"]["model"],
-        size=config["sweep"]["size"],
-        cells=sweep_dirs(),
-    conda:
-        CONDA_ENV
     log:
         "logs/sweep_summary.log",
     benchmark:
         "logs/benchmarks/sweep_summary.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        model=config["sweep"]["model"],
+        size=config["sweep"]["size"],
+        cells=sweep_dirs(),
     shell:
         "python -m hccr.evaluation.sweep --model {params.model} --size {params.size} --cells {params.cells:q}"
         " --out {output:q} 2> {log:q}"

@@ -30,6 +30,15 @@ rule train_run:
         split=lambda w: split_for(w.model, w.size),
     output:
         [f"models/runs/{{model}}/{{size}}/{name}" for name in TRAIN_OUTPUTS],
+    log:
+        "logs/train/{model}/{size}.log",
+    benchmark:
+        "logs/benchmarks/train/{model}/{size}.tsv"
+    conda:
+        CONDA_ENV
+    threads: PARAMS.resources.train_threads
+    resources:
+        gpu=lambda w: PARAMS.model[w.model].gpus,
     params:
         model=lambda w: w.model,
         size=lambda w: w.size,
@@ -39,15 +48,6 @@ rule train_run:
         slots=PARAMS.resources.slots_per_gpu,
         gpus=lambda w: PARAMS.model[w.model].gpus,
         out=lambda w: f"models/runs/{w.model}/{w.size}",
-    threads: PARAMS.resources.train_threads
-    resources:
-        gpu=lambda w: PARAMS.model[w.model].gpus,
-    conda:
-        CONDA_ENV
-    log:
-        "logs/train/{model}/{size}.log",
-    benchmark:
-        "logs/benchmarks/train/{model}/{size}.tsv"
     shell:
         TRAIN_CMD
 
@@ -59,25 +59,27 @@ rule sweep_run:
         split=lambda w: split_for(w.model, w.size),
     output:
         [f"models/sweep/{{model}}/{{size}}/{CELL}/{name}" for name in TRAIN_OUTPUTS],
+    log:
+        f"logs/train/sweep/{{model}}/{{size}}/{CELL}.log",
+    benchmark:
+        f"logs/benchmarks/train/sweep/{{model}}/{{size}}/{CELL}.tsv"
+    conda:
+        CONDA_ENV
+    threads: PARAMS.resources.train_threads
+    resources:
+        gpu=lambda w: int(w.gpus),
     params:
         model=lambda w: w.model,
         size=lambda w: w.size,
         cfg=lambda w: as_json(
-            hccr_config.train_config(config, w.model, gpus=w.gpus, lr=w.lr, batch=w.batch)
+            hccr_config.train_config(
+                config, w.model, gpus=w.gpus, lr=w.lr, batch=w.batch
+            )
         ),
         seed=PARAMS.seed,
         filter=PARAMS.resize.filter,
         slots=PARAMS.resources.slots_per_gpu,
         gpus=lambda w: int(w.gpus),
         out=lambda w: f"models/sweep/{w.model}/{w.size}/{CELL.format(gpus=w.gpus, lr=w.lr, batch=w.batch)}",
-    threads: PARAMS.resources.train_threads
-    resources:
-        gpu=lambda w: int(w.gpus),
-    conda:
-        CONDA_ENV
-    log:
-        f"logs/train/sweep/{{model}}/{{size}}/{CELL}.log",
-    benchmark:
-        f"logs/benchmarks/train/sweep/{{model}}/{{size}}/{CELL}.tsv"
     shell:
         TRAIN_CMD

@@ -27,7 +27,12 @@ def load_images(path: str | os.PathLike, *, rows: int | None = None, size: int |
         array = np.load(path, mmap_mode="r")
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
-    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3 or array.shape[1] != array.shape[2]:
+    if (
+        not isinstance(array, np.ndarray)
+        or array.dtype != np.uint8
+        or array.ndim != 3
+        or array.shape[1] != array.shape[2]
+    ):
         raise DataError(
             f"{path}: expected a uint8 array of shape (N, S, S), found {getattr(array, 'dtype', type(array).__name__)} "
             f"{getattr(array, 'shape', '')}"

@@ -25,10 +25,11 @@ import os
 import re
 import struct
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class Record(NamedTuple):
         return np.frombuffer(self.pixels, dtype=np.uint8).reshape(self.height, self.width)
 
 
-@lru_cache(maxsize=None)
+@cache
 def tag_character(tag: bytes) -> str | None:
     """The one character a 2-byte GBK tag code stands for, or None if it is not one."""
     if len(tag) != 2 or tag[0] < 0x81 or tag[1] < 0x40:
@@ -191,7 +192,9 @@ def _zip_members(archive_path: Path, label: str) -> list[GntFile]:
     members = sorted(n for n in names if n.lower().endswith(".gnt"))
     if not members:
         packed = [n for n in names if n.lower().endswith((".alz", ".zip", ".rar"))]
-        hint = f"; it holds {packed[0]!r}: unpack that first (e.g. unar/alunzip) and point at the folder" if packed else ""
+        hint = (
+            f"; it holds {packed[0]!r}: unpack that first (e.g. unar/alunzip) and point at the folder" if packed else ""
+        )
         raise DataError(f"{archive_path}: no .gnt members in this zip archive{hint}")
     return [GntFile(f"{label}{MEMBER_SEPARATOR}{m}", archive_path, m) for m in members]
 

@@ -10,8 +10,8 @@ every reader path runs on them unchanged. Same arguments, same bytes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -86,6 +86,4 @@ def make_corpus(
     if isinstance(characters, int):
         characters = gb2312_level1()[:characters]
     folder = Path(folder)
-    return [
-        write_writer_file(folder / f"{w}-c.gnt", w, characters, samples_per_character, seed) for w in writers
-    ]
+    return [write_writer_file(folder / f"{w}-c.gnt", w, characters, samples_per_character, seed) for w in writers]

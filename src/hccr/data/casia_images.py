@@ -21,10 +21,11 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from hccr.data.casia import GntFile, tag_code
-
 from hccr.errors import ConfigError, DataError
 
 BLOCK = 1024  # fitted rows buffered per worker before they are written into the memory map
+
+
 def margin_pixels(size: int, margin: float) -> int:
     """Blank pixels left on each edge of an S-pixel square for a `margin` share of the side."""
     if not 0 <= margin < 0.5:
@@ -97,8 +98,14 @@ def _run(args: tuple) -> int:
 
 
 def write_images(
-    jobs: list[FileJob], rows: int, size: int, margin: int, resample: Image.Resampling, out_path: str | os.PathLike,
-    workers: int = 1, progress: bool = True,
+    jobs: list[FileJob],
+    rows: int,
+    size: int,
+    margin: int,
+    resample: Image.Resampling,
+    out_path: str | os.PathLike,
+    workers: int = 1,
+    progress: bool = True,
 ) -> None:
     """Create the (rows, size, size) uint8 `.npy` at `out_path` and fill it file by file (not atomic by itself)."""
     out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(rows, size, size))

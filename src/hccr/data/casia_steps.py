@@ -35,8 +35,8 @@ from tqdm import tqdm
 from hccr.atomic import atomic_dir, atomic_path, write_csv, write_json
 from hccr.data import casia
 from hccr.data.casia_images import FileJob, margin_pixels, write_images
-from hccr.data.resize import resampling
 from hccr.data.index import INDEX_COLUMNS
+from hccr.data.resize import resampling
 from hccr.data.workers import default_workers
 from hccr.errors import DataError, reports_errors
 from hccr.files import read_json_object
@@ -142,19 +142,21 @@ def build_index(raw: str | os.PathLike, label_set: str = "level1", progress: boo
         "classes": len(classes),
         "writers": int(np.unique(writers[kept]).size),
     }
-    table = pd.DataFrame({
-        "id": np.arange(int(kept.sum())),
-        "writer": writers[kept],
-        "sample": 0,
-        "code": columns["code"][kept].astype(np.int64),
-        "value": np.nan,  # no numeric value (Chinese MNIST has one per class)
-        "character": pd.Categorical.from_codes(labels[kept], categories=classes),
-        "label": labels[kept],
-        "path": pd.Categorical.from_codes(columns["file"][kept], categories=[f.name for f in files]),
-        "offset": columns["offset"][kept],
-        "width": columns["width"][kept].astype(np.int64),
-        "height": columns["height"][kept].astype(np.int64),
-    })
+    table = pd.DataFrame(
+        {
+            "id": np.arange(int(kept.sum())),
+            "writer": writers[kept],
+            "sample": 0,
+            "code": columns["code"][kept].astype(np.int64),
+            "value": np.nan,  # no numeric value (Chinese MNIST has one per class)
+            "character": pd.Categorical.from_codes(labels[kept], categories=classes),
+            "label": labels[kept],
+            "path": pd.Categorical.from_codes(columns["file"][kept], categories=[f.name for f in files]),
+            "offset": columns["offset"][kept],
+            "width": columns["width"][kept].astype(np.int64),
+            "height": columns["height"][kept].astype(np.int64),
+        }
+    )
     table["sample"] = table.groupby(["writer", "label"]).cumcount() + 1
     return table[[*INDEX_COLUMNS, *EXTRA_COLUMNS]], counts
 
@@ -162,8 +164,14 @@ def build_index(raw: str | os.PathLike, label_set: str = "level1", progress: boo
 # ---------------------------------------------------------------------------- images
 
 
-FIT_COLUMNS = {"id": np.int64, "path": "category", "code": np.int64, "offset": np.int64, "width": np.int64,
-               "height": np.int64}
+FIT_COLUMNS = {
+    "id": np.int64,
+    "path": "category",
+    "code": np.int64,
+    "offset": np.int64,
+    "width": np.int64,
+    "height": np.int64,
+}
 
 
 def read_fit_rows(path: str | os.PathLike) -> pd.DataFrame:
@@ -195,16 +203,28 @@ def file_jobs(index: pd.DataFrame, files: list[casia.GntFile], index_path: str |
         if name not in by_name:
             raise DataError(f"{index_path}: row {int(rows.index[0]) + 2}: source file {name!r} is not in the source")
         rows = rows.sort_values("offset")
-        jobs.append(FileJob(
-            by_name[name], rows["id"].to_numpy(np.int64), rows["offset"].to_numpy(np.int64),
-            rows["width"].to_numpy(), rows["height"].to_numpy(), rows["code"].to_numpy(),
-        ))
+        jobs.append(
+            FileJob(
+                by_name[name],
+                rows["id"].to_numpy(np.int64),
+                rows["offset"].to_numpy(np.int64),
+                rows["width"].to_numpy(),
+                rows["height"].to_numpy(),
+                rows["code"].to_numpy(),
+            )
+        )
     return jobs
 
 
 def make_images(
-    raw: str | os.PathLike, index: str | os.PathLike, size: int, filter_name: str, margin: float,
-    out: str | os.PathLike, workers: int | None = None, progress: bool = True,
+    raw: str | os.PathLike,
+    index: str | os.PathLike,
+    size: int,
+    filter_name: str,
+    margin: float,
+    out: str | os.PathLike,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> tuple[int, int, int]:
     """Fit every indexed record into (size, size) and write the array atomically; return its shape."""
     resample = resampling(filter_name)

@@ -149,7 +149,8 @@ def check_archive_members(archive: zipfile.ZipFile, archive_path: Path) -> None:
 def layout_entries(archive: zipfile.ZipFile, archive_path: Path) -> tuple[str, list[zipfile.ZipInfo]]:
     """(root prefix, the CSV and data/data/ file entries under it): what the layout needs."""
     csvs = sorted(
-        info.filename for info in archive.infolist()
+        info.filename
+        for info in archive.infolist()
         if PurePosixPath(info.filename).name == CSV_NAME and len(PurePosixPath(info.filename).parts) <= 2
     )
     if not csvs:
@@ -159,7 +160,8 @@ def layout_entries(archive: zipfile.ZipFile, archive_path: Path) -> tuple[str, l
     prefix = csvs[0][: -len(CSV_NAME)]
     images = f"{prefix}{IMAGE_DIR.as_posix()}/"
     wanted = [
-        info for info in archive.infolist()
+        info
+        for info in archive.infolist()
         if info.filename == csvs[0] or (info.filename.startswith(images) and not info.is_dir())
     ]
     return prefix, wanted
@@ -185,8 +187,13 @@ def check_entry_sizes(entries: list[zipfile.ZipInfo], archive_path: Path, max_by
             )
 
 
-def unpack_zip(archive_path: Path, target: Path, progress: bool = True, max_bytes: int | None = None,
-               max_ratio: float | None = None) -> str:
+def unpack_zip(
+    archive_path: Path,
+    target: Path,
+    progress: bool = True,
+    max_bytes: int | None = None,
+    max_ratio: float | None = None,
+) -> str:
     """Unpack the layout's entries into `target`, after checking every entry; return their prefix."""
     max_bytes = MAX_UNPACKED_BYTES if max_bytes is None else max_bytes
     max_ratio = MAX_RATIO if max_ratio is None else max_ratio
@@ -195,7 +202,9 @@ def unpack_zip(archive_path: Path, target: Path, progress: bool = True, max_byte
             check_archive_members(archive, archive_path)
             prefix, members = layout_entries(archive, archive_path)
             check_entry_sizes(members, archive_path, max_bytes, max_ratio)
-            for info in tqdm(members, desc="unpack", unit="file", file=sys.stderr, disable=not progress or len(members) < 2000):
+            for info in tqdm(
+                members, desc="unpack", unit="file", file=sys.stderr, disable=not progress or len(members) < 2000
+            ):
                 dest = target / PurePosixPath(info.filename.replace("\\", "/"))
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -203,7 +212,9 @@ def unpack_zip(archive_path: Path, target: Path, progress: bool = True, max_byte
                         shutil.copyfileobj(source, sink, 1 << 20)
                 except (RuntimeError, NotImplementedError, zlib.error, zipfile.BadZipFile, EOFError) as exc:
                     # zipfile's errors for encrypted data, unknown methods, bad deflate data and CRCs.
-                    raise DataError(f"{archive_path}:{info.filename}: cannot be unpacked ({type(exc).__name__}: {exc})") from None
+                    raise DataError(
+                        f"{archive_path}:{info.filename}: cannot be unpacked ({type(exc).__name__}: {exc})"
+                    ) from None
     except zipfile.BadZipFile as exc:
         raise DataError(f"{archive_path}: not a valid zip archive ({exc})") from exc
     return prefix
@@ -338,7 +349,9 @@ def fetch(
         source_path = source_path.resolve()
         if source_path.is_file():
             if not zipfile.is_zipfile(source_path):
-                raise DataError(f"{source_path}: not a zip archive (expected Kaggle's archive.zip or an unpacked folder)")
+                raise DataError(
+                    f"{source_path}: not a zip archive (expected Kaggle's archive.zip or an unpacked folder)"
+                )
             provenance = {"kind": "archive", "source": str(source_path), "sha256": sha256_of(source_path)}
         else:
             provenance = {"kind": "folder", "source": str(source_path)}
@@ -370,19 +383,29 @@ def fetch(
 @reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hccr fetch", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", required=True, help="kaggle | synthetic | path to a .zip archive or unpacked folder")
+    parser.add_argument(
+        "--source", required=True, help="kaggle | synthetic | path to a .zip archive or unpacked folder"
+    )
     parser.add_argument("--out", required=True, help="output folder (Kaggle layout + SOURCE.json)")
     parser.add_argument("--seed", type=int, default=42, help="generator seed (synthetic only)")
     parser.add_argument("--synthetic-writers", type=int, default=100)
     parser.add_argument("--synthetic-samples", type=int, default=10, help="samples per writer per character")
-    parser.add_argument("--workers", type=int, default=None, help="decode processes for verification (default: up to 2)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="decode processes for verification (default: up to 2)"
+    )
     args = parser.parse_args(argv)
     result = fetch(
-        args.source, args.out, seed=args.seed, synthetic_writers=args.synthetic_writers,
-        synthetic_samples=args.synthetic_samples, workers=args.workers,
+        args.source,
+        args.out,
+        seed=args.seed,
+        synthetic_writers=args.synthetic_writers,
+        synthetic_samples=args.synthetic_samples,
+        workers=args.workers,
     )
     counts = result["counts"]
-    print(f"{args.out}: {counts['images']} images, {counts['writers']} writers, {counts['classes']} classes ({result['kind']})")
+    print(
+        f"{args.out}: {counts['images']} images, {counts['writers']} writers, {counts['classes']} classes ({result['kind']})"
+    )
     return 0
 
 

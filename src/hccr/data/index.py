@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from hccr.atomic import write_csv
-from hccr.errors import DataError, reports_errors
 from hccr.data.layout import CSV_NAME, IMAGE_DIR, check_rows, image_name, read_raw_csv
+from hccr.errors import DataError, reports_errors
 
 INDEX_COLUMNS = ("id", "writer", "sample", "code", "value", "character", "label", "path")
 

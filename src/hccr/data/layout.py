@@ -50,7 +50,9 @@ def read_raw_csv(folder: str | os.PathLike) -> pd.DataFrame:
         bad = numeric.isna() | (numeric != numeric.round())
         if bad.any():
             row = int(bad.to_numpy().argmax())
-            raise DataError(f"{path}: row {row + 2} (line {row + 2}): {column}={frame[column].iloc[row]!r} is not an integer")
+            raise DataError(
+                f"{path}: row {row + 2} (line {row + 2}): {column}={frame[column].iloc[row]!r} is not an integer"
+            )
         frame[column] = numeric.astype("int64")
     return frame
 
@@ -80,10 +82,12 @@ def check_rows(frame: pd.DataFrame, csv_path: Path) -> None:
     dup = frame.duplicated(subset=["suite_id", "sample_id", "code"])
     if dup.any():
         row = int(dup.to_numpy().argmax())
-        raise DataError(f"{csv_path}: line {row + 2}: duplicate image {image_name(*frame.loc[frame.index[row], ['suite_id', 'sample_id', 'code']])}")
+        raise DataError(
+            f"{csv_path}: line {row + 2}: duplicate image {image_name(*frame.loc[frame.index[row], ['suite_id', 'sample_id', 'code']])}"
+        )
 
 
-def decode_image(path: str | os.PathLike) -> "Image.Image":
+def decode_image(path: str | os.PathLike) -> Image.Image:
     """Fully decode one image (a truncated JPEG raises here), checking 64x64 grayscale."""
     try:
         with Image.open(path) as image:
@@ -98,5 +102,3 @@ def decode_image(path: str | os.PathLike) -> "Image.Image":
         raise
     except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for broken/truncated files
         raise DataError(f"{path}: cannot be decoded ({exc})") from exc
-
-

@@ -32,10 +32,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from hccr.atomic import atomic_path
-from hccr.errors import ConfigError, DataError, reports_errors
+from hccr.data.index import read_index
 from hccr.data.layout import IMAGE_SIZE, decode_image
 from hccr.data.workers import default_workers
-from hccr.data.index import read_index
+from hccr.errors import ConfigError, DataError, reports_errors
 
 NATIVE_SIZE = IMAGE_SIZE
 FILTERS = {
@@ -101,8 +101,12 @@ def _resize_into(job: tuple[str, int, np.ndarray, int, str]) -> int:
 
 
 def resize_to_file(
-    native: np.ndarray, size: int, filter_name: str, out_path: str | os.PathLike,
-    workers: int | None = None, progress: bool = True,
+    native: np.ndarray,
+    size: int,
+    filter_name: str,
+    out_path: str | os.PathLike,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> None:
     """Write `native` resized to (N, size, size) into a new .npy at `out_path` (not atomic by itself)."""
     resampling(filter_name)
@@ -115,14 +119,21 @@ def resize_to_file(
         return
     out.flush()
     del out
-    jobs = [(str(out_path), i, native[i : i + RESIZE_CHUNK], size, filter_name) for i in range(0, len(native), RESIZE_CHUNK)]
+    jobs = [
+        (str(out_path), i, native[i : i + RESIZE_CHUNK], size, filter_name) for i in range(0, len(native), RESIZE_CHUNK)
+    ]
     for _ in _run_chunks(_resize_into, jobs, workers, f"resize {size}", [len(j[2]) for j in jobs], progress):
         pass
 
 
 def make_images(
-    raw: str | os.PathLike, index: str | os.PathLike, size: int, filter_name: str, out: str | os.PathLike,
-    workers: int | None = None, progress: bool = True,
+    raw: str | os.PathLike,
+    index: str | os.PathLike,
+    size: int,
+    filter_name: str,
+    out: str | os.PathLike,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> tuple[int, int, int]:
     """Decode the index's images from `raw` and write the (N, size, size) array atomically; return its shape."""
     if size < 1:

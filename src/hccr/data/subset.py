@@ -42,12 +42,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hccr.classes import Classes
 from hccr.atomic import atomic_dir, write_csv, write_json
+from hccr.classes import Classes
 from hccr.config import checked_part, json_object_arg
-from hccr.errors import DataError, reports_errors
 from hccr.data.casia import OFFICIAL_TEST_WRITERS
 from hccr.data.index import read_index
+from hccr.errors import DataError, reports_errors
 
 WRITER_PROTOCOLS = ("writer", "official")  # whole writers per role, a test role
 ROLES = ("train", "val", "test")
@@ -71,11 +71,12 @@ def check_config(cfg: dict) -> dict:
         out["val_writers"] = float(checked["val_writers"])
     for name, scheme in checked["schemes"].items():  # in params' order
         if name == "holdout":
-            out["schemes"][name] = {"val_per_class": scheme["val_per_class"],
-                                    "ladder": dict(scheme["train_per_class"])}
+            out["schemes"][name] = {"val_per_class": scheme["val_per_class"], "ladder": dict(scheme["train_per_class"])}
         else:
-            out["schemes"][name] = {"train_fraction": float(scheme["train_fraction"]),
-                                    "ladder": dict(scheme["per_class"])}
+            out["schemes"][name] = {
+                "train_fraction": float(scheme["train_fraction"]),
+                "ladder": dict(scheme["per_class"]),
+            }
     return out
 
 
@@ -234,9 +235,7 @@ def _check_split(table, wanted, writer_of, label_of, groups, where: str) -> None
                 raise DataError(f"{where}: role {role} holds images of writer(s) {sorted(stray)} outside its group")
 
 
-def summarize(
-    splits: dict[tuple[str, str], pd.DataFrame], index: pd.DataFrame, subsets_cfg: dict, seed: int
-) -> dict:
+def summarize(splits: dict[tuple[str, str], pd.DataFrame], index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict:
     """Counts per scheme/size/role, per class (by character), and the writer groups."""
     cfg = check_config(subsets_cfg)
     classes = Classes.from_index(index, "index")
@@ -259,9 +258,7 @@ def summarize(
     return summary
 
 
-def write_splits(
-    splits: dict[tuple[str, str], pd.DataFrame], summary: dict, out_dir: str | Path
-) -> None:
+def write_splits(splits: dict[tuple[str, str], pd.DataFrame], summary: dict, out_dir: str | Path) -> None:
     """Write every split file and summary.json into `out_dir`, all or nothing."""
     with atomic_dir(out_dir) as tmp:
         for (scheme, size), table in splits.items():

@@ -208,8 +208,10 @@ def generate(
     image_dir.mkdir(parents=True, exist_ok=True)
     total = writers * samples_per_writer * len(CHINESE_MNIST)
     per_job = max(1, min(5, writers // (4 * workers) or 1))
-    jobs = [(str(image_dir), list(range(w, min(w + per_job, writers + 1))), samples_per_writer, seed)
-            for w in range(1, writers + 1, per_job)]
+    jobs = [
+        (str(image_dir), list(range(w, min(w + per_job, writers + 1))), samples_per_writer, seed)
+        for w in range(1, writers + 1, per_job)
+    ]
     with tqdm(total=total, desc="synthetic", unit="img", file=sys.stderr, disable=not progress or total < 2000) as bar:
         if workers == 1 or len(jobs) == 1:
             for done in map(_write_writers, jobs):
@@ -227,4 +229,9 @@ def generate(
     ]
     # Like the real file: UTF-8 with CRLF line endings.
     (out_dir / "chinese_mnist.csv").write_bytes(("\r\n".join(rows) + "\r\n").encode("utf-8"))
-    return {"images": total, "writers": writers, "samples_per_writer": samples_per_writer, "classes": len(CHINESE_MNIST)}
+    return {
+        "images": total,
+        "writers": writers,
+        "samples_per_writer": samples_per_writer,
+        "classes": len(CHINESE_MNIST),
+    }

@@ -9,7 +9,8 @@ same columns serves as the full per-class accuracy table (`per_class_table`).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,15 +40,17 @@ def per_class_table(y_true: Any, y_pred: Any, characters: Sequence[str]) -> pd.D
     chars = np.asarray(list(characters), dtype=object)
     with np.errstate(divide="ignore", invalid="ignore"):
         accuracy = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
-    return pd.DataFrame({
-        "label": np.arange(k),
-        "character": chars,
-        "n": support,
-        "correct": hits,
-        "accuracy": accuracy,
-        "taken_for": np.where(taken_for >= 0, chars[np.maximum(taken_for, 0)], None),
-        "taken_for_count": taken_count,
-    })
+    return pd.DataFrame(
+        {
+            "label": np.arange(k),
+            "character": chars,
+            "n": support,
+            "correct": hits,
+            "accuracy": accuracy,
+            "taken_for": np.where(taken_for >= 0, chars[np.maximum(taken_for, 0)], None),
+            "taken_for_count": taken_count,
+        }
+    )
 
 
 def summary(y_true: Any, y_pred: Any, scores: Any, characters: Sequence[str], top: int = TOP) -> dict[str, Any]:
@@ -62,8 +65,12 @@ def summary(y_true: Any, y_pred: Any, scores: Any, characters: Sequence[str], to
         "top5_accuracy": metrics.top_k_accuracy(t, scores, 5),
         "most_confused": [
             {
-                "true": a, "predicted": b, "true_character": characters[a], "predicted_character": characters[b],
-                "count": n, "share_of_true": n / int(support[a]),
+                "true": a,
+                "predicted": b,
+                "true_character": characters[a],
+                "predicted_character": characters[b],
+                "count": n,
+                "share_of_true": n / int(support[a]),
             }
             for a, b, n in metrics.confused_pairs(t, p, top, k)
         ],
@@ -73,8 +80,13 @@ def summary(y_true: Any, y_pred: Any, scores: Any, characters: Sequence[str], to
         ],
         "hardest_classes": [
             {
-                "label": int(row.label), "character": row.character, "n": int(row.n), "correct": int(row.correct),
-                "accuracy": float(row.accuracy), "taken_for": row.taken_for, "taken_for_count": int(row.taken_for_count),
+                "label": int(row.label),
+                "character": row.character,
+                "n": int(row.n),
+                "correct": int(row.correct),
+                "accuracy": float(row.accuracy),
+                "taken_for": row.taken_for,
+                "taken_for_count": int(row.taken_for_count),
             }
             for row in hardest.itertuples(index=False)
         ],

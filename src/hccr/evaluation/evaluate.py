@@ -33,20 +33,28 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-
-from hccr.evaluation import confusion, metrics
 from hccr.atomic import write_csv, write_json
 from hccr.classes import Classes
 from hccr.data import index as hccr_index
 from hccr.data.arrays import load_images
 from hccr.data.splits import read_split
 from hccr.errors import DataError, HccrError, reports_errors
+from hccr.evaluation import confusion, metrics
 from hccr.files import read_json_object
 from hccr.normalization import check_stats, normalize
 
 ROLES = ("val", "test")
 PROTOCOLS = ("writer", "paper", "official")  # hccr.data.subset's; official: CASIA-HWDB's writer split
-PREDICTION_COLUMNS = ["id", "writer", "role", "true", "predicted", "confidence", "true_character", "predicted_character"]
+PREDICTION_COLUMNS = [
+    "id",
+    "writer",
+    "role",
+    "true",
+    "predicted",
+    "confidence",
+    "true_character",
+    "predicted_character",
+]
 
 
 @dataclass
@@ -149,8 +157,9 @@ def predict(
     for start in tqdm(range(0, len(ids), batch_size), desc=desc, unit="batch", file=sys.stderr, leave=False):
         batch_ids = np.sort(ids[start : start + batch_size])  # sorted reads are cheaper on a memmap
         order = np.argsort(np.argsort(ids[start : start + batch_size]))
-        x = normalize(torch.from_numpy(np.ascontiguousarray(images[batch_ids])[order]).to(device, non_blocking=True),
-                      mean, std)
+        x = normalize(
+            torch.from_numpy(np.ascontiguousarray(images[batch_ids])[order]).to(device, non_blocking=True), mean, std
+        )
         with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
             logits = model(x.contiguous(memory_format=torch.channels_last))
         out.append(logits.float().cpu().numpy())
@@ -230,16 +239,18 @@ def _finite(value: float) -> float | None:
 def predictions_frame(role: str, pred: RolePredictions) -> pd.DataFrame:
     predicted = pred.predicted
     chars = np.array(pred.classes.characters)
-    return pd.DataFrame({
-        "id": pred.ids,
-        "writer": pred.writers,
-        "role": role,
-        "true": pred.labels,
-        "predicted": predicted,
-        "confidence": pred.confidence.round(6),
-        "true_character": chars[pred.labels],
-        "predicted_character": chars[predicted],
-    })
+    return pd.DataFrame(
+        {
+            "id": pred.ids,
+            "writer": pred.writers,
+            "role": role,
+            "true": pred.labels,
+            "predicted": predicted,
+            "confidence": pred.confidence.round(6),
+            "true_character": chars[pred.labels],
+            "predicted_character": chars[predicted],
+        }
+    )
 
 
 def evaluate_run(
@@ -262,8 +273,9 @@ def evaluate_run(
         if rows.empty:
             continue
         ids = rows["id"].to_numpy(dtype=np.int64)
-        logits = predict(model, images, ids, mean, std, batch_size, device, desc=f"evaluate {role}",
-                         amp_dtype=amp_dtype)
+        logits = predict(
+            model, images, ids, mean, std, batch_size, device, desc=f"evaluate {role}", amp_dtype=amp_dtype
+        )
         pred = RolePredictions(
             ids=ids,
             writers=index["writer"].to_numpy()[ids],
@@ -290,8 +302,14 @@ def build_outputs(
     """Assemble the metrics JSON, the details JSON and the predictions table."""
     start = meta.get("start") or summary.get("start")
     source = meta.get("start_source") or summary.get("start_source") or ""
-    head = {"model": model_name, "size": size, "protocol": protocol, "start": start, "start_source": source,
-            "parameters": int(parameters)}
+    head = {
+        "model": model_name,
+        "size": size,
+        "protocol": protocol,
+        "start": start,
+        "start_source": source,
+        "parameters": int(parameters),
+    }
     metrics_json: dict[str, Any] = dict(head)
     for role, (scalars, _, _) in results.items():
         metrics_json[role] = scalars
@@ -308,7 +326,9 @@ def build_outputs(
     }
     for role, (_, details, _) in results.items():
         details_json[role] = details
-    predictions = pd.concat([predictions_frame(role, pred) for role, (_, _, pred) in results.items()], ignore_index=True)
+    predictions = pd.concat(
+        [predictions_frame(role, pred) for role, (_, _, pred) in results.items()], ignore_index=True
+    )
     return metrics_json, details_json, predictions[PREDICTION_COLUMNS]
 
 
@@ -328,8 +348,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--bins", type=int, default=15, help="equal-width confidence bins for the ECE")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto: as the run trained (train.json's precision), where the device has native bf16")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto: as the run trained (train.json's precision), where the device has native bf16",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (Snakemake passes the job's cores)")
     p.add_argument("--out-metrics", required=True)
     p.add_argument("--out-details", required=True)
@@ -364,15 +388,27 @@ def run(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     amp_dtype = pick_precision(args.precision, summary, device)
     results = evaluate_run(
-        model, meta, images, index, split, batch_size=args.batch_size, bins=args.bins, device=device,
+        model,
+        meta,
+        images,
+        index,
+        split,
+        batch_size=args.batch_size,
+        bins=args.bins,
+        device=device,
         amp_dtype=amp_dtype,
     )
     parameters = summary_parameters(summary)
     if parameters is None:
         parameters = sum(p.numel() for p in model.parameters())
     metrics_json, details_json, predictions = build_outputs(
-        results, model_name=args.model, size=args.size, protocol=args.protocol,
-        meta=meta, summary=summary, parameters=parameters,
+        results,
+        model_name=args.model,
+        size=args.size,
+        protocol=args.protocol,
+        meta=meta,
+        summary=summary,
+        parameters=parameters,
         precision="bfloat16-autocast" if amp_dtype is not None else "float32",
     )
     # Predictions and details first: the metrics file is what Snakemake/DVC watch last.

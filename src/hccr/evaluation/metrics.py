@@ -216,13 +216,15 @@ def calibration_table(confidence: Any, correct: Any, bins: int = 15) -> list[dic
     for b in range(bins):
         members = index == b
         n = int(members.sum())
-        table.append({
-            "low": b / bins,
-            "high": (b + 1) / bins,
-            "n": n,
-            "accuracy": float(ok[members].mean()) if n else None,
-            "confidence": float(c[members].mean()) if n else None,
-        })
+        table.append(
+            {
+                "low": b / bins,
+                "high": (b + 1) / bins,
+                "n": n,
+                "accuracy": float(ok[members].mean()) if n else None,
+                "confidence": float(c[members].mean()) if n else None,
+            }
+        )
     return table
 
 

@@ -24,9 +24,21 @@ from hccr.files import read_json_object
 
 CELL = re.compile(r"^g(?P<gpus>\d+)-lr(?P<lr>[0-9.e+-]+)-b(?P<batch>\d+)$")
 COLUMNS = [
-    "model", "size", "run", "gpus", "learning_rate", "batch_size", "epochs",
-    "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-    "best_val_accuracy", "best_epoch", "seconds_total", "start",
+    "model",
+    "size",
+    "run",
+    "gpus",
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "best_val_accuracy",
+    "best_epoch",
+    "seconds_total",
+    "start",
 ]
 
 

@@ -14,7 +14,7 @@ Train mode: call `model.train()` as usual; frozen BatchNorm layers stay in infer
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

@@ -30,7 +30,7 @@ class HccrModel(nn.Module):
     # `auto` fell back to scratch, ...); empty when the start says it all.
     start_source: str = ""
 
-    def train(self, mode: bool = True) -> "HccrModel":
+    def train(self, mode: bool = True) -> HccrModel:
         super().train(mode)
         if mode:
             for module in self.modules():

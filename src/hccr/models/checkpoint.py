@@ -29,8 +29,18 @@ from hccr.classes import Classes
 from hccr.errors import DataError, HccrError
 
 FORMAT = 1
-REQUIRED = ("format", "model", "config", "input_size", "normalize", "characters", "start", "epoch",
-            "val_accuracy", "state_dict")
+REQUIRED = (
+    "format",
+    "model",
+    "config",
+    "input_size",
+    "normalize",
+    "characters",
+    "start",
+    "epoch",
+    "val_accuracy",
+    "state_dict",
+)
 # Input sizes a checkpoint may declare: the resize step and predict allocate S x S per image.
 INPUT_SIZE_RANGE = (8, 1024)
 # Wrappers add these to parameter names (DistributedDataParallel, torch.compile).
@@ -67,8 +77,10 @@ def _plain(value: Any, where: str) -> Any:
         return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, (set, frozenset)):
         return [_plain(item, f"{where}[]") for item in sorted(value)]
-    raise TypeError(f"checkpoint field {where}: cannot store a {type(value).__name__} (only tensors, "
-                    "numbers, strings, lists and dicts)")
+    raise TypeError(
+        f"checkpoint field {where}: cannot store a {type(value).__name__} (only tensors, "
+        "numbers, strings, lists and dicts)"
+    )
 
 
 def clean_state_dict(state_dict: dict) -> dict:
@@ -77,13 +89,25 @@ def clean_state_dict(state_dict: dict) -> dict:
     for key, tensor in state_dict.items():
         for prefix in _WRAPPER_PREFIXES:
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         out[key] = tensor.detach().cpu() if isinstance(tensor, torch.Tensor) else _plain(tensor, f"state_dict.{key}")
     return out
 
 
-def save(path: str | os.PathLike, *, model_name: str, config: dict, state_dict: dict, input_size: int,
-         normalize: dict, classes: Classes, start: str, epoch: int, val_accuracy: float, **extra) -> Path:
+def save(
+    path: str | os.PathLike,
+    *,
+    model_name: str,
+    config: dict,
+    state_dict: dict,
+    input_size: int,
+    normalize: dict,
+    classes: Classes,
+    start: str,
+    epoch: int,
+    val_accuracy: float,
+    **extra,
+) -> Path:
     """Write a format-1 checkpoint atomically; `extra` fields (e.g. optimizer state) go in too."""
     clash = set(extra) & (set(REQUIRED) | {"values"})
     if clash:
@@ -119,8 +143,10 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise DataError(f"checkpoint {path} cannot be read (corrupt or not a weights-only torch file): "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise DataError(
+            f"checkpoint {path} cannot be read (corrupt or not a weights-only torch file): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
     if not isinstance(record, dict) or "format" not in record:
         raise DataError(f"checkpoint {path} is not an hccr checkpoint (no 'format' field)")
     if record["format"] != FORMAT:
@@ -185,8 +211,9 @@ def check_fits(record: dict, path: str | os.PathLike) -> None:
     except HccrError as exc:
         raise DataError(f"checkpoint {path}: cannot rebuild model {name!r}: {exc}") from exc
     except Exception as exc:  # a hostile config can trip the builders in many ways
-        raise DataError(f"checkpoint {path}: config does not describe a buildable {name!r} "
-                        f"({type(exc).__name__}: {exc})") from None
+        raise DataError(
+            f"checkpoint {path}: config does not describe a buildable {name!r} ({type(exc).__name__}: {exc})"
+        ) from None
     expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
     stored = {key: tuple(value.shape) for key, value in record["state_dict"].items()}
     for key in sorted(set(expected) | set(stored)):

@@ -24,7 +24,11 @@ class SmallCNN(HccrModel):
             layers: list[nn.Module] = []
             for _ in range(convs_per_block):
                 # No conv bias: the BatchNorm that follows has its own shift.
-                layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(out),
+                    nn.ReLU(inplace=True),
+                ]
                 channels = out
             layers.append(nn.MaxPool2d(2))
             blocks.append(nn.Sequential(*layers))

@@ -30,20 +30,30 @@ from hccr.errors import ConfigError
 from hccr.models.base import HccrModel, repeat_to_channels
 from hccr.models.pretrained import create_timm, parse_pretrained
 
-
 LITE0_LAYERS = 150
 LITE0_FREEZE = 27
 
 
 class EfficientNetClassifier(HccrModel):
-    def __init__(self, backbone: nn.Module, in_chans: int, feature_dim: int, hidden: int, dropout: float,
-                 num_classes: int, keras_preamble: tuple[str, ...] = ("input",)):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        in_chans: int,
+        feature_dim: int,
+        hidden: int,
+        dropout: float,
+        num_classes: int,
+        keras_preamble: tuple[str, ...] = ("input",),
+    ):
         super().__init__()
         self.keras_preamble = keras_preamble
         self.in_chans = in_chans
         self.backbone = backbone
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Flatten(),
+            nn.Linear(feature_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
 
@@ -86,10 +96,16 @@ def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[EfficientNetCla
     kind, path = parse_pretrained(pretrained)
     # in_chans 1: timm sums the pretrained stem over RGB; 3: forward repeats the channel.
     backbone, start, source = create_timm(
-        arch, kind, path, num_classes=0, global_pool="", in_chans=in_chans,
+        arch,
+        kind,
+        path,
+        num_classes=0,
+        global_pool="",
+        in_chans=in_chans,
         drop_path_rate=float(cfg.get("drop_path_rate", 0.2)),
     )
-    model = EfficientNetClassifier(backbone, in_chans, feature_dim(backbone, in_chans, size), hidden, dropout,
-                                   num_classes, keras_preamble(arch))
+    model = EfficientNetClassifier(
+        backbone, in_chans, feature_dim(backbone, in_chans, size), hidden, dropout, num_classes, keras_preamble(arch)
+    )
     model.start_source = source
     return model, start

@@ -45,8 +45,17 @@ class GaussianNoise(nn.Module):
 
 
 class GruHead(nn.Module):
-    def __init__(self, features: int, sequence: str, gru_hidden: int, noise_std: float, hidden: int,
-                 dropout: float, batchnorm: bool, num_classes: int):
+    def __init__(
+        self,
+        features: int,
+        sequence: str,
+        gru_hidden: int,
+        noise_std: float,
+        hidden: int,
+        dropout: float,
+        batchnorm: bool,
+        num_classes: int,
+    ):
         super().__init__()
         self.sequence = sequence
         self.gru = nn.GRU(features, gru_hidden, batch_first=True)
@@ -82,7 +91,9 @@ def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[InceptionGru, s
     inception = arch.partition(".")[0] == "inception_v3"
     size = cfg.get("input_size")
     if inception and isinstance(size, int) and not isinstance(size, bool) and size < MIN_INPUT_SIZE:
-        raise ConfigError(f"model.inception_gru.input_size: {size} is below InceptionV3's minimum of {MIN_INPUT_SIZE} px")
+        raise ConfigError(
+            f"model.inception_gru.input_size: {size} is below InceptionV3's minimum of {MIN_INPUT_SIZE} px"
+        )
     in_chans, size = check_common("inception_gru", cfg, MIN_INPUT_SIZE if inception else 1)
     sequence = cfg.get("sequence", "pooled")
     if sequence not in SEQUENCES:

@@ -48,7 +48,7 @@ def parse_pretrained(value) -> tuple[str, Path | None]:
     if text.lower() in KEYWORDS:
         return text.lower(), None
     if text.startswith("file:"):  # a `start` string from an earlier run
-        text = text[len("file:"):]
+        text = text[len("file:") :]
     path = Path(text).expanduser().resolve()
     if not path.is_file():
         raise ConfigError(
@@ -112,16 +112,23 @@ def timm_from_file(arch: str, path: Path, **kwargs) -> nn.Module:
     head = next((shapes[f"{name}.weight"] for name in classifiers if f"{name}.weight" in shapes), None)
     try:
         if head is None:  # a headless file: nothing to drop, so strict from the start
-            return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=str(path), num_classes=0),
-                                     **kwargs)
+            return timm.create_model(
+                arch, pretrained=True, pretrained_cfg_overlay=dict(file=str(path), num_classes=0), **kwargs
+            )
         pooling = kwargs.get("global_pool", "avg")
-        model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=str(path), num_classes=head[0]),
-                                  **{**kwargs, "num_classes": head[0]})
+        model = timm.create_model(
+            arch,
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=str(path), num_classes=head[0]),
+            **{**kwargs, "num_classes": head[0]},
+        )
         model.reset_classifier(kwargs.get("num_classes", 0), global_pool=pooling)
         return model
     except Exception as exc:
-        raise ConfigError(f"pretrained: cannot load weights file {path} into {arch}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise ConfigError(
+            f"pretrained: cannot load weights file {path} into {arch}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
 
 
 def is_hccr_checkpoint(data: dict) -> bool:

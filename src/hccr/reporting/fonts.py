@@ -31,8 +31,23 @@ SYSTEM_DIRS = (
     "C:/Windows/Fonts",
 )
 # Names that usually mean CJK coverage; they are checked first so the scan stays short.
-LIKELY = ("wqy", "wenquanyi", "notosanscjk", "notoserifcjk", "noto sans cjk", "sourcehan", "droidsansfallback",
-          "simhei", "simsun", "msyh", "pingfang", "hiragino", "ukai", "uming", "arphic")
+LIKELY = (
+    "wqy",
+    "wenquanyi",
+    "notosanscjk",
+    "notoserifcjk",
+    "noto sans cjk",
+    "sourcehan",
+    "droidsansfallback",
+    "simhei",
+    "simsun",
+    "msyh",
+    "pingfang",
+    "hiragino",
+    "ukai",
+    "uming",
+    "arphic",
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,7 @@ def candidate_fonts() -> list[Path]:
     return [p for p in ordered if likely(p)] + [p for p in ordered if not likely(p)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _find(characters: str) -> Path | None:
     for path in candidate_fonts():
         if covers(path, characters):

@@ -10,11 +10,13 @@ intended use and how to run it.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from hccr.classes import Classes
 from hccr.reporting.formatting import DASH, PROTOCOLS, general, pct
 from hccr.starts import describe_start
+
 
 def _interval(scalars: Mapping[str, Any], details: Mapping[str, Any] | None) -> str:
     low, high = scalars.get("accuracy_ci_low"), scalars.get("accuracy_ci_high")
@@ -30,8 +32,9 @@ def _start_banner(start: str, source: str, config: Mapping[str, Any]) -> str:
     arch = config.get("arch", "?")
     if start == "imagenet":
         where = f" ({source})" if source else ""
-        return (f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`**{where} "
-                "(transfer learning, as in the study).")
+        return (
+            f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`**{where} (transfer learning, as in the study)."
+        )
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
     if config.get("pretrained", "none") == "none" and not source:
@@ -54,7 +57,9 @@ def _phases(config: Mapping[str, Any], start: str, train_summary: Mapping[str, A
         return rows
     key = "scratch_phases" if start == "scratch" and config.get("scratch_phases") else "phases"
     for phase in config.get(key) or []:
-        rows.append(f"| {phase.get('name')} | {phase.get('epochs')} | {general(phase.get('lr'))} | {phase.get('freeze')} |")
+        rows.append(
+            f"| {phase.get('name')} | {phase.get('epochs')} | {general(phase.get('lr'))} | {phase.get('freeze')} |"
+        )
     return rows
 
 
@@ -117,8 +122,7 @@ def render_model_card(
         "",
         "Chinese MNIST (Kaggle `gpreda/chinese-mnist`): 64 x 64 grayscale scans of the 15 numerals, "
         "each written 10 times by each volunteer of a study at Newcastle University "
-        "(Dr K. Nazarpour, Dr M. Chen)"
-        + (f"; this copy holds {total_writers} writers." if total_writers else "."),
+        "(Dr K. Nazarpour, Dr M. Chen)" + (f"; this copy holds {total_writers} writers." if total_writers else "."),
         "",
         PROTOCOLS.get(protocol, f"protocol `{protocol}`."),
         "",

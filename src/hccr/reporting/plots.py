@@ -30,11 +30,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from hccr.reporting import fonts  # noqa: E402
 from hccr.atomic import atomic_path, write_csv  # noqa: E402
-from hccr.errors import DataError, HccrError, reports_errors  # noqa: E402
 from hccr.classes import Classes  # noqa: E402
+from hccr.errors import DataError, HccrError, reports_errors  # noqa: E402
 from hccr.files import read_json_object, read_table  # noqa: E402
+from hccr.reporting import fonts  # noqa: E402
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -51,7 +51,9 @@ def read_history(path: str | Path) -> pd.DataFrame:
     return history.sort_values("epoch").reset_index(drop=True)
 
 
-def reference_history(model: str, size: str, reference_dir: str | Path = REFERENCE_DIR) -> dict[str, list[float]] | None:
+def reference_history(
+    model: str, size: str, reference_dir: str | Path = REFERENCE_DIR
+) -> dict[str, list[float]] | None:
     """The study's phase-2 Keras history for model/size, if it ships one."""
     path = Path(reference_dir) / f"{model}_{size}_phase2_history.json"
     if not path.exists():
@@ -78,7 +80,12 @@ def align_reference(history: pd.DataFrame, reference: dict[str, list[float]] | N
     first = starts[0][1]
     n = max(len(v) for v in reference.values())
     frame = pd.DataFrame({"epoch": [first + i for i in range(n)]})
-    for ours, theirs in (("train_loss", "loss"), ("train_accuracy", "accuracy"), ("val_loss", "val_loss"), ("val_accuracy", "val_accuracy")):
+    for ours, theirs in (
+        ("train_loss", "loss"),
+        ("train_accuracy", "accuracy"),
+        ("val_loss", "val_loss"),
+        ("val_accuracy", "val_accuracy"),
+    ):
         values = reference.get(theirs, [])
         frame[f"study_{ours}"] = values + [np.nan] * (n - len(values))
     return frame
@@ -89,12 +96,27 @@ SWEEP_COLUMNS = ["run", "gpus", "learning_rate", "batch_size", "val_accuracy", "
 
 def read_sweep(summary: str | Path, model: str, size: str) -> pd.DataFrame:
     """The sweep cells of `model`/`size` from models/sweep/summary.csv (hccr.evaluation.sweep)."""
-    table = read_table(summary, ("model", "size", "run", "gpus", "learning_rate", "batch_size",
-                                 "best_val_accuracy", "best_epoch", "seconds_total", "start"), "sweep summary")
+    table = read_table(
+        summary,
+        (
+            "model",
+            "size",
+            "run",
+            "gpus",
+            "learning_rate",
+            "batch_size",
+            "best_val_accuracy",
+            "best_epoch",
+            "seconds_total",
+            "start",
+        ),
+        "sweep summary",
+    )
     table = table[(table["model"].astype(str) == model) & (table["size"].astype(str) == size)]
     # The figure shows each cell's best validation accuracy, as Table 2's last column does.
     return table.rename(columns={"val_accuracy": "final_val_accuracy", "best_val_accuracy": "val_accuracy"})[
-        SWEEP_COLUMNS].reset_index(drop=True)
+        SWEEP_COLUMNS
+    ].reset_index(drop=True)
 
 
 def read_study_table2(path: str | Path = REFERENCE_DIR / "study_table2.csv") -> pd.DataFrame:
@@ -122,12 +144,34 @@ def curves_figure(history: pd.DataFrame, *, title: str, reference: pd.DataFrame 
         ax.plot(history["epoch"], history[f"train_{metric}"], "o-", ms=3, label=f"train {metric}")
         ax.plot(history["epoch"], history[f"val_{metric}"], "s-", ms=3, label=f"val {metric}")
         if reference is not None:
-            ax.plot(reference["epoch"], reference[f"study_train_{metric}"], "--", color="C0", alpha=0.7, label=f"train {metric}, {STUDY_LABEL}")
-            ax.plot(reference["epoch"], reference[f"study_val_{metric}"], "--", color="C1", alpha=0.7, label=f"val {metric}, {STUDY_LABEL}")
+            ax.plot(
+                reference["epoch"],
+                reference[f"study_train_{metric}"],
+                "--",
+                color="C0",
+                alpha=0.7,
+                label=f"train {metric}, {STUDY_LABEL}",
+            )
+            ax.plot(
+                reference["epoch"],
+                reference[f"study_val_{metric}"],
+                "--",
+                color="C1",
+                alpha=0.7,
+                label=f"val {metric}, {STUDY_LABEL}",
+            )
         for phase, epoch in phase_starts(history):
             ax.axvline(epoch - 0.5, color="grey", ls=":", lw=1)
-            ax.annotate(f"phase: {phase}", (epoch - 0.5, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                        va="top", ha="right", fontsize=7, color="grey")
+            ax.annotate(
+                f"phase: {phase}",
+                (epoch - 0.5, 1.0),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                va="top",
+                ha="right",
+                fontsize=7,
+                color="grey",
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -193,7 +237,9 @@ def sweep_figure(ours: pd.DataFrame, study: pd.DataFrame | None = None, *, title
         else:
             image = _heatmap(axes[0, col], cells, "val_accuracy", f"ours: {g} GPU(s), val accuracy")
         if study is not None:
-            image = _heatmap(axes[1, col], study[study["gpus"] == g], "val_accuracy", f"study's Table 2: {g} GPU(s), val accuracy")
+            image = _heatmap(
+                axes[1, col], study[study["gpus"] == g], "val_accuracy", f"study's Table 2: {g} GPU(s), val accuracy"
+            )
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="validation accuracy")
     fig.suptitle(title)
@@ -222,7 +268,9 @@ def confusion_figure(matrix: np.ndarray, labels: list[str], *, title: str, font:
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), v in np.ndenumerate(matrix):
         if v:
-            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=7, color="white" if v > threshold else "black")
+            ax.text(
+                j, i, str(int(v)), ha="center", va="center", fontsize=7, color="white" if v > threshold else "black"
+            )
     fig.colorbar(image, ax=ax, shrink=0.8, label="images")
     return fig
 
@@ -245,8 +293,17 @@ def mistakes_figure(mistakes: list[dict], labels: list[str], *, title: str, font
 def confusion_data(matrix: np.ndarray, labels: list[str]) -> pd.DataFrame:
     matrix = np.asarray(matrix)
     return pd.DataFrame(
-        [{"true": i, "predicted": j, "true_label": labels[i], "predicted_label": labels[j], "count": int(matrix[i, j])}
-         for i in range(matrix.shape[0]) for j in range(matrix.shape[1])]
+        [
+            {
+                "true": i,
+                "predicted": j,
+                "true_label": labels[i],
+                "predicted_label": labels[j],
+                "count": int(matrix[i, j]),
+            }
+            for i in range(matrix.shape[0])
+            for j in range(matrix.shape[1])
+        ]
     )
 
 
@@ -256,10 +313,18 @@ def select_misclassified(predictions: pd.DataFrame, role: str, limit: int) -> pd
     wrong = predictions[(predictions["role"] == role) & (predictions["true"] != predictions["predicted"])]
     wrong = wrong.sort_values(["confidence", "id"], ascending=[False, True])
     round_ = wrong.groupby(["true", "predicted"]).cumcount()
-    return wrong.assign(_round=round_).sort_values("_round", kind="stable").drop(columns="_round").head(limit).reset_index(drop=True)
+    return (
+        wrong.assign(_round=round_)
+        .sort_values("_round", kind="stable")
+        .drop(columns="_round")
+        .head(limit)
+        .reset_index(drop=True)
+    )
 
 
-def misclassified_figure(rows: pd.DataFrame, images: np.ndarray, labels: list[str], *, title: str, font: fonts.CjkFont | None) -> Figure:
+def misclassified_figure(
+    rows: pd.DataFrame, images: np.ndarray, labels: list[str], *, title: str, font: fonts.CjkFont | None
+) -> Figure:
     """A grid of images titled 'true→predicted' with the model's confidence."""
     n = len(rows)
     cols = min(6, max(1, n))
@@ -272,7 +337,9 @@ def misclassified_figure(rows: pd.DataFrame, images: np.ndarray, labels: list[st
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center", transform=axes[0].transAxes)
     for ax, row in zip(axes, rows.itertuples(index=False)):
         ax.imshow(images[int(row.id)], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{labels[int(row.true)]}→{labels[int(row.predicted)]}\n{row.confidence:.2f}", fontsize=9, **_font_kw(font))
+        ax.set_title(
+            f"{labels[int(row.true)]}→{labels[int(row.predicted)]}\n{row.confidence:.2f}", fontsize=9, **_font_kw(font)
+        )
     fig.suptitle(title, **_font_kw(font))
     return fig
 
@@ -306,7 +373,11 @@ def _read_details(path: Path) -> tuple[dict, Classes]:
 
 def cmd_curves(args: argparse.Namespace) -> None:
     history = read_history(args.history)
-    reference = None if args.no_study else align_reference(history, reference_history(args.model, args.size, args.reference_dir))
+    reference = (
+        None
+        if args.no_study
+        else align_reference(history, reference_history(args.model, args.size, args.reference_dir))
+    )
     fig = curves_figure(history, title=f"{args.model} / {args.size}", reference=reference)
     save_figure(fig, args.out)
     write_csv(_data_path(args), curves_data(history, reference))
@@ -380,15 +451,21 @@ def cmd_misclassified(args: argparse.Namespace) -> None:
         raise DataError(f"{images_path}: image array not found")
     images = np.load(images_path, mmap_mode="r")
     if len(predictions) and predictions["id"].max() >= images.shape[0]:
-        raise DataError(f"{images_path}: has {images.shape[0]} rows, predictions reference id {predictions['id'].max()}")
+        raise DataError(
+            f"{images_path}: has {images.shape[0]} rows, predictions reference id {predictions['id'].max()}"
+        )
     rows = select_misclassified(predictions, role, args.max)
     _, classes = _read_details(Path(args.details))
     font = _font(args, classes)
     labels = fonts.class_labels(font, classes)
     title = args.title or f"misclassified {role} images (true→predicted, confidence; one per confusion per round)"
     save_figure(misclassified_figure(rows, images, labels, title=title, font=font), args.out)
-    write_csv(_data_path(args), rows.assign(true_label=[labels[t] for t in rows["true"]],
-                                            predicted_label=[labels[p] for p in rows["predicted"]]))
+    write_csv(
+        _data_path(args),
+        rows.assign(
+            true_label=[labels[t] for t in rows["true"]], predicted_label=[labels[p] for p in rows["predicted"]]
+        ),
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,12 +13,23 @@ from typing import Any
 
 import pandas as pd
 
-from hccr.reporting import plots
 from hccr.errors import DataError
 from hccr.files import read_json_object, read_table
+from hccr.reporting import plots
 
 SIZE_ORDER = ("small", "medium", "large", "full")
-BENCHMARK_COLUMNS = ("s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out", "mean_load", "cpu_time")
+BENCHMARK_COLUMNS = (
+    "s",
+    "h:m:s",
+    "max_rss",
+    "max_vms",
+    "max_uss",
+    "max_pss",
+    "io_in",
+    "io_out",
+    "mean_load",
+    "cpu_time",
+)
 FIGURE_KINDS = ("curves", "sizes", "sweep", "confusion", "misclassified")
 
 
@@ -78,7 +89,9 @@ class Run:
         return None
 
 
-def discover_runs(metrics_dir: Path, evaluation_dir: Path, runs_dir: Path, model_order: list[str] | None = None) -> list[Run]:
+def discover_runs(
+    metrics_dir: Path, evaluation_dir: Path, runs_dir: Path, model_order: list[str] | None = None
+) -> list[Run]:
     """Every {model}/{size} that has a metrics file or a train.json (runs_dir: models/runs), in model then size order."""
     keys: set[tuple[str, str]] = set()
     if metrics_dir.is_dir():
@@ -95,14 +108,16 @@ def discover_runs(metrics_dir: Path, evaluation_dir: Path, runs_dir: Path, model
     for model, size in sorted(keys, key=key):
         history_path = runs_dir / model / size / "history.csv"
         history = plots.read_history(history_path) if history_path.exists() else None
-        runs.append(Run(
-            model=model,
-            size=size,
-            metrics=read_json(metrics_dir / model / f"{size}.json"),
-            details=read_json(evaluation_dir / model / size / "details.json"),
-            summary=read_json(runs_dir / model / size / "train.json"),
-            history=history,
-        ))
+        runs.append(
+            Run(
+                model=model,
+                size=size,
+                metrics=read_json(metrics_dir / model / f"{size}.json"),
+                details=read_json(evaluation_dir / model / size / "details.json"),
+                summary=read_json(runs_dir / model / size / "train.json"),
+                history=history,
+            )
+        )
     return runs
 
 
@@ -134,19 +149,25 @@ def read_benchmarks(benchmarks_dir: Path) -> pd.DataFrame:
             raise DataError(f"{path}: missing column s (Snakemake benchmark format: {' '.join(BENCHMARK_COLUMNS)})")
         rel = path.relative_to(benchmarks_dir)
         numeric = table.apply(pd.to_numeric, errors="coerce")
-        rows.append({
-            "rule": rel.parts[0] if len(rel.parts) > 1 else path.stem,
-            "job": rel.with_suffix("").as_posix(),
-            "s": float(numeric["s"].mean()),
-            "max_rss": float(numeric["max_rss"].max()) if "max_rss" in numeric else float("nan"),
-            "cpu_time": float(numeric["cpu_time"].mean()) if "cpu_time" in numeric else float("nan"),
-            "mean_load": float(numeric["mean_load"].mean()) if "mean_load" in numeric else float("nan"),
-        })
+        rows.append(
+            {
+                "rule": rel.parts[0] if len(rel.parts) > 1 else path.stem,
+                "job": rel.with_suffix("").as_posix(),
+                "s": float(numeric["s"].mean()),
+                "max_rss": float(numeric["max_rss"].max()) if "max_rss" in numeric else float("nan"),
+                "cpu_time": float(numeric["cpu_time"].mean()) if "cpu_time" in numeric else float("nan"),
+                "mean_load": float(numeric["mean_load"].mean()) if "mean_load" in numeric else float("nan"),
+            }
+        )
     return pd.DataFrame(rows, columns=["rule", "job", "s", "max_rss", "cpu_time", "mean_load"])
 
 
 def read_study_table1(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["model", "size", "train_loss", "train_accuracy", "val_loss", "val_accuracy"])
+    return (
+        pd.read_csv(path)
+        if path.exists()
+        else pd.DataFrame(columns=["model", "size", "train_loss", "train_accuracy", "val_loss", "val_accuracy"])
+    )
 
 
 def find_figure(figures_dir: Path, kind: str, *parts: str) -> Path | None:
@@ -172,8 +193,13 @@ def git_revision(cwd: Path | None = None) -> tuple[str | None, bool | None]:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd, timeout=20)
         if head.returncode != 0:
             return None, None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True, cwd=cwd, timeout=60)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=60,
+        )
         return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
         return None, None

@@ -153,9 +153,13 @@ def to_html(doc: Document) -> str:
             parts.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(block, Figure):
             alt = html.escape(block.caption, quote=True)
-            parts.append(f'<figure><img alt="{alt}" src="{_data_uri(block.path)}"><figcaption>{_inline(block.caption)}</figcaption></figure>')
+            parts.append(
+                f'<figure><img alt="{alt}" src="{_data_uri(block.path)}"><figcaption>{_inline(block.caption)}</figcaption></figure>'
+            )
         elif isinstance(block, Code):
-            parts.append(f"<details><summary>{_inline(block.summary)}</summary><pre>{html.escape(block.text)}</pre></details>")
+            parts.append(
+                f"<details><summary>{_inline(block.summary)}</summary><pre>{html.escape(block.text)}</pre></details>"
+            )
         else:  # pragma: no cover
             raise TypeError(f"unknown block {block!r}")
     parts.append("</body></html>")

@@ -31,15 +31,40 @@ from hccr.errors import reports_errors
 from hccr.reporting import report_data as rd
 from hccr.starts import describe_start, start_kind, start_label, start_order
 
-COLUMNS = ["family", "network", "arch", "input_size", "model", "size", "n_train", "start", "start_source",
-           "role", "accuracy", "ci_low", "ci_high", "val_accuracy", "epochs"]
+COLUMNS = [
+    "family",
+    "network",
+    "arch",
+    "input_size",
+    "model",
+    "size",
+    "n_train",
+    "start",
+    "start_source",
+    "role",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "val_accuracy",
+    "epochs",
+]
 
 # The study's settings per network, for the plain statement of what differs.
 STUDY = {
-    "efficientnet": {"arch": "tf_efficientnetv2_s", "input_size": 64, "epochs": 20, "start": "imagenet",
-                     "name": "EfficientNetV2-S, 64 px, 10 + 10 epochs (frozen backbone, then all but the first 100 layers)"},
-    "inception_gru": {"arch": "inception_v3", "input_size": 299, "epochs": 10, "start": "imagenet",
-                      "name": "InceptionV3 + GRU, 299 px, 10 epochs"},
+    "efficientnet": {
+        "arch": "tf_efficientnetv2_s",
+        "input_size": 64,
+        "epochs": 20,
+        "start": "imagenet",
+        "name": "EfficientNetV2-S, 64 px, 10 + 10 epochs (frozen backbone, then all but the first 100 layers)",
+    },
+    "inception_gru": {
+        "arch": "inception_v3",
+        "input_size": 299,
+        "epochs": 10,
+        "start": "imagenet",
+        "name": "InceptionV3 + GRU, 299 px, 10 epochs",
+    },
 }
 
 
@@ -69,14 +94,25 @@ def comparison_table(runs: list[rd.Run]) -> pd.DataFrame:
             continue
         label, network, arch, input_size = family_of(run)
         summary = run.summary or {}
-        rows.append({
-            "family": label, "network": network, "arch": arch, "input_size": input_size, "model": run.model,
-            "size": run.size, "n_train": summary.get("n_train"), "start": run.start,
-            "start_source": (run.metrics or {}).get("start_source") or summary.get("start_source") or "",
-            "role": role, "accuracy": block.get("accuracy"), "ci_low": block.get("accuracy_ci_low"),
-            "ci_high": block.get("accuracy_ci_high"), "val_accuracy": (run.role("val") or {}).get("accuracy"),
-            "epochs": summary.get("epochs"),
-        })
+        rows.append(
+            {
+                "family": label,
+                "network": network,
+                "arch": arch,
+                "input_size": input_size,
+                "model": run.model,
+                "size": run.size,
+                "n_train": summary.get("n_train"),
+                "start": run.start,
+                "start_source": (run.metrics or {}).get("start_source") or summary.get("start_source") or "",
+                "role": role,
+                "accuracy": block.get("accuracy"),
+                "ci_low": block.get("accuracy_ci_low"),
+                "ci_high": block.get("accuracy_ci_high"),
+                "val_accuracy": (run.role("val") or {}).get("accuracy"),
+                "epochs": summary.get("epochs"),
+            }
+        )
     table = pd.DataFrame(rows, columns=COLUMNS)
     if table.empty:
         return table
@@ -94,11 +130,20 @@ def versus(table: pd.DataFrame, better: str = "imagenet", baseline: str = "scrat
             continue
         a, b = a.iloc[0], b.iloc[0]
         disjoint = bool(a["ci_low"] > b["ci_high"] or b["ci_low"] > a["ci_high"])
-        out.append({"family": family, "size": size, better: a["accuracy"], baseline: b["accuracy"],
-                    "difference": a["accuracy"] - b["accuracy"], "intervals_disjoint": disjoint,
-                    "better_wins": bool(a["ci_low"] > b["ci_high"])})
-    return pd.DataFrame(out, columns=["family", "size", better, baseline, "difference", "intervals_disjoint",
-                                      "better_wins"])
+        out.append(
+            {
+                "family": family,
+                "size": size,
+                better: a["accuracy"],
+                baseline: b["accuracy"],
+                "difference": a["accuracy"] - b["accuracy"],
+                "intervals_disjoint": disjoint,
+                "better_wins": bool(a["ci_low"] > b["ci_high"]),
+            }
+        )
+    return pd.DataFrame(
+        out, columns=["family", "size", better, baseline, "difference", "intervals_disjoint", "better_wins"]
+    )
 
 
 def figure(table: pd.DataFrame) -> Figure:
@@ -113,10 +158,21 @@ def figure(table: pd.DataFrame) -> Figure:
             y = rows["accuracy"].to_numpy(float) * 100
             err = [y - rows["ci_low"].to_numpy(float) * 100, rows["ci_high"].to_numpy(float) * 100 - y]
             # One colour per kind of start across panels (scratch C0, ImageNet C1, later kinds after).
-            ax.errorbar(rows["n_train"].to_numpy(float), y, yerr=err, marker="o", capsize=4, label=start_label(start),
-                        color=f"C{start_order(start)[0]}")
+            ax.errorbar(
+                rows["n_train"].to_numpy(float),
+                y,
+                yerr=err,
+                marker="o",
+                capsize=4,
+                label=start_label(start),
+                color=f"C{start_order(start)[0]}",
+            )
         role = "test" if (group["role"] == "test").all() else "validation"
-        ax.set(title=family.replace(" at ", "\nat "), xlabel="training images", ylabel=f"{role} accuracy (%), 95 % interval")
+        ax.set(
+            title=family.replace(" at ", "\nat "),
+            xlabel="training images",
+            ylabel=f"{role} accuracy (%), 95 % interval",
+        )
         if not group.empty:
             ax.legend(loc="lower right")
         ax.grid(alpha=0.3)
@@ -144,10 +200,14 @@ def study_differences(runs: list[rd.Run]) -> list[str]:
             diffs.append(f"{input_size} px input instead of {study['input_size']}")
         if epochs and epochs != [study["epochs"]]:
             diffs.append(f"{'/'.join(map(str, epochs))} epochs instead of {study['epochs']}")
-        diffs.append("writers held out for validation and test (the study shared writers and had no test set)"
-                     if run.protocol == "writer" else "random splits as the study drew them")
-        lines.append(f"{label} (runs from {', '.join(starts)}): the study ran {study['name']}; here: "
-                     + "; ".join(diffs) + ".")
+        diffs.append(
+            "writers held out for validation and test (the study shared writers and had no test set)"
+            if run.protocol == "writer"
+            else "random splits as the study drew them"
+        )
+        lines.append(
+            f"{label} (runs from {', '.join(starts)}): the study ran {study['name']}; here: " + "; ".join(diffs) + "."
+        )
     return lines
 
 

@@ -33,19 +33,20 @@ import contextlib
 import math
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, write_json, write_text
-from hccr.errors import ConfigError, DataError, HccrError, reports_errors
 from hccr.data.arrays import load_images
 from hccr.data.index import read_index
 from hccr.data.splits import read_split
+from hccr.errors import ConfigError, DataError, HccrError, reports_errors
 from hccr.files import read_json_object
 from hccr.normalization import check_stats
 from hccr.serving.onnx_meta import INPUT_NAME, OUTPUT_NAME, metadata_props
@@ -133,15 +134,24 @@ def export_onnx(model, input_size: int, meta: Mapping[str, Any], resize_filter: 
     with contextlib.redirect_stdout(sys.stderr):
         try:
             torch.onnx.export(
-                wrapped, example, str(out), dynamo=True, external_data=False,
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), **common,
+                wrapped,
+                example,
+                str(out),
+                dynamo=True,
+                external_data=False,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                **common,
             )
         except Exception as exc:  # the new exporter still fails on some graphs: use the old one
             print(f"note: dynamo ONNX export failed ({type(exc).__name__}: {exc}); using dynamo=False")
             exporter = "torchscript"
             torch.onnx.export(
-                wrapped, example, str(out), dynamo=False,
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **common,
+                wrapped,
+                example,
+                str(out),
+                dynamo=False,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                **common,
             )
     proto = onnx.load(str(out))
     del proto.metadata_props[:]
@@ -168,8 +178,14 @@ def parity_ids(split: pd.DataFrame, max_images: int) -> tuple[str, np.ndarray]:
 
 
 def check_parity(
-    model, onnx_path: Path, glyphs: np.ndarray, mean: float, std: float, tolerance: float,
-    labels: np.ndarray | None = None, batch_size: int = 128,
+    model,
+    onnx_path: Path,
+    glyphs: np.ndarray,
+    mean: float,
+    std: float,
+    tolerance: float,
+    labels: np.ndarray | None = None,
+    batch_size: int = 128,
 ) -> dict[str, Any]:
     """Score uint8 (N, S, S) images with PyTorch and onnxruntime; the figures, with `passed`."""
     import onnxruntime
@@ -279,7 +295,10 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
             leftover.unlink()
         figures = check_parity(model, onnx_path, np.asarray(images[ids]), mean, std, args.tolerance, labels)
         parity = {
-            "model": best.model, "size": best.size, "role": role, "exporter": exporter,
+            "model": best.model,
+            "size": best.size,
+            "role": role,
+            "exporter": exporter,
             **figures,
             "torch_version": torch.__version__,
             "onnxruntime_version": __import__("onnxruntime").__version__,
@@ -297,12 +316,18 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
             best.metrics,
             parameters=int(sum(p.numel() for p in model.parameters())),
             split_counts=split_counts(split, index),
-            details=read_json_object(evaluation_dir / best.model / best.size / "details.json", "evaluation details",
-                                     missing_ok=True) if evaluation_dir else None,
+            details=read_json_object(
+                evaluation_dir / best.model / best.size / "details.json", "evaluation details", missing_ok=True
+            )
+            if evaluation_dir
+            else None,
             train_summary=read_json_object(run_dir / "train.json", "train summary", missing_ok=True),
             parity=parity,
-            selection={"metric": args.select, "value": best.value, "candidates": [
-                {"model": c.model, "size": c.size, "value": c.value} for c in candidates]},
+            selection={
+                "metric": args.select,
+                "value": best.value,
+                "candidates": [{"model": c.model, "size": c.size, "value": c.value} for c in candidates],
+            },
             resize_filter=resize_filter,
             total_writers=int(index["writer"].nunique()) if index is not None and "writer" in index else None,
         )

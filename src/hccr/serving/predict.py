@@ -24,9 +24,9 @@ import csv
 import json
 import sys
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -154,7 +154,13 @@ class Predictor:
     """
 
     def __init__(
-        self, path: Path, input_size: int, mean: float, std: float, classes: Classes, resize_filter: str,
+        self,
+        path: Path,
+        input_size: int,
+        mean: float,
+        std: float,
+        classes: Classes,
+        resize_filter: str,
         meta: dict | None = None,
     ):
         self.path = path
@@ -241,10 +247,15 @@ class OnnxPredictor(Predictor):
         props = self.session.get_modelmeta().custom_metadata_map
         meta = metadata_from_props(props, str(path))
         # The other hccr.* entries (epoch, val_accuracy, ...) as strings, under the parsed ones.
-        meta = {**{k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}, **meta}
+        meta = {**{k[len(META_PREFIX) :]: v for k, v in props.items() if k.startswith(META_PREFIX)}, **meta}
         super().__init__(
-            path, meta["input_size"], meta["mean"], meta["std"], meta["classes"],
-            meta.get("resize_filter", "bilinear"), meta=meta,
+            path,
+            meta["input_size"],
+            meta["mean"],
+            meta["std"],
+            meta["classes"],
+            meta.get("resize_filter", "bilinear"),
+            meta=meta,
         )
         self.input_name = self.session.get_inputs()[0].name
         self.outputs_probabilities = meta.get("output", "probabilities") == "probabilities"
@@ -333,11 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument(
-        "--resize-filter", default=None,
+        "--resize-filter",
+        default=None,
         help="filter from 64 px to the model's input size; default: the model's metadata, else bilinear",
     )
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for PyTorch or onnxruntime (default: their own)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for PyTorch or onnxruntime (default: their own)"
+    )
     return parser
 
 

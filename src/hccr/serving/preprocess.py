@@ -61,15 +61,15 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from hccr.data.resize import FILTERS  # the resize step's own filter table: same names, same PIL filters
 from hccr.errors import DataError
 from hccr.normalization import normalize
-from hccr.data.resize import FILTERS  # the resize step's own filter table: same names, same PIL filters
 
 DATASET_SIZE = 64
 STROKE_PEAK = (125.0, 229.0)
@@ -86,7 +86,6 @@ BOX_MASS_TRIM = 0.005
 MIN_CONTRAST = 12.0
 NATIVE_BORDER_MAX = 8.0
 MAX_PIXELS = 50_000_000
-
 
 
 def resample_filter(name: str) -> Image.Resampling:
@@ -284,7 +283,10 @@ def to_model_input(
     if not images:
         raise DataError("to_model_input: no images given")
     glyphs = np.stack(
-        [glyph_to_size(canonical_glyph(image, f"image {i}"), input_size, resize_filter) for i, image in enumerate(images)]
+        [
+            glyph_to_size(canonical_glyph(image, f"image {i}"), input_size, resize_filter)
+            for i, image in enumerate(images)
+        ]
     )
     return normalize(glyphs, mean, std)
 

@@ -40,17 +40,28 @@ def is_loopback(host: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hccr serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, metavar="FILE", help="exported model (.onnx) or checkpoint (.pt)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)",
+    )
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
     p.add_argument("--top-k", type=int, default=5, help="characters listed per answer (default 5)")
     p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest request body accepted (default 8 MB)")
     p.add_argument("--workers", type=int, default=2, help="images decoded and scored at once (default 2)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads per image, PyTorch or onnxruntime (default 1: --workers images run side by side)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads per image, PyTorch or onnxruntime (default 1: --workers images run side by side)",
+    )
     p.add_argument("--metrics", default=None, metavar="FILE", help="the run's metrics JSON (test accuracy)")
-    p.add_argument("--max-connections", type=int, default=64,
-                   help="open connections at most; more get 503 (default 64: bounds the memory uploads can take)")
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=64,
+        help="open connections at most; more get 503 (default 64: bounds the memory uploads can take)",
+    )
     p.add_argument("--quiet", action="store_true", help="no log line per request (benchmarks)")
     return p
 
@@ -95,8 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use the page", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.quiet, server_header=False,
-                limit_concurrency=args.max_connections)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=not args.quiet,
+        server_header=False,
+        limit_concurrency=args.max_connections,
+    )
     return 0
 
 

@@ -115,6 +115,7 @@ async def image_bytes(request: Request, max_bytes: int) -> tuple[bytes, str]:
     body = await read_body(request, max_bytes)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
+
         async def replay() -> dict:  # the body is already read (and bounded): hand it to the form parser
             return {"type": "http.request", "body": body, "more_body": False}
 
@@ -141,7 +142,7 @@ async def image_bytes(request: Request, max_bytes: int) -> tuple[bytes, str]:
         return body, "upload"
     raise BadRequest(
         f"unsupported Content-Type {kind or '(none)'!r}: send multipart/form-data (field image), "
-        "application/json ({\"image\": data URL}) or the image bytes as image/*"
+        'application/json ({"image": data URL}) or the image bytes as image/*'
     )
 
 

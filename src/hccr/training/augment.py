@@ -98,8 +98,9 @@ def warp_batch(
     `CPU_BLOCK` on CPU, all at once on a GPU); the result does not depend on it.
     """
     if images.ndim != 4 or theta.shape != (images.shape[0], 2, 3):
-        raise ValueError(f"expected images (B, C, H, W) and theta (B, 2, 3), got "
-                         f"{tuple(images.shape)} and {tuple(theta.shape)}")
+        raise ValueError(
+            f"expected images (B, C, H, W) and theta (B, 2, 3), got {tuple(images.shape)} and {tuple(theta.shape)}"
+        )
     dtype = theta.dtype
     if block is None:
         block = images.shape[0] if images.is_cuda else CPU_BLOCK
@@ -109,8 +110,7 @@ def warp_batch(
     for start in range(0, images.shape[0], block):
         rows = slice(start, start + block)
         grid = combine_grid(per_column[rows], per_row[rows])
-        warped = F.grid_sample(images[rows].to(dtype), grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=False)
+        warped = F.grid_sample(images[rows].to(dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         torch.add(shift, warped, alpha=scale, out=out[rows])
     return out
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from hccr.atomic import write_csv
 
 COLUMNS = (
-    "epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-    "lr", "seconds", "images_per_second",
+    "epoch",
+    "phase",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "seconds",
+    "images_per_second",
 )
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from hccr.classes import Classes
-from hccr.errors import DataError
 from hccr.data.arrays import load_images
 from hccr.data.index import read_index
 from hccr.data.splits import integer_column, read_split
+from hccr.errors import DataError
 
 
 @dataclass(frozen=True)

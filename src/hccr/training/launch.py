@@ -254,9 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hccr launch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", type=int, default=1, help="devices the job needs (K > 1 runs it under torchrun)")
     parser.add_argument("--slots-per-gpu", type=int, default=1, help="jobs that may share one device")
-    parser.add_argument("--lock-dir", default=None,
-                        help=f"folder of the per-slot lock files, one per machine (default: ${LOCK_DIR_ENV}, "
-                        f"else {MACHINE_LOCK_DIR})")
+    parser.add_argument(
+        "--lock-dir",
+        default=None,
+        help=f"folder of the per-slot lock files, one per machine (default: ${LOCK_DIR_ENV}, else {MACHINE_LOCK_DIR})",
+    )
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between tries while all slots are busy")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return parser

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from hccr.training.augment import AugmentConfig, draw_matrices, warp_batch
 from hccr.errors import DataError
 from hccr.normalization import affine, check_stats
+from hccr.training.augment import AugmentConfig, draw_matrices, warp_batch
 
 # Keep the whole uint8 set on the GPU when it needs at most this share of free memory; copy
 # it into host memory when it needs at most this share of the host's available memory.
@@ -50,7 +50,9 @@ def epoch_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def compute_stats(images: np.ndarray, ids: Sequence[int] | np.ndarray | None = None, chunk: int = 2048) -> tuple[float, float]:
+def compute_stats(
+    images: np.ndarray, ids: Sequence[int] | np.ndarray | None = None, chunk: int = 2048
+) -> tuple[float, float]:
     """Mean and std of the selected images in pixel/255 units (exact, via a 256-bin histogram)."""
     rows = np.arange(len(images)) if ids is None else np.sort(np.asarray(ids, dtype=np.int64))
     if rows.size == 0:

@@ -93,8 +93,9 @@ class Trainer:
         self.data: RunData = load_run_data(spec.images, spec.index, spec.split)
         size = self.data.image_size
         if settings.input_size != size:
-            raise ConfigError(f"model.{settings.name}.input_size is {settings.input_size} "
-                              f"but {spec.images} holds {size} px images")
+            raise ConfigError(
+                f"model.{settings.name}.input_size is {settings.input_size} but {spec.images} holds {size} px images"
+            )
         self.fingerprint = {
             "model": spec.model,
             "size": spec.size,
@@ -152,13 +153,18 @@ class Trainer:
         if gpus > 1 and self.rt.world_size != gpus:
             # A 4-GPU cell run by one process would be another experiment (a quarter of the
             # global batch), so refuse rather than warn.
-            raise ConfigError(f"model.{self.settings.name}.gpus is {gpus} but this run has {self.rt.world_size} "
-                              f"process(es); start it with `hccr launch --gpus {gpus} -- ...`")
+            raise ConfigError(
+                f"model.{self.settings.name}.gpus is {gpus} but this run has {self.rt.world_size} "
+                f"process(es); start it with `hccr launch --gpus {gpus} -- ...`"
+            )
 
     def fresh_or_resumed(self, state: RunState | None) -> RunState:
         if state is not None and state.start != self.start:
-            print(f"warning: {self.out / LAST} began from {state.start} weights but this run starts from "
-                  f"{self.start}; starting afresh", file=sys.stderr)
+            print(
+                f"warning: {self.out / LAST} began from {state.start} weights but this run starts from "
+                f"{self.start}; starting afresh",
+                file=sys.stderr,
+            )
             state = None
         if state is None:
             return RunState(fingerprint=self.fingerprint, start=self.start)
@@ -180,13 +186,28 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.phases: tuple[Phase, ...] = s.phases_for(self.start)
         self.mean, self.std = compute_stats(self.data.images, self.data.train_ids)
-        common = dict(seed=self.spec.seed, device=rt.device, mean=self.mean, std=self.std,
-                      rank=rt.rank, world_size=rt.world_size)
-        self.train_loader = BatchLoader(self.data.images, self.data.train_ids, self.data.train_labels,
-                                        s.batch_size, shuffle=True, augment_cfg=s.augment, **common)
+        common = dict(
+            seed=self.spec.seed, device=rt.device, mean=self.mean, std=self.std, rank=rt.rank, world_size=rt.world_size
+        )
+        self.train_loader = BatchLoader(
+            self.data.images,
+            self.data.train_ids,
+            self.data.train_labels,
+            s.batch_size,
+            shuffle=True,
+            augment_cfg=s.augment,
+            **common,
+        )
         # Evaluation: each rank its own disjoint share, no padding, sums all-reduced.
-        self.val_loader = BatchLoader(self.data.images, self.data.val_ids, self.data.val_labels,
-                                      max(2 * s.batch_size, 64), shuffle=False, even_shards=False, **common)
+        self.val_loader = BatchLoader(
+            self.data.images,
+            self.data.val_ids,
+            self.data.val_labels,
+            max(2 * s.batch_size, 64),
+            shuffle=False,
+            even_shards=False,
+            **common,
+        )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=s.label_smoothing)
 
     def _wrap(self) -> tuple[nn.Module, nn.Module]:
@@ -213,8 +234,9 @@ class Trainer:
         state.trainable[str(index)] = int(trainable)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
-            raise ConfigError(f"model.{self.settings.name}: phase {phase.name!r} (freeze: {phase.freeze}) "
-                              "leaves nothing to train")
+            raise ConfigError(
+                f"model.{self.settings.name}: phase {phase.name!r} (freeze: {phase.freeze}) leaves nothing to train"
+            )
         optimizer = build_optimizer(params, self.settings.optimizer, phase.lr, fused=self.rt.is_cuda)
         if resuming:
             optimizer.load_state_dict(state.optimizer)
@@ -229,8 +251,16 @@ class Trainer:
         state.optimizer = None
 
     # ---------------------------------------------------------------- an epoch
-    def run_epoch(self, state: RunState, index: int, phase: Phase, phase_epoch: int, net: nn.Module,
-                  evaluate: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    def run_epoch(
+        self,
+        state: RunState,
+        index: int,
+        phase: Phase,
+        phase_epoch: int,
+        net: nn.Module,
+        evaluate: nn.Module,
+        optimizer: torch.optim.Optimizer,
+    ) -> bool:
         """Train and validate one epoch, record it, save what is due; True: stop the phase early."""
         epoch = state.epoch + 1
         # Everything random in an epoch follows from (seed, epoch): resumes replay exactly.
@@ -242,9 +272,16 @@ class Trainer:
         seconds = time.perf_counter() - began
 
         row = {
-            "epoch": epoch, "phase": phase.name, "train_loss": train.loss, "train_accuracy": train.accuracy,
-            "val_loss": val.loss, "val_accuracy": val.accuracy, "lr": lr, "seconds": seconds,
-            "images_per_second": train.images / train_seconds, "phase_index": index,
+            "epoch": epoch,
+            "phase": phase.name,
+            "train_loss": train.loss,
+            "train_accuracy": train.accuracy,
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "lr": lr,
+            "seconds": seconds,
+            "images_per_second": train.images / train_seconds,
+            "phase_index": index,
         }
         state.history.append(row)
         state.epoch, state.phase_epoch = epoch, phase_epoch + 1
@@ -274,11 +311,20 @@ class Trainer:
         return stop
 
     def _batches(self, loader: BatchLoader, desc: str):
-        return tqdm(loader, desc=desc, total=len(loader), file=sys.stderr, leave=False,
-                    disable=not self.rt.is_main, dynamic_ncols=True, mininterval=1.0)
+        return tqdm(
+            loader,
+            desc=desc,
+            total=len(loader),
+            file=sys.stderr,
+            leave=False,
+            disable=not self.rt.is_main,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
 
-    def train_epoch(self, state: RunState, net: nn.Module, optimizer: torch.optim.Optimizer, phase: Phase,
-                    epoch: int) -> tuple[EpochResult, float]:
+    def train_epoch(
+        self, state: RunState, net: nn.Module, optimizer: torch.optim.Optimizer, phase: Phase, epoch: int
+    ) -> tuple[EpochResult, float]:
         """One pass over the training set; advances `state.step`. Returns (metrics, last lr)."""
         rt = self.rt
         net.train()
@@ -292,20 +338,23 @@ class Trainer:
         lr = phase.lr
         bar = self._batches(self.train_loader, f"epoch {epoch} [{phase.name}] train")
         for i, (x, y) in enumerate(bar):
-            lr = learning_rate(self.settings.schedule, phase.lr, state.step, epochs=phase.epochs,
-                               total_steps=total_steps)
+            lr = learning_rate(
+                self.settings.schedule, phase.lr, state.step, epochs=phase.epochs, total_steps=total_steps
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, logits = train_step(net, optimizer, self.criterion, x, y, autocast=rt.autocast(),
-                                      channels_last=rt.channels_last)
+            loss, logits = train_step(
+                net, optimizer, self.criterion, x, y, autocast=rt.autocast(), channels_last=rt.channels_last
+            )
             state.step += 1
             batch = y.shape[0]
             loss_sum += loss * batch
             correct += (logits.argmax(1) == y).sum()
             count += batch
             if rt.is_main and (i + 1) % postfix_every == 0:
-                bar.set_postfix(loss=f"{loss_sum.item() / count:.4f}", acc=f"{correct.item() / count:.4f}",
-                                refresh=False)
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / count:.4f}", acc=f"{correct.item() / count:.4f}", refresh=False
+                )
         loss_total, correct_total, seen = self._sum_over_ranks(loss_sum, correct, count)  # one sync per epoch
         return EpochResult(loss_total / seen, correct_total / seen, seen), lr
 
@@ -333,8 +382,9 @@ class Trainer:
 
     def _sum_over_ranks(self, loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> list[float]:
         device = self.rt.device
-        totals = torch.stack([loss_sum.double(), correct.double(),
-                              torch.tensor(float(count), device=device, dtype=torch.float64)])
+        totals = torch.stack(
+            [loss_sum.double(), correct.double(), torch.tensor(float(count), device=device, dtype=torch.float64)]
+        )
         return self.rt.all_reduce_sum(totals).tolist()
 
     # ---------------------------------------------------------------- outputs
@@ -391,11 +441,17 @@ class Trainer:
         phases = []
         for i, phase in enumerate(self.phases):
             run = sum(1 for row in history if row["phase_index"] == i)
-            phases.append({
-                "name": phase.name, "epochs_planned": phase.epochs, "epochs_run": run, "lr": phase.lr,
-                "freeze": phase.freeze, "trainable_parameters": state.trainable.get(str(i)),
-                "stopped_early": i in state.stopped_early,
-            })
+            phases.append(
+                {
+                    "name": phase.name,
+                    "epochs_planned": phase.epochs,
+                    "epochs_run": run,
+                    "lr": phase.lr,
+                    "freeze": phase.freeze,
+                    "trainable_parameters": state.trainable.get(str(i)),
+                    "stopped_early": i in state.stopped_early,
+                }
+            )
         s, rt = self.settings, self.rt
         return {
             "model": self.spec.model,
@@ -418,9 +474,10 @@ class Trainer:
             "stopped_early": bool(state.stopped_early),
             "seconds_total": state.seconds_total,
             "images_per_second": state.train_images / state.train_seconds if state.train_seconds else None,
-            "parameters": {"total": total,
-                           "trainable_per_phase": [{"phase": p["name"], "trainable": p["trainable_parameters"]}
-                                                   for p in phases]},
+            "parameters": {
+                "total": total,
+                "trainable_per_phase": [{"phase": p["name"], "trainable": p["trainable_parameters"]} for p in phases],
+            },
             "n_train": int(self.data.train_ids.size),
             "n_val": int(self.data.val_ids.size),
             "normalize": {"mean": self.mean, "std": self.std},
@@ -461,11 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for this job (split among DDP ranks)")
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--pretrained", default=None,
-                        help="override the config's pretrained: imagenet | none | auto | PATH")
+    parser.add_argument(
+        "--pretrained", default=None, help="override the config's pretrained: imagenet | none | auto | PATH"
+    )
     parser.add_argument("--device", default="auto", choices=devices.DEVICE_CHOICES)
     parser.add_argument(
-        "--resize-filter", default="bilinear",
+        "--resize-filter",
+        default="bilinear",
         help="the filter that made --images (params resize.filter); kept in the checkpoint for predict/export",
     )
     return parser
@@ -473,8 +532,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_spec(args: argparse.Namespace) -> RunSpec:
     return RunSpec(
-        model=args.model, size=args.size, images=Path(args.images), index=Path(args.index), split=Path(args.split),
-        out=Path(args.out), seed=args.seed, threads=args.threads, pretrained=args.pretrained, device=args.device,
+        model=args.model,
+        size=args.size,
+        images=Path(args.images),
+        index=Path(args.index),
+        split=Path(args.split),
+        out=Path(args.out),
+        seed=args.seed,
+        threads=args.threads,
+        pretrained=args.pretrained,
+        device=args.device,
         resize_filter=args.resize_filter,
     )
 
