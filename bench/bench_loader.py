@@ -15,7 +15,8 @@ on its threads; on a busy machine extra threads can be slower). Each figure is t
 of `--windows` timed windows. Both run with glibc malloc tuned as hccr's training
 processes tune it (hccr.device.retain_freed_memory; `--default-malloc` to compare).
 Prints images/s of each, the ratios, and the training step's images/s for the cnn and
-EfficientNetV2-S at 64 px on the same batches (forward + backward + optimizer step), to show which side is the bottleneck.
+EfficientNetV2-S at 64 px on the same batches (forward + backward + optimizer step), to show which
+side is the bottleneck.
 Asserts nothing; `--smoke` runs it on a tiny synthetic set.
 """
 
@@ -43,7 +44,7 @@ def load_gray(path: str):
 
 def symlink_tree(dataset: _common.Dataset, dest: Path) -> Path:
     """An ImageFolder tree dest/<code>/<file>.jpg of symlinks into the raw folder."""
-    for code, rel in zip(dataset.table["code"], dataset.table["path"]):
+    for code, rel in zip(dataset.table["code"], dataset.table["path"], strict=False):
         folder = dest / f"{int(code):02d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / Path(rel).name).symlink_to((dataset.raw / rel).resolve())
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if not args.no_steps:
                 batch_loader.set_epoch(0)
-                batches = [b for _, b in zip(range(args.step_batches), iter(batch_loader))]
+                batches = [b for _, b in zip(range(args.step_batches), iter(batch_loader), strict=False)]
                 from hccr.device import Runtime
 
                 layout = " + channels_last" if Runtime(device=device).channels_last else ""

@@ -106,7 +106,7 @@ def test_bench_models_smoke_table_and_json(tmp_path):
     assert row["peak_memory_mb"] >= result["baseline_rss_mb"] > 0
     assert result["gflop_forward"] > 0
     # The printed table carries the same figures.
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("cnn"))
+    line = next(row for row in proc.stdout.splitlines() if row.startswith("cnn"))
     assert f"{row['train_images_per_s']:.1f}" in line and f"{expected / 1e6:.2f}M" in line
 
 

@@ -43,7 +43,7 @@ def test_records_round_trip_pixels_tags_and_sizes():
     assert [casia.tag_character(r.tag) for r in records] == ["啊", "阿", "，"]
     assert casia.tag_code(records[0].tag) == 0xB0A1
     offset = 0
-    for record, (_, image) in zip(records, samples):
+    for record, (_, image) in zip(records, samples, strict=False):
         assert record.offset == offset
         assert (record.height, record.width) == image.shape
         np.testing.assert_array_equal(record.image(), image)
@@ -114,7 +114,7 @@ def test_folder_and_zip_sources_list_the_same_records(tmp_path):
     from_zip = casia.list_files(archive)
     assert [f.writer for f in from_folder] == sorted(WRITERS) == [f.writer for f in from_zip]
     assert from_zip[0].name == "HWDB1.1trn_gnt.zip!HWDB1.1trn_gnt/1001-c.gnt"
-    for a, b in zip(from_folder, from_zip):
+    for a, b in zip(from_folder, from_zip, strict=False):
         assert a.size == b.size
         ra, rb = list(a.records()), list(b.records())
         assert [(r.offset, r.tag, r.pixels) for r in ra] == [(r.offset, r.tag, r.pixels) for r in rb]

@@ -43,9 +43,9 @@ def test_official_split_tests_on_writers_1241_to_1300(casia_index):
     groups = subset.split_writers(casia_index["writer"].to_numpy(), subset.check_config(SUBSETS), seed=5)
     assert groups["test"] == [1241, 1242]
     assert len(groups["val"]) == 1 and set(groups["val"]) | set(groups["train"]) == set(WRITERS) - {1241, 1242}
-    writer = dict(zip(casia_index["id"], casia_index["writer"]))
-    label = dict(zip(casia_index["id"], casia_index["label"]))
-    for (scheme, size), table in splits.items():
+    writer = dict(zip(casia_index["id"], casia_index["writer"], strict=False))
+    label = dict(zip(casia_index["id"], casia_index["label"], strict=False))
+    for (_scheme, _size), table in splits.items():
         roles = {r: table.loc[table["role"] == r, "id"] for r in ("train", "val", "test")}
         assert set(roles["test"].map(writer)) == {1241, 1242}
         assert len(roles["test"]) == 2 * CHARACTERS * 3

@@ -194,3 +194,25 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     torch.save(record, path)
     with pytest.raises(DataError, match=r"c\.pt.*do not fit"):
         checkpoint.load_model(path)
+
+
+def test_a_block_that_builds_another_network_loads_back(tmp_path):
+    # The quick profile's efficientnet_scratch block builds the efficientnet network (`network:`).
+    model, cfg, start = trained_cnn()
+    cfg = dict(cfg, network="cnn")
+    path = checkpoint.save(
+        tmp_path / "c.pt",
+        classes=CHINESE_MNIST,
+        model_name="cnn_twin",
+        config=cfg,
+        state_dict=model.state_dict(),
+        input_size=32,
+        normalize={"mean": 0.17, "std": 0.31},
+        start=start,
+        epoch=1,
+        val_accuracy=0.5,
+    )
+    loaded, meta = checkpoint.load_model(path)
+    assert meta["model"] == "cnn_twin"
+    x = torch.randn(2, 1, 32, 32)
+    assert torch.equal(loaded(x), model(x))

@@ -70,7 +70,7 @@ def _set(field, value):
         ("normalize.std", 0.0, r"normalize.std is 0.0; expected a positive"),
         ("normalize.std", float("nan"), r"normalize.std is nan"),
         ("normalize.mean", float("inf"), r"normalize.mean is inf"),
-        ("model", "resnet9000", r"unknown model 'resnet9000'"),
+        ("model", "resnet9000", r"unknown network 'resnet9000'"),
         ("config", [1, 2], r"field config is 'list'"),
         ("epoch", -3, r"field epoch is -3"),
         ("resize_filter", "sinc", r"resize_filter is 'sinc'"),

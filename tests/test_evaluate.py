@@ -65,9 +65,9 @@ def make_data(tmp_path: Path, with_test: bool = True):
             "id": range(n),
             "writer": [i // 15 for i in range(n)],
             "sample": 1,
-            "code": [l + 1 for l in labels],
+            "code": [label + 1 for label in labels],
             "value": 0,
-            "character": [CHARACTERS[l] for l in labels],
+            "character": [CHARACTERS[label] for label in labels],
             "label": labels,
             "path": [f"x{i}.jpg" for i in range(n)],
         }
@@ -153,7 +153,7 @@ def test_build_outputs_shapes_the_three_artifacts(tmp_path):
     assert (preds["predicted"].to_numpy() == predicted[preds["id"].to_numpy()]).all()
     assert preds["confidence"].to_numpy() == pytest.approx(CONFIDENCE, abs=1e-6)
     wrong = preds[preds["true"] != preds["predicted"]]
-    assert sorted(zip(wrong["true_character"], wrong["predicted_character"])) == sorted(
+    assert sorted(zip(wrong["true_character"], wrong["predicted_character"], strict=False)) == sorted(
         [(CHARACTERS[2], CHARACTERS[5])] * 2 + [(CHARACTERS[7], CHARACTERS[8]), (CHARACTERS[0], CHARACTERS[14])]
     )
     assert (preds["writer"].to_numpy() == preds["id"].to_numpy() // 15).all()

@@ -91,7 +91,8 @@ def record(step, sig, delay, outcome, after_kill, after_rerun):
 def print_table():
     yield
     print(
-        "\n| step | signal | delay once at work | process | after the kill | after a rerun |\n| --- | --- | --- | --- | --- | --- |"
+        "\n| step | signal | delay once at work | process | after the kill | after a rerun |"
+        "\n| --- | --- | --- | --- | --- | --- |"
     )
     print("\n".join(TABLE))
 
@@ -186,7 +187,7 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(data, reference, tmp_
     cmd = [sys.executable, "-m", "hccr.training.train", *train_args(data, out, CFG)]
     for sig, delay in plan("train", 0.25):
         done = epochs(out)
-        outcome = kill_when(cmd, sig, lambda: epochs(out) > done, delay)
+        outcome = kill_when(cmd, sig, lambda done=done: epochs(out) > done, delay)
         after_kill = check_run(out) + f" ({epochs(out)} epochs in history)"
         if sig == signal.SIGTERM:
             assert temporaries(out) == []

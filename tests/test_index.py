@@ -29,7 +29,7 @@ def test_index_table(raw, tmp_path):
     assert tuple(table.columns) == INDEX_COLUMNS
     assert len(table) == 3 * 2 * 15
     assert list(table["id"]) == list(range(len(table)))
-    keys = list(zip(table.writer, table["sample"], table.code))
+    keys = list(zip(table.writer, table["sample"], table.code, strict=False))
     assert keys == sorted(keys)
     assert (table.label == table.code - 1).all()
     assert (table.character == [CHARACTERS[c - 1] for c in table.code]).all()

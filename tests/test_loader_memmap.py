@@ -40,7 +40,7 @@ def test_memmap_batches_equal_in_memory_batches(memmap, augment, world_size):
     for epoch in (0, 3):
         copied.set_epoch(epoch)
         mapped.set_epoch(epoch)
-        batches = list(zip(copied, mapped))
+        batches = list(zip(copied, mapped, strict=False))
         assert len(batches) == len(copied) == len(mapped)
         for (xa, ya), (xb, yb) in batches:
             torch.testing.assert_close(xa, xb, rtol=0, atol=0)

@@ -100,11 +100,12 @@ def test_tight_crop_and_small_character_on_a_page_are_reframed():
     page.paste(Image.fromarray(255 - glyph).resize((96, 96), Image.Resampling.BILINEAR), (900, 700))
     for image in (tight, page):
         result = canonical_glyph(image)
-        t, b, l, r = preprocess.ink_box(result.astype(np.float32))
-        side = max(b - t + 1, r - l + 1)
-        expected = preprocess.typical_side(b - t + 1, r - l + 1)
+        top, bottom, left, right = preprocess.ink_box(result.astype(np.float32))
+        height, width = bottom - top + 1, right - left + 1
+        side = max(height, width)
+        expected = preprocess.typical_side(height, width)
         assert abs(side - expected) <= 2  # the archive's typical size for this shape
-        assert abs((t + b) / 2 - 31.5) <= 2 and abs((l + r) / 2 - 31.5) <= 2  # centred
+        assert abs((top + bottom) / 2 - 31.5) <= 2 and abs((left + right) / 2 - 31.5) <= 2  # centred
 
 
 def test_flat_boxes_get_the_small_size_of_flat_dataset_glyphs():

@@ -63,7 +63,7 @@ class Cluster:
         out = self.run(
             "sacct", "-X", "--parsable2", "--noheader", "--starttime", "now-1day", "--format", ",".join(fields), *args
         )
-        return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line]
+        return [dict(zip(fields, line.split("|"), strict=False)) for line in out.splitlines() if line]
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def test_runs_group_into_families_with_one_row_per_start(runs):
     assert families == ["cnn on cnn at 64 px", "efficientnet on tf_efficientnet_lite0 at 96 px"]
     lite = table[table["family"] == families[1]]
     # sizes in ladder order, scratch before imagenet within a size
-    assert list(zip(lite["size"], lite["start"])) == [
+    assert list(zip(lite["size"], lite["start"], strict=False)) == [
         ("small", "scratch"),
         ("small", "imagenet"),
         ("large", "scratch"),

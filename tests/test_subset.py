@@ -49,7 +49,7 @@ def test_writer_protocol(index):
     groups = split_writers(index.writer.to_numpy(), WRITER_CFG, 7)
     assert [len(groups[r]) for r in ("test", "val", "train")] == [2, 2, 8]
     test_sets = set()
-    for (scheme, size), table in splits.items():
+    for table in splits.values():
         assert list(table.columns) == ["id", "role"]
         assert table.id.is_monotonic_increasing and not table.id.duplicated().any()
         roles = {r: _writers(index, table, r) for r in ("train", "val", "test")}

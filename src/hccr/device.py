@@ -20,8 +20,8 @@ import math
 import os
 import platform
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 import torch.distributed as dist
@@ -61,7 +61,7 @@ class Runtime:
     def precision(self) -> str:
         return "bfloat16-autocast" if self.amp_dtype == torch.bfloat16 else "float32"
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)

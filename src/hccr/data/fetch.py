@@ -105,7 +105,7 @@ def verify_dataset(folder: str | os.PathLike, workers: int | None = None, progre
     if not image_dir.is_dir():
         raise DataError(f"{image_dir}: missing (expected the images folder data/data/)")
     on_disk = {entry.name for entry in os.scandir(image_dir) if entry.is_file() or entry.is_symlink()}
-    names = [image_name(s, n, c) for s, n, c in zip(frame["suite_id"], frame["sample_id"], frame["code"])]
+    names = [image_name(s, n, c) for s, n, c in zip(frame["suite_id"], frame["sample_id"], frame["code"], strict=False)]
     for row, name in enumerate(names):
         if name not in on_disk:
             raise DataError(f"{csv_path}: line {row + 2} has no image {image_dir / name}")
@@ -344,7 +344,8 @@ def fetch(
         source_path = Path(source).expanduser()
         if not source_path.exists():
             raise DataError(
-                f"data source {source!r} does not exist (give `kaggle`, `synthetic`, a .zip archive or an unpacked folder)"
+                f"data source {source!r} does not exist (give `kaggle`, `synthetic`, a .zip archive or an "
+                "unpacked folder)"
             )
         source_path = source_path.resolve()
         if source_path.is_file():
@@ -404,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     counts = result["counts"]
     print(
-        f"{args.out}: {counts['images']} images, {counts['writers']} writers, {counts['classes']} classes ({result['kind']})"
+        f"{args.out}: {counts['images']} images, {counts['writers']} writers, {counts['classes']} classes "
+        f"({result['kind']})"
     )
     return 0
 

@@ -42,7 +42,8 @@ def build_index(raw: str | os.PathLike) -> pd.DataFrame:
     table.insert(0, "id", range(len(table)))
     table["label"] = table["code"] - 1
     table["path"] = [
-        (IMAGE_DIR / image_name(w, s, c)).as_posix() for w, s, c in zip(table["writer"], table["sample"], table["code"])
+        (IMAGE_DIR / image_name(w, s, c)).as_posix()
+        for w, s, c in zip(table["writer"], table["sample"], table["code"], strict=True)
     ]
     image_dir = raw / IMAGE_DIR
     on_disk = {e.name for e in os.scandir(image_dir)} if image_dir.is_dir() else set()

@@ -83,7 +83,8 @@ def check_rows(frame: pd.DataFrame, csv_path: Path) -> None:
     if dup.any():
         row = int(dup.to_numpy().argmax())
         raise DataError(
-            f"{csv_path}: line {row + 2}: duplicate image {image_name(*frame.loc[frame.index[row], ['suite_id', 'sample_id', 'code']])}"
+            f"{csv_path}: line {row + 2}: duplicate image "
+            f"{image_name(*frame.loc[frame.index[row], ['suite_id', 'sample_id', 'code']])}"
         )
 
 

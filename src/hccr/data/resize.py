@@ -65,12 +65,12 @@ def _run_chunks(function, jobs: list, workers: int, desc: str, sizes: list[int],
     try:
         if workers <= 1 or len(jobs) <= 1:
             results = map(function, jobs)
-            for result, n in zip(results, sizes):
+            for result, n in zip(results, sizes, strict=False):
                 bar.update(n)
                 yield result
         else:
             with ProcessPoolExecutor(workers) as pool:
-                for result, n in zip(pool.map(function, jobs), sizes):
+                for result, n in zip(pool.map(function, jobs), sizes, strict=False):
                     bar.update(n)
                     yield result
     finally:

@@ -103,7 +103,8 @@ def split_writers(writers: np.ndarray, cfg: dict, seed: int) -> dict[str, list[i
     if n_test + n_val >= n:
         raise DataError(
             f"writer protocol needs at least one train writer: {n} writer(s) in the index, "
-            f"{n_test} for test (test_writers={cfg['test_writers']}) and {n_val} for val (val_writers={cfg['val_writers']})"
+            f"{n_test} for test (test_writers={cfg['test_writers']}) and {n_val} for val "
+            f"(val_writers={cfg['val_writers']})"
         )
     return {
         "test": sorted(int(w) for w in order[:n_test]),
@@ -239,8 +240,8 @@ def summarize(splits: dict[tuple[str, str], pd.DataFrame], index: pd.DataFrame, 
     """Counts per scheme/size/role, per class (by character), and the writer groups."""
     cfg = check_config(subsets_cfg)
     classes = Classes.from_index(index, "index")
-    character_of = dict(zip(index["id"], index["character"]))
-    writer_of = dict(zip(index["id"], index["writer"]))
+    character_of = dict(zip(index["id"], index["character"], strict=False))
+    writer_of = dict(zip(index["id"], index["writer"], strict=False))
     summary: dict = {"protocol": cfg["protocol"], "seed": int(seed), "images": int(len(index)), "schemes": {}}
     if cfg["protocol"] in WRITER_PROTOCOLS:
         summary["writers"] = split_writers(index["writer"].to_numpy(), cfg, seed)

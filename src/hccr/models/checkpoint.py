@@ -202,8 +202,12 @@ def check_fits(record: dict, path: str | os.PathLike) -> None:
     from hccr.models import REGISTRY, create
 
     name = record["model"]
-    if name not in REGISTRY:
-        raise DataError(f"checkpoint {path}: unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}")
+    # A params block may build another block's network (`network: efficientnet` for efficientnet_scratch).
+    network = record["config"].get("network", name) if isinstance(record["config"], dict) else name
+    if network not in REGISTRY:
+        raise DataError(
+            f"checkpoint {path}: unknown network {network!r}; known networks: {', '.join(sorted(REGISTRY))}"
+        )
     try:
         with torch.device("meta"):
             classes = Classes.from_meta(record, f"checkpoint {path}")

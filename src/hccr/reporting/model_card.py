@@ -38,7 +38,10 @@ def _start_banner(start: str, source: str, config: Mapping[str, Any]) -> str:
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
     if config.get("pretrained", "none") == "none" and not source:
-        return f"> **Weights: trained from scratch, by choice** (`pretrained: none`): `{arch}` learned from Chinese MNIST alone."
+        return (
+            f"> **Weights: trained from scratch, by choice** (`pretrained: none`): `{arch}` learned from "
+            "Chinese MNIST alone."
+        )
     why = f" ({source})" if source else ""
     return (
         f"> **Weights: trained from scratch — no ImageNet pretraining.** `pretrained: {config.get('pretrained')}` was "
@@ -112,7 +115,8 @@ def render_model_card(
         f"| input | 1 x {input_size} x {input_size} grayscale, light strokes on black, "
         f"`((pixel / 255) - {mean:.4f}) / {std:.4f}` |",
         f"| from the 64 x 64 glyph to {input_size} px | PIL `{resize_filter}` |",
-        f"| output | {len(Classes.from_meta(meta, 'checkpoint'))} class probabilities (`model.onnx`: softmax included) |",
+        f"| output | {len(Classes.from_meta(meta, 'checkpoint'))} class probabilities (`model.onnx`: softmax "
+        "included) |",
         f"| weights start | `{describe_start(start, source)}` |",
         f"| checkpoint epoch | {meta.get('epoch', '?')} (best validation accuracy) |",
         "| files | `checkpoint.pt` (PyTorch, loads with `weights_only=True`), `model.onnx` "
@@ -145,7 +149,8 @@ def render_model_card(
         f"schedule {config.get('schedule', 'n/a')}; label smoothing {config.get('label_smoothing', 0)}",
         f"- augmentation: {'on' if (config.get('augment') or {}).get('enabled') else 'off'}; "
         f"early stopping: {'on' if (config.get('early_stopping') or {}).get('enabled') else 'off'}",
-        f"- epochs run {train.get('epochs') or 'n/a'}, best epoch {train.get('best_epoch') or meta.get('epoch', 'n/a')}, "
+        f"- epochs run {train.get('epochs') or 'n/a'}, best epoch "
+        f"{train.get('best_epoch') or meta.get('epoch', 'n/a')}, "
         f"training time {general(train.get('seconds_total'), 4)}"
         + (" s" if isinstance(train.get("seconds_total"), (int, float)) else ""),
         "",
@@ -159,7 +164,8 @@ def render_model_card(
         if isinstance(scalars, dict):
             lines.append(
                 f"| {role} | {pct(scalars.get('accuracy'))} | {_interval(scalars, (details or {}).get(role))} | "
-                f"{general(scalars.get('macro_f1'))} | {general(scalars.get('loss'))} | {general(scalars.get('ece'))} | "
+                f"{general(scalars.get('macro_f1'))} | {general(scalars.get('loss'))} | "
+                f"{general(scalars.get('ece'))} | "
                 f"{scalars.get('n', 'n/a')} |"
             )
     if not isinstance(metrics.get("test"), dict):
@@ -175,7 +181,8 @@ def render_model_card(
             "",
             f"ONNX parity ({parity.get('exporter')} exporter): {parity.get('n_images')} {parity.get('role')} images, "
             f"max |p_onnx − p_torch| = {float(parity.get('max_abs_diff', math.nan)):.2e} "
-            f"(tolerance {parity.get('tolerance')}), same top-1 on {parity.get('top1_agree')}/{parity.get('n_images')}.",
+            f"(tolerance {parity.get('tolerance')}), same top-1 on "
+            f"{parity.get('top1_agree')}/{parity.get('n_images')}.",
         ]
     lines += [
         "",

@@ -140,7 +140,7 @@ def curves_figure(history: pd.DataFrame, *, title: str, reference: pd.DataFrame 
     """Accuracy and loss per epoch (train solid, validation solid), phase changes marked."""
     fig = _figure(10, 4)
     axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("accuracy", "loss")):
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=False):
         ax.plot(history["epoch"], history[f"train_{metric}"], "o-", ms=3, label=f"train {metric}")
         ax.plot(history["epoch"], history[f"val_{metric}"], "s-", ms=3, label=f"val {metric}")
         if reference is not None:
@@ -335,7 +335,7 @@ def misclassified_figure(
         ax.set_axis_off()
     if n == 0:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center", transform=axes[0].transAxes)
-    for ax, row in zip(axes, rows.itertuples(index=False)):
+    for ax, row in zip(axes, rows.itertuples(index=False), strict=False):
         ax.imshow(images[int(row.id)], cmap="gray", vmin=0, vmax=255)
         ax.set_title(
             f"{labels[int(row.true)]}→{labels[int(row.predicted)]}\n{row.confidence:.2f}", fontsize=9, **_font_kw(font)
@@ -387,7 +387,7 @@ def cmd_sizes(args: argparse.Namespace) -> None:
     labels = args.labels or [Path(p).parent.name for p in args.history]
     if len(labels) != len(args.history):
         raise HccrError(f"--labels gives {len(labels)} names for {len(args.history)} histories")
-    histories = {label: read_history(path) for label, path in zip(labels, args.history)}
+    histories = {label: read_history(path) for label, path in zip(labels, args.history, strict=False)}
     save_figure(sizes_figure(histories, model=args.model), args.out)
     write_csv(_data_path(args), sizes_data(histories))
 

@@ -123,7 +123,8 @@ def section_data(doc: rr.Document, inp: Inputs) -> None:
             [
                 PROTOCOLS["writer"]
                 + (
-                    f" Here {pct(tw, 0)} of writers form the test set and {pct(vw, 0)} of the remaining writers the validation set."
+                    f" Here {pct(tw, 0)} of writers form the test set and {pct(vw, 0)} of the remaining writers "
+                    "the validation set."
                     if is_number(tw) and is_number(vw)
                     else ""
                 ),
@@ -241,7 +242,7 @@ def section_table1(doc: rr.Document, inp: Inputs) -> None:
     missing_study = inp.study1[
         [
             not any(r.model == m and r.size == s for r in inp.runs)
-            for m, s in zip(inp.study1["model"], inp.study1["size"])
+            for m, s in zip(inp.study1["model"], inp.study1["size"], strict=False)
         ]
     ]
     if len(missing_study):
@@ -250,7 +251,9 @@ def section_table1(doc: rr.Document, inp: Inputs) -> None:
                 "Study rows without a run of ours: "
                 + ", ".join(
                     f"{m}/{s} (study's val acc {pct(a)})"
-                    for m, s, a in zip(missing_study["model"], missing_study["size"], missing_study["val_accuracy"])
+                    for m, s, a in zip(
+                        missing_study["model"], missing_study["size"], missing_study["val_accuracy"], strict=True
+                    )
                 )
                 + "."
             )
@@ -285,7 +288,8 @@ def section_table2(doc: rr.Document, inp: Inputs) -> None:
     if sweep_cfg:
         doc.add(
             rr.Para(
-                f"Configured sweep: model `{sweep_cfg.get('model')}`, size `{sweep_cfg.get('size')}`, GPUs {sweep_cfg.get('gpus')}, "
+                f"Configured sweep: model `{sweep_cfg.get('model')}`, size `{sweep_cfg.get('size')}`, GPUs "
+                f"{sweep_cfg.get('gpus')}, "
                 f"learning rates {sweep_cfg.get('learning_rate')}, batch sizes {sweep_cfg.get('batch_size')}"
                 + ("" if sweep_cfg.get("enabled", True) else " (disabled)")
                 + "."
@@ -331,7 +335,8 @@ def section_table2(doc: rr.Document, inp: Inputs) -> None:
                     "study's val acc",
                 ],
                 rows,
-                f"Sweep of {model}/{size}. Ours: best-epoch validation accuracy (train.json) and final-epoch losses (history.csv)."
+                f"Sweep of {model}/{size}. Ours: best-epoch validation accuracy (train.json) and final-epoch "
+                "losses (history.csv)."
                 + (
                     " Study's columns: its Table 2 (InceptionV3+GRU, small subset), as printed."
                     if comparable
@@ -380,7 +385,8 @@ def section_test(doc: rr.Document, inp: Inputs) -> None:
         doc.add(
             rr.Note(
                 (
-                    f"Protocol `paper` for {', '.join(paper)}: there is **no test set** (random splits, writers shared between "
+                    f"Protocol `paper` for {', '.join(paper)}: there is **no test set** (random splits, writers "
+                    "shared between "
                     "training and validation, as in the study); only validation numbers exist for these runs. "
                     if paper
                     else ""
@@ -453,7 +459,8 @@ def section_test(doc: rr.Document, inp: Inputs) -> None:
         ("confusion", f"Confusion matrix of {best.name} (rows: true class)."),
         (
             "misclassified",
-            f"Misclassified images of {best.name}: the most confident mistake of each confusion first (true→predicted, confidence).",
+            f"Misclassified images of {best.name}: the most confident mistake of each confusion first "
+            "(true→predicted, confidence).",
         ),
     ):
         path = rd.find_figure(inp.figures_dir, kind, best.model, best.size)
@@ -533,7 +540,8 @@ def section_starts(doc: rr.Document, inp: Inputs) -> None:
                     ]
                     for r in duel.itertuples()
                 ],
-                "ImageNet start against scratch: the difference counts as shown only where the 95 % intervals do not overlap.",
+                "ImageNet start against scratch: the difference counts as shown only where the 95 % intervals "
+                "do not overlap.",
             )
         )
     path = inp.figures_dir / "starts.png"
@@ -658,7 +666,8 @@ def section_provenance(doc: rr.Document, inp: Inputs) -> None:
                     ]
                     for r in inp.runs
                 ],
-                "Where each run's weights started. The study fine-tuned ImageNet weights; a run from scratch is a different setting.",
+                "Where each run's weights started. The study fine-tuned ImageNet weights; a run from scratch is "
+                "a different setting.",
             )
         )
     if inp.params:
@@ -710,7 +719,8 @@ def discussion(inp: Inputs) -> list[str]:
             and s["accuracy_ci_high"] >= b["accuracy_ci_low"]
         )
         claims.append(
-            f"Runner-up: {second.name} at {pct(s['accuracy'])} ({100 * (b['accuracy'] - s['accuracy']):.2f} pp behind); "
+            f"Runner-up: {second.name} at {pct(s['accuracy'])} ({100 * (b['accuracy'] - s['accuracy']):.2f} pp "
+            "behind); "
             + (
                 "the two 95 % intervals overlap, so this data does not clearly separate them."
                 if overlap
@@ -725,12 +735,12 @@ def discussion(inp: Inputs) -> list[str]:
         accs = [r.role(role)["accuracy"] for r in ladder]
         trend = (
             "rose with every larger training set"
-            if all(a2 > a1 for a1, a2 in zip(accs, accs[1:]))
+            if all(a2 > a1 for a1, a2 in zip(accs, accs[1:], strict=False))
             else "did not rise monotonically with training-set size"
         )
         claims.append(
             f"{model}: {role} accuracy {trend} ("
-            + ", ".join(f"{r.size} {pct(a)}" for r, a in zip(ladder, accs))
+            + ", ".join(f"{r.size} {pct(a)}" for r, a in zip(ladder, accs, strict=False))
             + f"; {ladder[-1].size} vs {ladder[0].size}: {pp(accs[-1] - accs[0])})."
         )
     gaps = [
@@ -789,7 +799,8 @@ def discussion(inp: Inputs) -> list[str]:
         if model == "inception_gru" and size == "small" and not inp.study2.empty:
             st = inp.study2.loc[inp.study2["val_accuracy"].idxmax()]
             claim += (
-                f"; the study's best is {int(st['gpus'])} GPU(s), lr {st['learning_rate']:g}, batch {int(st['batch_size'])} "
+                f"; the study's best is {int(st['gpus'])} GPU(s), lr {st['learning_rate']:g}, batch "
+                f"{int(st['batch_size'])} "
                 f"at {pct(st['val_accuracy'])}"
             )
         claims.append(claim + ".")
@@ -798,7 +809,8 @@ def discussion(inp: Inputs) -> list[str]:
         lo = min(eces, key=lambda x: x[1])
         hi = max(eces, key=lambda x: x[1])
         claims.append(
-            f"Calibration on {role}: expected calibration error ranges from {num(lo[1])} ({lo[0].name}) to {num(hi[1])} ({hi[0].name})."
+            f"Calibration on {role}: expected calibration error ranges from {num(lo[1])} ({lo[0].name}) to "
+            f"{num(hi[1])} ({hi[0].name})."
         )
     scratch = [r for r in runs if r.from_scratch]
     if scratch:

@@ -92,7 +92,8 @@ class Run:
 def discover_runs(
     metrics_dir: Path, evaluation_dir: Path, runs_dir: Path, model_order: list[str] | None = None
 ) -> list[Run]:
-    """Every {model}/{size} that has a metrics file or a train.json (runs_dir: models/runs), in model then size order."""
+    """Every {model}/{size} that has a metrics file or a train.json (runs_dir: models/runs), in model then size "
+    "order."""
     keys: set[tuple[str, str]] = set()
     if metrics_dir.is_dir():
         keys |= {(p.parent.name, p.stem) for p in metrics_dir.glob("*/*.json")}

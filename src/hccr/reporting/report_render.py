@@ -154,7 +154,8 @@ def to_html(doc: Document) -> str:
         elif isinstance(block, Figure):
             alt = html.escape(block.caption, quote=True)
             parts.append(
-                f'<figure><img alt="{alt}" src="{_data_uri(block.path)}"><figcaption>{_inline(block.caption)}</figcaption></figure>'
+                f'<figure><img alt="{alt}" '
+                f'src="{_data_uri(block.path)}"><figcaption>{_inline(block.caption)}</figcaption></figure>'
             )
         elif isinstance(block, Code):
             parts.append(

@@ -151,7 +151,7 @@ def figure(table: pd.DataFrame) -> Figure:
     families = list(dict.fromkeys(table["family"])) or ["no runs"]
     fig = Figure(figsize=(5.2 * len(families), 4.2), layout="constrained")
     axes = fig.subplots(1, len(families), squeeze=False)[0]
-    for ax, family in zip(axes, families):
+    for ax, family in zip(axes, families, strict=False):
         group = table[table["family"] == family]
         for start in sorted(group["start"].unique(), key=start_order):
             rows = group[group["start"] == start].sort_values("n_train")

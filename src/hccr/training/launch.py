@@ -153,7 +153,7 @@ class SlotLocks:
                     if device not in self.chosen:
                         self._try_slot(device, slot)
         else:
-            for device, share in zip(self.devices, ranks_per_device(k, len(self.devices))):
+            for device, share in zip(self.devices, ranks_per_device(k, len(self.devices)), strict=False):
                 taken = 0
                 for slot in range(self.slots):
                     if taken == share:

@@ -7,7 +7,7 @@ loop minus its bookkeeping (progress bar, metrics, checkpoints).
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ def train_step(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    autocast: ContextManager | None = None,
+    autocast: AbstractContextManager | None = None,
     channels_last: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward (under `autocast`), loss in float32, backward, update; returns (loss, logits).
