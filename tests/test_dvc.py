@@ -1,52 +1,17 @@
 """The real dvc command line on a tiny synthetic copy of the project: repro, metrics, exp run."""
 
 import json
-import shutil
 
 import pytest
-import yaml
 
-from helpers_workflow import ROOT, TINY, describe, make_project, run, tool_env
+from helpers_workflow import describe, dvc, make_dvc_project, run
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
-def deep_merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def dvc(project, *args, timeout=900):
-    exe = shutil.which("dvc", path=tool_env()["PATH"]) or "dvc"
-    return run([exe, *args], cwd=project, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def dvc_project(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("dvc_project"))
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    # DVC reads params.yaml itself: write the tiny settings into it (one model keeps it quick).
-    params = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(TINY.read_text()))
-    params["models"] = ["cnn"]
-    params["model"]["cnn"]["sizes"] = ["small"]
-    params["sweep"]["enabled"] = False
-    (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "t@example.com"],
-        ["git", "config", "user.name", "t"],
-    ):
-        assert run(cmd, cwd=project).returncode == 0
-    proc = dvc(project, "init", "-q")
-    assert proc.returncode == 0, describe(proc)
-    assert dvc(project, "config", "core.analytics", "false").returncode == 0
-    run(["git", "add", "-A"], cwd=project)
-    run(["git", "commit", "-qm", "tiny project"], cwd=project)
+    project = make_dvc_project(tmp_path_factory.mktemp("dvc_project"), "tiny project")
     proc = dvc(project, "repro")
     assert proc.returncode == 0, describe(proc)
     return project

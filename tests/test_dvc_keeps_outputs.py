@@ -6,28 +6,12 @@ must rerun nothing and delete nothing; then one changed param reruns only what i
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-import yaml
 
-from helpers_workflow import ROOT, TINY, describe, make_project, run, snakemake, tool_env
+from helpers_workflow import describe, dvc, make_dvc_project, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 WORK = ("data", "models", "reports")
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = (
-            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
-
-
-def dvc(project, *args, timeout=900):
-    return run([shutil.which("dvc", path=tool_env()["PATH"]) or "dvc", *args], cwd=project, timeout=timeout)
 
 
 def state(project) -> dict[str, tuple[int, int]]:
@@ -42,23 +26,8 @@ def state(project) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("dvc_after_snakemake"))
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(TINY.read_text()))
-    params["models"] = ["cnn"]
-    params["model"]["cnn"]["sizes"] = ["small"]
-    params["sweep"]["enabled"] = False
-    (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "t@example.com"],
-        ["git", "config", "user.name", "t"],
-    ):
-        assert run(cmd, cwd=project).returncode == 0
-    assert dvc(project, "init", "-q").returncode == 0
-    assert dvc(project, "config", "core.analytics", "false").returncode == 0
-    run(["git", "add", "-A"], cwd=project)
-    run(["git", "commit", "-qm", "fresh clone"], cwd=project)  # no dvc.lock: as after cloning
+    # no dvc.lock: as after cloning
+    project = make_dvc_project(tmp_path_factory.mktemp("dvc_after_snakemake"), "fresh clone")
     # What `make run` does: Snakemake alone, the whole DAG.
     proc = snakemake(project, "--profile", "workflow/profiles/local", timeout=900)
     assert proc.returncode == 0, describe(proc)

@@ -12,9 +12,10 @@ import yaml
 from PIL import Image
 
 from hccr.atomic import write_csv
+from hccr.data.arrays import load_images
 from hccr.data.fetch import fetch
 from hccr.data.index import build_index, read_index
-from hccr.data.resize import load_images, make_images
+from hccr.data.resize import make_images
 from hccr.data.subset import main as subset_main
 from hccr.data.subset import split_writers
 
