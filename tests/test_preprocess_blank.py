@@ -36,3 +36,13 @@ def test_gif_with_a_blank_first_frame_has_no_ink():
 def test_a_native_glyph_still_passes_through_bit_for_bit():
     original = glyph()
     assert np.array_equal(canonical_glyph(Image.fromarray(original), "g.png"), original)
+
+
+def test_a_thin_native_glyph_is_ink_but_a_few_bright_specks_are_not():
+    thin = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(thin).line([(20, 20), (44, 44)], fill=200, width=2)  # a median filter would erase it
+    assert canonical_glyph(thin, "thin.png").max() == 200
+    specks = np.zeros((64, 64), np.uint8)
+    specks[[10, 30, 50], [12, 33, 47]] = 255
+    with pytest.raises(DataError, match="specks.png: no ink found"):
+        canonical_glyph(Image.fromarray(specks), "specks.png")

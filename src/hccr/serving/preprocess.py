@@ -84,6 +84,7 @@ FRAME_FILTER = Image.Resampling.LANCZOS
 INK_THRESHOLD = 0.2
 BOX_MASS_TRIM = 0.005
 MIN_CONTRAST = 12.0
+MIN_INK_PIXELS = 8  # a native glyph needs at least this many pixels of visible ink
 NATIVE_BORDER_MAX = 8.0
 MAX_PIXELS = 50_000_000
 
@@ -245,7 +246,9 @@ def canonical_glyph(image: Image.Image, label: str = "image") -> np.ndarray:
     if gray.size == 0:
         raise DataError(f"{label}: image has no pixels")
     if is_native_glyph(gray):
-        ink_box(gray, label)  # a blank frame is no glyph either: the same "no ink" check as below
+        # A blank frame is no glyph either. Counted, not median-filtered: a 2-px stroke is ink here.
+        if np.count_nonzero(gray - float(np.median(gray)) >= MIN_CONTRAST) < MIN_INK_PIXELS:
+            raise DataError(f"{label}: no ink found (blank image or contrast under {MIN_CONTRAST:g} grey levels)")
         return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
     bright = light_on_dark(gray)
     ink = np.clip(bright - float(np.median(bright)), 0, None)
