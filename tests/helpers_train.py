@@ -95,3 +95,15 @@ def train_args(data, out, cfg, seed=1, extra=(), model="cnn", size="small", thre
         str(out),
         *extra,
     ]
+
+
+def evaluate_args(run, data, outputs, model="cnn", size="small", extra=()):
+    """`hccr.evaluation.evaluate` arguments scoring the run folder `run` on `make_data` output;
+    `outputs`: the metrics, details and predictions files to write."""
+    metrics, details, predictions = outputs
+    return [
+        "--checkpoint", str(run / "checkpoint.pt"), "--train-summary", str(run / "train.json"),
+        "--images", str(data / "images.npy"), "--index", str(data / "index.csv"), "--split", str(data / "split.csv"),
+        "--protocol", "writer", "--model", model, "--size", size, *extra,
+        "--out-metrics", str(metrics), "--out-details", str(details), "--out-predictions", str(predictions),
+    ]  # fmt: skip

@@ -18,7 +18,7 @@ from hccr.serving import predict
 from hccr.training.train import main as train_main
 
 from helpers_data import make_raw
-from helpers_train import cnn_config, make_data, train_args
+from helpers_train import cnn_config, evaluate_args, make_data, train_args
 
 # Four classes, no numeric values: a label set Chinese MNIST's constants know nothing of.
 FOUR = Classes(characters=tuple("甲乙丙丁"), values=(None, None, None, None))
@@ -88,30 +88,7 @@ def test_a_four_class_dataset_trains_evaluates_and_predicts(tmp_path):
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 4)
 
     outputs = [tmp_path / name for name in ("metrics.json", "details.json", "predictions.csv")]
-    argv = [
-        "--checkpoint",
-        str(out / "checkpoint.pt"),
-        "--train-summary",
-        str(out / "train.json"),
-        "--images",
-        str(data / "images.npy"),
-        "--index",
-        str(data / "index.csv"),
-        "--split",
-        str(data / "split.csv"),
-        "--protocol",
-        "writer",
-        "--model",
-        "cnn",
-        "--size",
-        "small",
-        "--out-metrics",
-        str(outputs[0]),
-        "--out-details",
-        str(outputs[1]),
-        "--out-predictions",
-        str(outputs[2]),
-    ]
+    argv = evaluate_args(out, data, outputs)
     assert evaluate.main(argv) == 0
     details = json.loads(outputs[1].read_text(encoding="utf-8"))
     assert list(details["test"]["per_class"]) == list("甲乙丙丁")
@@ -133,30 +110,7 @@ def test_evaluation_refuses_an_index_with_other_classes(tmp_path, capsys):
     one_epoch = [{"name": "t", "epochs": 1, "lr": 1e-3, "freeze": "none"}]
     assert train_main(train_args(data, out, cnn_config(phases=one_epoch, scratch_phases=one_epoch))) == 0
     other = make_data(tmp_path / "other", n=160, classes=Classes(tuple("子丑寅卯"), (None,) * 4))
-    argv = [
-        "--checkpoint",
-        str(out / "checkpoint.pt"),
-        "--train-summary",
-        str(out / "train.json"),
-        "--images",
-        str(other / "images.npy"),
-        "--index",
-        str(other / "index.csv"),
-        "--split",
-        str(other / "split.csv"),
-        "--protocol",
-        "writer",
-        "--model",
-        "cnn",
-        "--size",
-        "small",
-        "--out-metrics",
-        str(tmp_path / "m.json"),
-        "--out-details",
-        str(tmp_path / "d.json"),
-        "--out-predictions",
-        str(tmp_path / "p.csv"),
-    ]
+    argv = evaluate_args(out, other, [tmp_path / "m.json", tmp_path / "d.json", tmp_path / "p.csv"])
     assert evaluate.main(argv) == 2
     err = capsys.readouterr().err
     assert str(other / "index.csv") in err and "子丑寅卯" in err and "甲乙丙丁" in err

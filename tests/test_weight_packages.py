@@ -22,7 +22,7 @@ from hccr.models import create, weight_packages
 from hccr.models.efficientnet import LITE0_FREEZE, LITE0_LAYERS
 from hccr.models.weight_packages import PACKAGES, create_from_package, map_lite_keys, weights_file
 
-from helpers_train import make_data, train_args
+from helpers_train import evaluate_args, make_data, train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["model"]
@@ -209,37 +209,8 @@ def test_every_artifact_of_a_run_records_the_start_and_its_source(tmp_path):
     checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert (checkpoint["start"], checkpoint["start_source"]) == ("imagenet", expected)
     metrics = tmp_path / "metrics.json"
-    assert (
-        evaluate.main(
-            [
-                "--checkpoint",
-                str(out / "checkpoint.pt"),
-                "--train-summary",
-                str(out / "train.json"),
-                "--images",
-                str(data / "images.npy"),
-                "--index",
-                str(data / "index.csv"),
-                "--split",
-                str(data / "split.csv"),
-                "--protocol",
-                "writer",
-                "--model",
-                "efficientnet",
-                "--size",
-                "small",
-                "--threads",
-                "1",
-                "--out-metrics",
-                str(metrics),
-                "--out-details",
-                str(tmp_path / "details.json"),
-                "--out-predictions",
-                str(tmp_path / "predictions.csv"),
-            ]
-        )
-        == 0
-    )
+    outputs = [metrics, tmp_path / "details.json", tmp_path / "predictions.csv"]
+    assert evaluate.main(evaluate_args(out, data, outputs, model="efficientnet", extra=("--threads", "1"))) == 0
     scored = json.loads(metrics.read_text())
     assert (scored["start"], scored["start_source"]) == ("imagenet", expected)
     from hccr.reporting.model_card import render_model_card

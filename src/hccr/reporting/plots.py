@@ -33,6 +33,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from hccr.atomic import atomic_path, write_csv  # noqa: E402
 from hccr.classes import Classes  # noqa: E402
 from hccr.errors import DataError, HccrError, reports_errors  # noqa: E402
+from hccr.evaluation.sweep import COLUMNS as SUMMARY_COLUMNS  # noqa: E402
 from hccr.files import read_json_object, read_table  # noqa: E402
 from hccr.reporting import fonts  # noqa: E402
 
@@ -94,29 +95,23 @@ def align_reference(history: pd.DataFrame, reference: dict[str, list[float]] | N
 SWEEP_COLUMNS = ["run", "gpus", "learning_rate", "batch_size", "val_accuracy", "best_epoch", "seconds_total", "start"]
 
 
-def read_sweep(summary: str | Path, model: str, size: str) -> pd.DataFrame:
-    """The sweep cells of `model`/`size` from models/sweep/summary.csv (hccr.evaluation.sweep)."""
-    table = read_table(
-        summary,
-        (
-            "model",
-            "size",
-            "run",
-            "gpus",
-            "learning_rate",
-            "batch_size",
-            "best_val_accuracy",
-            "best_epoch",
-            "seconds_total",
-            "start",
-        ),
-        "sweep summary",
-    )
+def read_sweep_summary(summary: str | Path) -> pd.DataFrame:
+    """models/sweep/summary.csv as hccr.evaluation.sweep writes it (every column checked)."""
+    return read_table(summary, SUMMARY_COLUMNS, "sweep summary")
+
+
+def sweep_cells(table: pd.DataFrame, model: str, size: str) -> pd.DataFrame:
+    """The cells of `model`/`size` in a loaded sweep summary, as the sweep figure shows them."""
     table = table[(table["model"].astype(str) == model) & (table["size"].astype(str) == size)]
     # The figure shows each cell's best validation accuracy, as Table 2's last column does.
     return table.rename(columns={"val_accuracy": "final_val_accuracy", "best_val_accuracy": "val_accuracy"})[
         SWEEP_COLUMNS
     ].reset_index(drop=True)
+
+
+def read_sweep(summary: str | Path, model: str, size: str) -> pd.DataFrame:
+    """The sweep cells of `model`/`size` from models/sweep/summary.csv (hccr.evaluation.sweep)."""
+    return sweep_cells(read_sweep_summary(summary), model, size)
 
 
 def read_study_table2(path: str | Path = REFERENCE_DIR / "study_table2.csv") -> pd.DataFrame:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from hccr.errors import DataError
-from hccr.files import read_json_object, read_table
+from hccr.files import read_json_object
 from hccr.reporting import plots
 
 SIZE_ORDER = ("small", "medium", "large", "full")
@@ -126,13 +126,12 @@ def read_sweeps(summary: Path) -> dict[tuple[str, str], pd.DataFrame]:
     """(model, size) -> its sweep cells, with the last epoch's losses, from models/sweep/summary.csv."""
     if not summary.is_file():
         return {}
-    table = read_table(summary, ("model", "size"), "sweep summary")
+    table = plots.read_sweep_summary(summary)
     sweeps = {}
-    for (model, size), _ in table.groupby(["model", "size"], sort=True):
-        cells = plots.read_sweep(summary, str(model), str(size))
-        last = table[(table["model"] == model) & (table["size"] == size)].reset_index(drop=True)
-        finals = last[["train_loss", "train_accuracy", "val_loss", "val_accuracy"]].add_prefix("final_")
-        sweeps[(str(model), str(size))] = pd.concat([cells, finals], axis=1)
+    for (model, size), rows in table.groupby(["model", "size"], sort=True):
+        cells = plots.sweep_cells(rows, str(model), str(size))
+        finals = rows[["train_loss", "train_accuracy", "val_loss", "val_accuracy"]].add_prefix("final_")
+        sweeps[(str(model), str(size))] = pd.concat([cells, finals.reset_index(drop=True)], axis=1)
     return sweeps
 
 
