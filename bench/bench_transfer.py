@@ -40,10 +40,11 @@ def profile_params(profile: str) -> dict:
 
 
 def run_one(params: dict, model: str, size: str, data: Path, out: Path, threads: int, extra: dict) -> dict:
+    from hccr.config import train_config
     from hccr.evaluation import evaluate
     from hccr.training import train
 
-    cfg = copy.deepcopy(params["model"][model])
+    cfg = train_config(params, model, size)
     _common._merge(cfg, copy.deepcopy(extra))
     images = data / "data" / "processed" / f"images_{cfg['input_size']}.npy"
     split = data / "data" / "processed" / "splits" / cfg["scheme"] / f"{size}.csv"

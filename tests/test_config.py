@@ -81,10 +81,33 @@ def test_sweep_has_the_studys_eighteen_cells(params):
 
 
 def test_train_config_applies_sweep_overrides_without_touching_params(params):
-    block = hccr_config.train_config(params, "inception_gru", gpus="4", lr="0.0002", batch="20")
+    block = hccr_config.train_config(params, "inception_gru", "small", gpus="4", lr="0.0002", batch="20")
     assert (block["gpus"], block["batch_size"]) == (4, 20)
     assert all(p["lr"] == 2e-4 for p in block["phases"] + block["scratch_phases"])
     assert params["model"]["inception_gru"]["batch_size"] == 40
+
+
+def test_per_size_epochs_resolve_for_each_run(params):
+    per_size = {"small": 6, "large": 2}
+    params["model"]["cnn"]["phases"] = [{"name": "train", "epochs": per_size, "lr": 1e-3, "freeze": "none"}]
+    params["model"]["cnn"]["sizes"] = ["small", "large"]
+    hccr_config.validate(params)
+    assert hccr_config.train_config(params, "cnn", "small")["phases"][0]["epochs"] == 6
+    assert hccr_config.train_config(params, "cnn", "large")["phases"][0]["epochs"] == 2
+    # the params themselves keep the table; the typed form of a resolved block is an int
+    assert params["model"]["cnn"]["phases"][0]["epochs"] == {"small": 6, "large": 2}
+    sized = hccr_config.block_for_size(params["model"]["cnn"], "large", "model.cnn")
+    assert hccr_config.model_settings("cnn", sized).phases[0].epochs == 2
+
+
+def test_per_size_epochs_must_cover_every_size_the_model_runs(params):
+    params["model"]["cnn"]["phases"] = [{"name": "train", "epochs": {"small": 6}, "lr": 1e-3, "freeze": "none"}]
+    params["model"]["cnn"]["sizes"] = ["small", "medium"]
+    with pytest.raises(ConfigError, match=r"model\.cnn\.phases\.0\.epochs has no entry for size 'medium'"):
+        hccr_config.validate(params)
+    params["model"]["cnn"]["phases"][0]["epochs"] = {"small": 0, "medium": 2}
+    with pytest.raises(ConfigError, match=r"model\.cnn\.phases\.0\.epochs"):
+        hccr_config.validate(params)
 
 
 def test_json_object_arg_inline_file_and_errors(tmp_path):

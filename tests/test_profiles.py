@@ -35,12 +35,19 @@ def test_quick_profile_runs_both_heads_from_imagenet_and_a_scratch_counterpart(p
     proc = snakemake(project, "-n", "--printshellcmds", "--profile", str(project / "workflow/profiles/quick"), "train")
     assert proc.returncode == 0, describe(proc)
     counts = job_counts(proc.stdout)
-    assert counts["train_run"] == 3 * 3 + 1  # two heads + the scratch counterpart at three sizes; cnn at small
+    assert counts["train_run"] == 3 * 3 + 2  # two heads + the scratch counterpart at three sizes; cnn at small, full
     assert "sweep_run" not in counts
-    starts = {}
+    starts, epochs = {}, {}
     for model, size, cfg in re.findall(r"--model (\w+) --size (\w+) .*?--config-json '(\{.*?\})'", proc.stdout):
         block = json.loads(cfg)
         starts[(model, size)] = (block.get("network", model), block["arch"], block["pretrained"])
+        phases = block["scratch_phases"] if block["pretrained"] == "none" else block["phases"]
+        epochs[(model, size)] = sum(p["epochs"] for p in phases)  # per-size tables arrive resolved
+    # smaller sets get more passes; the scratch counterpart as many epochs as the ImageNet run
+    assert epochs[("efficientnet", "small")] > epochs[("efficientnet", "medium")] > epochs[("efficientnet", "large")]
+    for size in ("small", "medium", "large"):
+        assert epochs[("efficientnet_scratch", size)] == epochs[("efficientnet", size)]
+    assert starts[("cnn", "full")][2] == "none"
     for size in ("small", "medium", "large"):
         assert starts[("efficientnet", size)] == ("efficientnet", "tf_efficientnet_lite0", "imagenet")
         assert starts[("efficientnet_scratch", size)] == ("efficientnet", "tf_efficientnet_lite0", "none")

@@ -36,7 +36,7 @@ NATIVE_SIZE = 64
 @dataclass(frozen=True)
 class Phase:
     name: str
-    epochs: int
+    epochs: int | Mapping[str, int]  # params may give one per size; a run's block has it resolved
     lr: float
     freeze: str | int  # "all" | "none" | N first backbone layers
 
@@ -327,12 +327,32 @@ def check(config: dict[str, Any]) -> None:
                     f"params: size {size!r} of model {name!r} is not in "
                     f"subsets.schemes.{block['scheme']} (has {sorted(ladder)})"
                 )
+            block_for_size(block, size, f"params: model.{name}")
     sweep = config["sweep"]
     if sweep["enabled"]:
         if sweep["model"] not in blocks:
             raise ConfigError(f"params: sweep.model: {sweep['model']!r} is not defined under model")
         if sweep["size"] not in _ladder(config, blocks[sweep["model"]]["scheme"]):
             raise ConfigError(f"params: sweep.size: {sweep['size']!r} is not a size of its scheme")
+        block_for_size(blocks[sweep["model"]], sweep["size"], f"params: model.{sweep['model']}")
+
+
+def block_for_size(block: Mapping[str, Any], size: str, key: str) -> dict[str, Any]:
+    """A copy of a model block with every phase's per-size epochs ({small: 6, large: 3}) resolved
+    for one training-set size; a table without `size` is an error naming the phase. Anything
+    malformed is left for the schema to report."""
+    sized = copy.deepcopy(dict(block))
+    for phases in ("phases", "scratch_phases"):
+        specs = sized.get(phases)
+        for i, phase in enumerate(specs if isinstance(specs, list) else []):
+            epochs = phase.get("epochs") if isinstance(phase, Mapping) else None
+            if isinstance(epochs, Mapping):
+                if size not in epochs:
+                    raise ConfigError(
+                        f"{key}.{phases}.{i}.epochs has no entry for size {size!r} (has {sorted(epochs)})"
+                    )
+                phase["epochs"] = epochs[size]
+    return sized
 
 
 def cnn_layers(width: list[int], convs_per_block: int) -> int:
@@ -483,13 +503,15 @@ def sweep_cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 def train_config(
     config: dict[str, Any],
     model: str,
+    size: str,
     *,
     gpus: int | None = None,
     lr: float | None = None,
     batch: int | None = None,
 ) -> dict[str, Any]:
-    """The model's block as the train step gets it, with a sweep cell's overrides applied."""
-    block = copy.deepcopy(config["model"][model])
+    """The model's block as the train step gets it for one training-set size: per-size
+    epochs resolved to that size's number, and a sweep cell's overrides applied."""
+    block = block_for_size(config["model"][model], size, f"params: model.{model}")
     if gpus is not None:
         block["gpus"] = int(gpus)
     if batch is not None:

@@ -42,7 +42,7 @@ rule train_run:
     params:
         model=lambda w: w.model,
         size=lambda w: w.size,
-        cfg=lambda w: as_json(hccr_config.train_config(config, w.model)),
+        cfg=lambda w: as_json(hccr_config.train_config(config, w.model, w.size)),
         seed=PARAMS.seed,
         filter=PARAMS.resize.filter,
         slots=PARAMS.resources.slots_per_gpu,
@@ -73,7 +73,7 @@ rule sweep_run:
         size=lambda w: w.size,
         cfg=lambda w: as_json(
             hccr_config.train_config(
-                config, w.model, gpus=w.gpus, lr=w.lr, batch=w.batch
+                config, w.model, w.size, gpus=w.gpus, lr=w.lr, batch=w.batch
             )
         ),
         seed=PARAMS.seed,

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from hccr import device as devices
 from hccr.atomic import write_json
-from hccr.config import ModelSettings, Phase, json_object_arg, model_settings
+from hccr.config import ModelSettings, Phase, block_for_size, json_object_arg, model_settings
 from hccr.errors import ConfigError, reports_errors
 from hccr.training.history import write_history
 from hccr.training.inputs import RunData, load_run_data
@@ -550,7 +550,9 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     spec = run_spec(args)
-    settings = model_settings(spec.model, json_object_arg(args.config_json, "--config-json"))
+    # Per-size epochs ({small: 6, large: 3}) become this run's number before the block is checked.
+    block = block_for_size(json_object_arg(args.config_json, "--config-json"), args.size, "--config-json")
+    settings = model_settings(spec.model, block)
     runtime = devices.setup(spec.threads, spec.device, cpu_precision=settings.cpu_precision)
     try:
         return Trainer(spec, settings, runtime).run()
