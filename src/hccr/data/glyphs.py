@@ -2,11 +2,11 @@
 
     python -m hccr.data.glyphs --fonts ukai uming microhei zenhei --variants 2 --size 64 \
         --seed 0 --images data/glyphs/images_64.npy --index data/glyphs/index.csv \
-        --summary data/glyphs/corpus.json [--limit N] [--on-missing error|skip] [--workers 2]
+        --summary data/glyphs/corpus.json [--characters TEXT] [--on-missing error|skip] [--workers 2]
 
 The characters are GB2312's level 1 (rows 0xB0-0xD7), decoded with Python's `gb2312` codec in
-code order: 3,755 classes, labels 0..N-1 in that order (`--limit N` keeps the first N, for
-tests). Each (character, font, variant) is one image: the glyph drawn light-on-black (as
+code order: 3,755 classes, labels 0..N-1 in that order (`--characters` renders a given set
+instead, in its order: tests). Each (character, font, variant) is one image: the glyph drawn light-on-black (as
 Chinese MNIST is) at a fixed em size, centred on its ink, then made handwriting-like by
 hccr.data.glyphs_augment with a generator seeded by (seed, font, variant, code point), so the
 corpus does not depend on how the work is split over processes.
@@ -27,7 +27,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,7 +37,6 @@ from hccr.atomic import atomic_path, write_csv, write_json
 from hccr.data.glyphs_augment import SUPERSAMPLE, GlyphAugment, augment
 from hccr.data.workers import default_workers
 from hccr.errors import DataError, reports_errors
-from hccr.files import read_json_object
 from hccr.fonts import FONTS, NamedFont, missing_characters, named_font
 
 LEVEL1_ROWS = range(0xB0, 0xD8)  # GB2312 level 1: the 3,755 most frequent characters
@@ -57,6 +55,14 @@ def gb2312_level1() -> str:
             except UnicodeDecodeError:  # row 0xD7 ends at 0xF9
                 continue
     return "".join(characters)
+
+
+def unique_characters(text: str) -> str:
+    """`text` without whitespace or repeats, in order; DataError if fewer than 2 remain."""
+    characters = "".join(dict.fromkeys(ch for ch in text if not ch.isspace()))
+    if len(characters) < 2:
+        raise DataError(f"glyphs.characters: {text!r} gives fewer than 2 characters to tell apart")
+    return characters
 
 
 @dataclass(frozen=True)
@@ -206,17 +212,13 @@ def corpus_summary(table: pd.DataFrame, fonts: list[NamedFont], variants: int, s
     }
 
 
-def read_summary(path: str | Path) -> dict:
-    return read_json_object(path, "glyph corpus summary")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hccr glyphs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--fonts", nargs="+", required=True, help=f"font names ({', '.join(FONTS)}) or font files")
     parser.add_argument("--variants", type=int, default=2, help="augmented images per character and font")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="keep the first N level-1 characters (tests)")
+    parser.add_argument("--characters", default="", help="render these characters instead of GB2312 level 1")
     parser.add_argument("--augment-json", default=None, help="glyphs.augment as JSON (default: GlyphAugment())")
     parser.add_argument("--on-missing", choices=("error", "skip"), default="error")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     args = _parser().parse_args(argv)
-    characters = gb2312_level1()[: args.limit] if args.limit else gb2312_level1()
+    characters = unique_characters(args.characters) if args.characters else gb2312_level1()
     aug = GlyphAugment.from_dict(json.loads(args.augment_json) if args.augment_json else None)
     fonts = [named_font(name) for name in args.fonts]
     began = time.perf_counter()

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 SUPERSAMPLE = 2
+ERODE_KEEP = 0.5  # an erosion that would leave less than this share of the ink is skipped
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,16 @@ def stroke_width(image: Image.Image, steps: int) -> Image.Image:
     if steps == 0:
         return image
     pixels = np.asarray(image)
+    ink = int(pixels.sum(dtype=np.int64))
     pick = np.maximum if steps > 0 else np.minimum
     for _ in range(abs(steps)):
         padded = np.pad(pixels, 1, mode="edge")
-        pixels = pick.reduce(
+        thinner = pick.reduce(
             [padded[1:-1, 1:-1], padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
         )
+        if steps < 0 and thinner.sum(dtype=np.int64) < ERODE_KEEP * ink:
+            break  # a thin (Ming) font would lose its strokes: thin it no further
+        pixels = thinner
     return Image.fromarray(pixels, mode="L")
 
 
