@@ -23,6 +23,12 @@ def glyph_weights(model):
     return [f"models/pretrain/{model}/{start}/checkpoint.pt"] if start else []
 
 
+def glyph_pretrain_summaries():
+    """The train.json of every glyph pretraining the listed models need (the report reads them)."""
+    starts = {(m, glyph_start(m)) for m in PARAMS.models if glyph_start(m)}
+    return [f"models/pretrain/{m}/{s}/train.json" for m, s in sorted(starts)]
+
+
 def glyph_start_args(model):
     weights = glyph_weights(model)
     return f"--start-weights {weights[0]}" if weights else ""
