@@ -55,3 +55,14 @@ def test_section_has_the_numerals_note_and_the_pretraining_cost(tmp_path):
     empty = rr.Document("t")
     gc.add_section(empty, sc.comparison_table(runs()[:1] + runs()[3:4]), tmp_path / "models/runs")
     assert empty.blocks == []  # no glyph start: nothing added
+
+
+def test_model_card_says_the_weights_came_from_printed_glyphs():
+    from hccr.reporting.model_card import _start_banner
+
+    cfg = {"arch": "cnn", "pretrained": "glyphs"}
+    banner = _start_banner("glyphs", "pretrain/cnn_glyphs: 3,755 classes, 4 fonts", cfg)
+    assert "pretrained on printed Chinese glyphs" in banner
+    assert "glyphs (pretrain/cnn_glyphs: 3,755 classes, 4 fonts)" in banner and "scratch" not in banner
+    ablation = _start_banner("glyphs-excl", "pretrain/cnn: 3,740 classes", {**cfg, "pretrained": "glyphs-excl"})
+    assert "ablation, which pretrained without them" in ablation
