@@ -139,3 +139,15 @@ def test_split_cli_records_the_excluded_characters(tmp_path):
     assert summary["split"] == "excl" and summary["excluded_characters"] == "零一"
     assert summary["target_characters_in_corpus"] == 2 and summary["classes"] == 6
     assert set(pd.read_csv(tmp_path / "e.csv")["id"]) == {2, 3, 4, 5}
+
+
+def test_the_corpus_steps_import_neither_torch_nor_reporting():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hccr.data.glyphs, hccr.data.glyphs_split; "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m == 'matplotlib' or m.startswith('hccr.reporting')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
