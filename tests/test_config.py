@@ -278,6 +278,7 @@ def test_freeze_bounds_are_the_real_backbones_layer_counts(params, name, changes
 
 def test_settings_are_typed_with_the_schemas_defaults(params):
     del params["synthetic"]
+    del params["glyphs"]
     del params["model"]["cnn"]["early_stopping"]["patience"]
     del params["model"]["cnn"]["resume_every_s"]
     settings = hccr_config.settings(params)
@@ -293,7 +294,10 @@ def test_settings_are_typed_with_the_schemas_defaults(params):
     assert efficientnet.phases_for("imagenet")[1].freeze == 100
     assert efficientnet.phases_for("scratch") == (hccr_config.Phase("scratch", 20, 1e-3, "none"),)
     assert settings.sweep.learning_rate == (1e-4, 2e-4, 1e-3)
-    assert settings.subsets.ladder("holdout") == {"small": 70, "medium": 140, "large": 210, "full": "all"}
+    assert settings.subsets.ladder("holdout") == {"tiny": 10, "small": 70, "medium": 140, "large": 210, "full": "all"}
+    # Without a glyphs block the schema's defaults fill it in.
+    assert settings.glyphs.fonts == ("ukai", "uming", "microhei", "zenhei") and settings.glyphs.characters == ""
+    assert settings.glyphs.pretrain["phases"] == [{"name": "glyphs", "epochs": 2, "lr": 1e-3, "freeze": "none"}]
 
 
 def test_quick_and_tiny_overrides_are_valid(params):

@@ -18,8 +18,8 @@ SRC = ROOT / "src"
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
 RULE_FILES = {
     "data": ["data.smk", "casia.smk"],
-    "train": ["train.smk"],
-    "sweep": ["train.smk", "sweep.smk"],
+    "train": ["train.smk", "glyphs.smk"],
+    "sweep": ["train.smk", "sweep.smk", "glyphs.smk"],
     "report": ["evaluate.smk", "report.smk"],
     "export": ["export.smk"],
 }

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from hccr import fonts
 from hccr.data.layout import CHINESE_MNIST
-from hccr.reporting import fonts, plots
+from hccr.reporting import plots
 
 from helpers_data import CHARACTERS, VALUES
 

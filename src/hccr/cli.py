@@ -11,6 +11,8 @@ COMMANDS = {
     "index": "hccr.data.index",
     "resize": "hccr.data.resize",
     "subset": "hccr.data.subset",
+    "glyphs": "hccr.data.glyphs",
+    "glyphs-split": "hccr.data.glyphs_split",
     "casia": "hccr.data.casia_steps",
     "train": "hccr.training.train",
     "launch": "hccr.training.launch",

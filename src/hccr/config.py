@@ -165,6 +165,21 @@ class Export:
 
 
 @dataclass(frozen=True)
+class Glyphs:
+    """The printed-glyph corpus and its pretraining (docs/glyphs.md)."""
+
+    fonts: tuple[str, ...]
+    variants: int
+    size: int
+    characters: str  # empty: all 3,755 level-1 characters
+    seed: int
+    on_missing: str
+    val_fraction: float
+    augment: Mapping[str, Any]
+    pretrain: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Params:
     """params.yaml as one typed object."""
 
@@ -181,6 +196,7 @@ class Params:
     resources: Resources
     evaluate: Evaluate
     export: Export
+    glyphs: Glyphs
 
 
 # ---------------------------------------------------------------- loading and checking
@@ -451,6 +467,7 @@ def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
         resources=Resources(**filled["resources"]),
         evaluate=Evaluate(**filled["evaluate"]),
         export=Export(**filled["export"]),
+        glyphs=Glyphs(**{**filled["glyphs"], "fonts": tuple(filled["glyphs"]["fonts"])}),
     )
 
 
@@ -519,6 +536,29 @@ def train_config(
     if lr is not None:
         for phase in block["phases"] + block["scratch_phases"]:
             phase["lr"] = float(lr)
+    return block
+
+
+def glyph_pretrain_config(config: dict[str, Any], model: str, init: str) -> dict[str, Any]:
+    """The block a glyph pretraining trains: model `model`'s network, at the corpus's size, from `init`.
+
+    Only the network's shape is kept (arch, in_chans, widths, head); the schedule is
+    `glyphs.pretrain`'s, every layer trains, and the corpus is already augmented.
+    """
+    glyphs = with_defaults(config.get("glyphs") or {}, part="glyphs")
+    block = copy.deepcopy(config["model"][model])
+    block.pop("sizes", None)
+    phases = glyphs["pretrain"]["phases"]
+    block.update(
+        pretrained=init,
+        input_size=glyphs["size"],
+        batch_size=glyphs["pretrain"]["batch_size"],
+        phases=copy.deepcopy(phases),
+        scratch_phases=copy.deepcopy(phases),
+        augment={**block.get("augment", {}), "enabled": False},
+        early_stopping={**block.get("early_stopping", {}), "enabled": False},
+    )
+    validate_model(model, block)
     return block
 
 

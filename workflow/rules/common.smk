@@ -5,6 +5,7 @@ import json
 
 from hccr import config as hccr_config
 from hccr.data import casia as hccr_casia
+from hccr.starts import GLYPH_STARTS
 
 # Nested --config overrides arrive as strings ('64'); give them the schema's types, then
 # check the schema (types, unknown keys, per-arch bounds) and the cross-key rules, so every
@@ -104,3 +105,30 @@ def synthetic_args():
 
 def as_json(data):
     return json.dumps(data, sort_keys=True)
+
+
+# Printed-glyph starts (workflow/rules/glyphs.smk): which runs need a glyph pretraining.
+GLYPHS = "data/glyphs"
+
+
+def glyph_start(model):
+    """The model block's glyph start (glyphs, imagenet+glyphs, glyphs-excl), or None."""
+    start = PARAMS.model[model].pretrained
+    return start if start in GLYPH_STARTS else None
+
+
+def glyph_weights(model):
+    """The glyph pretraining checkpoint a run of `model` fine-tunes ([] for other starts)."""
+    start = glyph_start(model)
+    return [f"models/pretrain/{model}/{start}/checkpoint.pt"] if start else []
+
+
+def glyph_pretrain_summaries():
+    """The train.json of every glyph pretraining the listed models need (the report reads them)."""
+    starts = {(m, glyph_start(m)) for m in PARAMS.models if glyph_start(m)}
+    return [f"models/pretrain/{m}/{s}/train.json" for m, s in sorted(starts)]
+
+
+def glyph_start_args(model):
+    weights = glyph_weights(model)
+    return f"--start-weights {weights[0]}" if weights else ""

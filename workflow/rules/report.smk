@@ -144,6 +144,7 @@ rule assemble_report:
         runs=run_files("train.json", "history.csv"),
         figures=report_figures(),
         sweep="models/sweep/summary.csv",
+        pretrain=glyph_pretrain_summaries(),  # the glyph starts' pretraining cost (glyphs.smk)
     output:
         md="reports/report.md",
         html="reports/report.html",

@@ -13,7 +13,7 @@ TRAIN_CMD = (
     " python -m hccr.training.train --model {params.model} --size {params.size}"
     " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
     " --config-json {params.cfg:q} --seed {params.seed} --threads {threads}"
-    " --resize-filter {params.filter}"
+    " --resize-filter {params.filter} {params.start_args}"
     " --out {params.out:q} 2> {log:q}"
 )
 
@@ -28,6 +28,7 @@ rule train_run:
         images=lambda w: images_for(w.model),
         index=INDEX,
         split=lambda w: split_for(w.model, w.size),
+        start=lambda w: glyph_weights(w.model),  # a glyph start's pretraining (glyphs.smk)
     output:
         [f"models/runs/{{model}}/{{size}}/{name}" for name in TRAIN_OUTPUTS],
     log:
@@ -48,6 +49,7 @@ rule train_run:
         slots=PARAMS.resources.slots_per_gpu,
         gpus=lambda w: PARAMS.model[w.model].gpus,
         out=lambda w: f"models/runs/{w.model}/{w.size}",
+        start_args=lambda w: glyph_start_args(w.model),
     shell:
         TRAIN_CMD
 
@@ -57,6 +59,7 @@ rule sweep_run:
         images=lambda w: images_for(w.model),
         index=INDEX,
         split=lambda w: split_for(w.model, w.size),
+        start=lambda w: glyph_weights(w.model),
     output:
         [f"models/sweep/{{model}}/{{size}}/{CELL}/{name}" for name in TRAIN_OUTPUTS],
     log:
@@ -80,6 +83,7 @@ rule sweep_run:
         filter=PARAMS.resize.filter,
         slots=PARAMS.resources.slots_per_gpu,
         gpus=lambda w: int(w.gpus),
+        start_args=lambda w: glyph_start_args(w.model),
         out=lambda w: f"models/sweep/{w.model}/{w.size}/{CELL.format(gpus=w.gpus, lr=w.lr, batch=w.batch)}",
     shell:
         TRAIN_CMD

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from torch import nn
 
 from hccr.errors import ConfigError
-from hccr.models import cnn, efficientnet, inception_gru
+from hccr.models import cnn, efficientnet, glyph_start, inception_gru
 from hccr.models.base import HccrModel
 from hccr.models.freeze import apply_freeze, count_parameters, layer_list, parse_freeze
 from hccr.models.pretrained import is_hccr_checkpoint, load_state_dict_file, parse_pretrained, read_weights
+from hccr.starts import GLYPH_STARTS
 
 Builder = Callable[[dict, str, int], tuple[nn.Module, str]]
 
@@ -35,7 +36,9 @@ REGISTRY: dict[str, Builder] = {
 __all__ = ["REGISTRY", "HccrModel", "create", "apply_freeze", "count_parameters", "layer_list", "parse_freeze"]
 
 
-def create(name: str, cfg: dict, pretrained: str | None = None, *, num_classes: int) -> tuple[nn.Module, str]:
+def create(
+    name: str, cfg: dict, pretrained: str | None = None, *, num_classes: int, start_weights: str | None = None
+) -> tuple[nn.Module, str]:
     """Build registry model `name` from its params block `cfg`; return (model, start).
 
     `pretrained` defaults to `cfg["pretrained"]` (and to `none` when that is absent).
@@ -46,6 +49,8 @@ def create(name: str, cfg: dict, pretrained: str | None = None, *, num_classes: 
     this model, its keys under `backbone.`/`head.`), loaded strictly into the whole model,
     or, for the timm models, a timm backbone state_dict (as published, classifier included),
     loaded through timm's pretrained machinery.
+    `glyphs | imagenet+glyphs | glyphs-excl` load the backbone of the glyph pretraining
+    checkpoint `start_weights` strictly, with a fresh head (hccr.models.glyph_start).
     """
     if not isinstance(cfg, dict):
         raise ConfigError(f"model.{name}: expected a mapping of settings, got {type(cfg).__name__}")
@@ -56,6 +61,8 @@ def create(name: str, cfg: dict, pretrained: str | None = None, *, num_classes: 
         where = f"model.{name}.network" if "network" in cfg else "model"
         raise ConfigError(f"{where}: unknown network {network!r}; known networks: {', '.join(sorted(REGISTRY))}")
     requested = cfg.get("pretrained", "none") if pretrained is None else pretrained
+    if requested in GLYPH_STARTS:
+        return glyph_start.build(REGISTRY[network], name, cfg, requested, start_weights, num_classes)
     kind, path = parse_pretrained(requested)
     if kind == "file":
         data = read_weights(path)

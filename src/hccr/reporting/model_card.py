@@ -15,7 +15,7 @@ from typing import Any
 
 from hccr.classes import Classes
 from hccr.reporting.formatting import DASH, PROTOCOLS, general, pct
-from hccr.starts import describe_start
+from hccr.starts import GLYPH_STARTS, describe_start, start_label
 
 
 def _interval(scalars: Mapping[str, Any], details: Mapping[str, Any] | None) -> str:
@@ -34,6 +34,13 @@ def _start_banner(start: str, source: str, config: Mapping[str, Any]) -> str:
         where = f" ({source})" if source else ""
         return (
             f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`**{where} (transfer learning, as in the study)."
+        )
+    if start in GLYPH_STARTS:  # docs/glyphs.md
+        return (
+            f"> **Weights: `{arch}` pretrained on printed Chinese glyphs, then fine-tuned on Chinese MNIST** — "
+            f"{start_label(start)}: `{describe_start(start, source)}`. The printed corpus includes the 15 numerals "
+            "(printed forms, not handwriting)"
+            + (", except in this ablation, which pretrained without them." if start == "glyphs-excl" else ".")
         )
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."

@@ -30,12 +30,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from hccr import fonts  # noqa: E402
 from hccr.atomic import atomic_path, write_csv  # noqa: E402
 from hccr.classes import Classes  # noqa: E402
 from hccr.errors import DataError, HccrError, reports_errors  # noqa: E402
 from hccr.evaluation.sweep import COLUMNS as SUMMARY_COLUMNS  # noqa: E402
 from hccr.files import read_json_object, read_table  # noqa: E402
-from hccr.reporting import fonts  # noqa: E402
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 HISTORY_COLUMNS = ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy")

@@ -30,6 +30,7 @@ from hccr.atomic import write_text
 from hccr.config import json_object_arg
 from hccr.errors import reports_errors
 from hccr.evaluation.evaluate import summary_parameters
+from hccr.reporting import glyph_comparison
 from hccr.reporting import report_data as rd
 from hccr.reporting import report_render as rr
 from hccr.reporting import start_comparison as sc
@@ -70,6 +71,7 @@ class Inputs:
     evaluation_dir: Path
     sweep_summary: Path
     generated: str
+    runs_dir: Path = Path("models/runs")
 
 
 def gather(args: argparse.Namespace) -> Inputs:
@@ -91,6 +93,7 @@ def gather(args: argparse.Namespace) -> Inputs:
         evaluation_dir=Path(args.evaluation_dir),
         sweep_summary=Path(args.sweep_summary),
         generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        runs_dir=Path(args.runs_dir),
     )
 
 
@@ -544,6 +547,7 @@ def section_starts(doc: rr.Document, inp: Inputs) -> None:
                 "do not overlap.",
             )
         )
+    glyph_comparison.add_section(doc, table, inp.runs_dir)
     path = inp.figures_dir / "starts.png"
     doc.add(
         rr.Figure(path, "Accuracy vs training-set size, ImageNet start vs scratch, with 95 % Wilson intervals.")

@@ -17,7 +17,7 @@ from hccr.errors import DataError
 from hccr.files import read_json_object
 from hccr.reporting import plots
 
-SIZE_ORDER = ("small", "medium", "large", "full")
+SIZE_ORDER = ("tiny", "small", "medium", "large", "full")
 BENCHMARK_COLUMNS = (
     "s",
     "h:m:s",

@@ -65,6 +65,8 @@ class RunSpec:
     pretrained: str | None = None  # overrides the settings' `pretrained`
     device: str = "auto"
     resize_filter: str = "bilinear"  # the filter that made `images`, kept for predict/export
+    start_weights: Path | None = None  # the glyph pretraining checkpoint a glyph start fine-tunes
+    corpus: dict | None = None  # a glyph pretraining's corpus summary, kept in its checkpoint and train.json
 
 
 @dataclass
@@ -111,6 +113,8 @@ class Trainer:
             "resize_filter": spec.resize_filter,
             "world_size": runtime.world_size,
         }
+        if spec.start_weights is not None:  # another glyph pretraining is another run
+            self.fingerprint["start_weights"] = str(spec.start_weights)
         self._last_save = time.monotonic()
 
     # ---------------------------------------------------------------- the run
@@ -178,7 +182,11 @@ class Trainer:
         rt, s = self.rt, self.settings
         seed_everything(self.spec.seed)
         self.model, self.start = self.models.create(
-            self.spec.model, dict(s.block), self.pretrained, num_classes=len(self.data.classes)
+            self.spec.model,
+            dict(s.block),
+            self.pretrained,
+            num_classes=len(self.data.classes),
+            start_weights=self.spec.start_weights,
         )
         self.start_source = getattr(self.model, "start_source", "")  # e.g. the weights package and version
         self.model.to(rt.device)
@@ -432,6 +440,7 @@ class Trainer:
             size=self.spec.size,
             seed=self.spec.seed,
             resize_filter=self.spec.resize_filter,
+            **({"corpus": self.spec.corpus} if self.spec.corpus else {}),
         )
 
     def summary(self, state: RunState) -> dict[str, Any]:
@@ -492,6 +501,7 @@ class Trainer:
             "threads": self.spec.threads,
             "compiled": bool(s.compile and rt.is_cuda),
             "config": dict(s.block),
+            **({"corpus": self.spec.corpus} if self.spec.corpus else {}),
         }
 
     def _outputs_present(self) -> bool:
@@ -527,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="bilinear",
         help="the filter that made --images (params resize.filter); kept in the checkpoint for predict/export",
     )
+    parser.add_argument(
+        "--start-weights", default=None, help="the glyph pretraining checkpoint (pretrained: glyphs | imagenet+glyphs)"
+    )
+    parser.add_argument(
+        "--corpus-json", default=None, help="glyph pretraining: the corpus summary to keep in the checkpoint"
+    )
     return parser
 
 
@@ -543,6 +559,8 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
         pretrained=args.pretrained,
         device=args.device,
         resize_filter=args.resize_filter,
+        start_weights=Path(args.start_weights) if args.start_weights else None,
+        corpus=json_object_arg(args.corpus_json, "--corpus-json") if args.corpus_json else None,
     )
 
 

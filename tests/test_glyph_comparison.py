@@ -1,0 +1,68 @@
+"""The report's glyph part: the honesty note, the duels, the winners, the pretraining cost."""
+
+from __future__ import annotations
+
+import json
+
+from hccr.reporting import glyph_comparison as gc
+from hccr.reporting import report_render as rr
+from hccr.reporting import start_comparison as sc
+from test_start_comparison import make_run
+
+CNN = {"network": "cnn", "arch": "cnn", "input_size": 64}
+
+
+def runs():
+    return [
+        make_run("cnn", "tiny", "scratch", 0.30, 0.27, 0.33, 100, config=CNN),
+        make_run(
+            "cnn_glyphs", "tiny", "glyphs", 0.62, 0.59, 0.65, 100, config=CNN, source="pretrain/cnn: 3,755 classes"
+        ),
+        make_run("cnn_glyphs_excl", "tiny", "glyphs-excl", 0.55, 0.52, 0.58, 100, config=CNN),
+        make_run("cnn", "small", "scratch", 0.80, 0.78, 0.82, 1050, config=CNN),
+        make_run("cnn_glyphs", "small", "glyphs", 0.81, 0.79, 0.83, 1050, config=CNN),
+    ]
+
+
+def test_duels_and_winners_say_who_wins_and_whether_it_counts():
+    table = sc.comparison_table(runs())
+    found = {(d["size"], d["better"], d["baseline"]): d for d in gc.duels(table)}
+    assert set(found) == {
+        ("tiny", "glyphs", "scratch"),
+        ("tiny", "glyphs", "glyphs-excl"),
+        ("small", "glyphs", "scratch"),
+    }
+    assert (
+        found[("tiny", "glyphs", "scratch")]["better_wins"] and not found[("small", "glyphs", "scratch")]["better_wins"]
+    )
+    lines = gc.winners(table)
+    assert len(lines) == 2 and "`tiny`" in lines[0] and "+7.00 pp over printed glyphs without" in lines[0]
+    assert "intervals overlap" in lines[1] and "`small`" in lines[1]
+
+
+def test_section_has_the_numerals_note_and_the_pretraining_cost(tmp_path):
+    pre = tmp_path / "models/pretrain/cnn_glyphs/glyphs"
+    pre.mkdir(parents=True)
+    corpus = {"classes": 3755, "fonts": [{}, {}, {}, {}], "excluded_characters": ""}
+    (pre / "train.json").write_text(
+        json.dumps({"corpus": corpus, "n_train": 28530, "epochs": 2, "seconds_total": 812.0})
+    )
+    doc = rr.Document("t")
+    gc.add_section(doc, sc.comparison_table(runs()), tmp_path / "models/runs")
+    text = rr.to_markdown(doc, tmp_path)
+    assert "15 numerals are among" in text and "ablation" in text
+    assert "| cnn_glyphs | printed glyphs (pretrained) | 3,755 | 4 | — | 28,530 | 2 | 13.5 min |" in text
+    empty = rr.Document("t")
+    gc.add_section(empty, sc.comparison_table(runs()[:1] + runs()[3:4]), tmp_path / "models/runs")
+    assert empty.blocks == []  # no glyph start: nothing added
+
+
+def test_model_card_says_the_weights_came_from_printed_glyphs():
+    from hccr.reporting.model_card import _start_banner
+
+    cfg = {"arch": "cnn", "pretrained": "glyphs"}
+    banner = _start_banner("glyphs", "pretrain/cnn_glyphs: 3,755 classes, 4 fonts", cfg)
+    assert "pretrained on printed Chinese glyphs" in banner
+    assert "glyphs (pretrain/cnn_glyphs: 3,755 classes, 4 fonts)" in banner and "scratch" not in banner
+    ablation = _start_banner("glyphs-excl", "pretrain/cnn: 3,740 classes", {**cfg, "pretrained": "glyphs-excl"})
+    assert "ablation, which pretrained without them" in ablation
