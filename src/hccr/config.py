@@ -165,6 +165,15 @@ class Export:
 
 
 @dataclass(frozen=True)
+class Robustness:
+    enabled: bool
+    model: str
+    limit: int
+    batch_size: int
+    transforms: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Params:
     """params.yaml as one typed object."""
 
@@ -181,6 +190,7 @@ class Params:
     resources: Resources
     evaluate: Evaluate
     export: Export
+    robustness: Robustness
 
 
 # ---------------------------------------------------------------- loading and checking
@@ -431,6 +441,7 @@ def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
         resources=Resources(**filled["resources"]),
         evaluate=Evaluate(**filled["evaluate"]),
         export=Export(**filled["export"]),
+        robustness=Robustness(**filled["robustness"]),
     )
 
 

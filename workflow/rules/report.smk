@@ -144,6 +144,7 @@ rule assemble_report:
         runs=run_files("train.json", "history.csv"),
         figures=report_figures(),
         sweep="models/sweep/summary.csv",
+        robustness=lambda w: ROBUSTNESS_OUTPUTS,  # empty when off (robustness.smk)
     output:
         md="reports/report.md",
         html="reports/report.html",

@@ -62,6 +62,7 @@ import io
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -215,55 +216,86 @@ def typical_side(height: int, width: int) -> float:
     return float(np.interp(shape, SHAPE_CENTRES, TYPICAL_SIDE))
 
 
-def _framed(ink: np.ndarray) -> np.ndarray:
+def _framed(ink: np.ndarray, frame_filter: Image.Resampling = FRAME_FILTER) -> np.ndarray:
     """The whole image, padded to a centred square, as the 64-px frame (float)."""
     height, width = ink.shape
     side = max(height, width)
     square = np.zeros((side, side), dtype=np.float32)
     row, col = (side - height) // 2, (side - width) // 2
     square[row : row + height, col : col + width] = ink
-    image = Image.fromarray(square, mode="F").resize((DATASET_SIZE, DATASET_SIZE), FRAME_FILTER)
+    image = Image.fromarray(square, mode="F").resize((DATASET_SIZE, DATASET_SIZE), frame_filter)
     return np.asarray(image, dtype=np.float32)
 
 
-def _reframed(ink: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+def _reframed(
+    ink: np.ndarray, box: tuple[int, int, int, int], frame_filter: Image.Resampling = FRAME_FILTER
+) -> np.ndarray:
     """The ink box scaled to the archive's typical size for its shape, centred in the 64-px frame."""
     top, bottom, left, right = box
     crop = ink[top : bottom + 1, left : right + 1]
     scale = typical_side(*crop.shape) / max(crop.shape)
     height = min(DATASET_SIZE, max(1, round(crop.shape[0] * scale)))
     width = min(DATASET_SIZE, max(1, round(crop.shape[1] * scale)))
-    scaled = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), FRAME_FILTER)
+    scaled = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), frame_filter)
     frame = np.zeros((DATASET_SIZE, DATASET_SIZE), dtype=np.float32)
     row, col = (DATASET_SIZE - height) // 2, (DATASET_SIZE - width) // 2
     frame[row : row + height, col : col + width] = np.asarray(scaled, dtype=np.float32)
     return frame
 
 
-def canonical_glyph(image: Image.Image, label: str = "image") -> np.ndarray:
+@dataclass(frozen=True)
+class Framing:
+    """Which steps of `canonical_glyph` run (defaults: all, as `hccr predict` uses them).
+
+    The switches exist for the framing ablation (bench/bench_framing_ablation.py), which
+    measures what each step costs on real test writers; there is one framing code path.
+    `frame`: `auto` (framed or reframed by the ink box, step 6), `framed` or `reframed`
+    always. `frame_filter`: the PIL filter name of step 6's resampling.
+    """
+
+    native_shortcut: bool = True
+    invert: bool = True
+    subtract_median: bool = True
+    frame: str = "auto"
+    frame_filter: str = "lanczos"
+    stroke_peak: bool = True
+
+    def __post_init__(self):
+        if self.frame not in FRAME_MODES:
+            raise DataError(f"framing: frame must be one of {', '.join(FRAME_MODES)}, not {self.frame!r}")
+        resample_filter(self.frame_filter)
+
+
+FRAME_MODES = ("auto", "framed", "reframed")
+DEFAULT_FRAMING = Framing()
+
+
+def canonical_glyph(image: Image.Image, label: str = "image", framing: Framing = DEFAULT_FRAMING) -> np.ndarray:
     """The image as a dataset glyph: uint8 (64, 64), light strokes on black (see module doc)."""
     gray = grayscale_array(image)
     if gray.size == 0:
         raise DataError(f"{label}: image has no pixels")
-    if is_native_glyph(gray):
+    if framing.native_shortcut and is_native_glyph(gray):
         # A blank frame is no glyph either. Counted, not median-filtered: a 2-px stroke is ink here.
         if np.count_nonzero(gray - float(np.median(gray)) >= MIN_CONTRAST) < MIN_INK_PIXELS:
             raise DataError(f"{label}: no ink found (blank image or contrast under {MIN_CONTRAST:g} grey levels)")
         return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-    bright = light_on_dark(gray)
-    ink = np.clip(bright - float(np.median(bright)), 0, None)
+    bright = light_on_dark(gray) if framing.invert else gray
+    ink = np.clip(bright - float(np.median(bright)), 0, None) if framing.subtract_median else bright
     top, bottom, left, right = ink_box(ink, label)
     box_side = max(bottom - top + 1, right - left + 1) * DATASET_SIZE / max(ink.shape)
-    if FRAMED_SIDE[0] <= box_side <= FRAMED_SIDE[1]:
-        frame = _framed(ink)
+    fits = FRAMED_SIDE[0] <= box_side <= FRAMED_SIDE[1]
+    frame_filter = resample_filter(framing.frame_filter)
+    if framing.frame == "framed" or (framing.frame == "auto" and fits):
+        frame = _framed(ink, frame_filter)
     else:
-        frame = _reframed(ink, (top, bottom, left, right))
+        frame = _reframed(ink, (top, bottom, left, right), frame_filter)
     frame = np.clip(frame, 0, None)
     peak = float(frame.max())
     if peak <= 0:
         raise DataError(f"{label}: no ink left after scaling")
     # Only a peak outside the archive's usual range is moved, to the nearest end of it.
-    target = min(max(peak, STROKE_PEAK[0]), STROKE_PEAK[1])
+    target = min(max(peak, STROKE_PEAK[0]), STROKE_PEAK[1]) if framing.stroke_peak else peak
     return np.clip(np.rint(frame * (target / peak)), 0, 255).astype(np.uint8)
 
 
