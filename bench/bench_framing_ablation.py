@@ -9,7 +9,7 @@ inverted and enlarged to 300 px RGB; by default also JPEG and textured paper) an
 through `hccr predict`'s own path (`hccr.evaluation.robustness.score`), once per framing
 variant: the prediction path as it is, then with one step of `canonical_glyph` switched
 (`hccr.serving.preprocess.Framing`): no native shortcut, no polarity detection, no median
-subtraction, always framed / always reframed, another frame filter, no stroke-peak scaling.
+subtraction (or the old global median), the old framed range, always framed / always reframed, another frame filter, no stroke-peak scaling.
 Prints one accuracy per variant and transform; asserts nothing.
 """
 
@@ -31,9 +31,12 @@ from hccr.serving.preprocess import DEFAULT_FRAMING  # noqa: E402
 
 VARIANTS = {
     "predict (all steps)": {},
+    "predict before issue 14": {"background": "median", "framed_side": (9.0, 43.0)},
     "no native shortcut": {"native_shortcut": False},
     "no polarity step": {"invert": False},
-    "no median subtraction": {"subtract_median": False},
+    "background: global median (before issue 14)": {"background": "median"},
+    "background: none": {"background": "none"},
+    "framed range 9-43 px (before issue 14)": {"framed_side": (9.0, 43.0)},
     "always framed": {"frame": "framed"},
     "always reframed": {"frame": "reframed"},
     "frame filter bilinear": {"frame_filter": "bilinear"},
@@ -44,6 +47,7 @@ TRANSFORMS = {
     "original": {},
     "inverted": {},
     "enlarged": {"size": 300, "invert": True, "filter": "bicubic"},
+    "shifted": {"pad": 16, "shift": (8, -6)},
     "jpeg": {"quality": 50},
     "textured": {"level": 215, "amplitude": 20, "grain": 8},
 }
