@@ -8,8 +8,9 @@ The test writers' images are transformed as a user would bring them (as they are
 inverted and enlarged to 300 px RGB; by default also JPEG and textured paper) and scored
 through `hccr predict`'s own path (`hccr.evaluation.robustness.score`), once per framing
 variant: the prediction path as it is, then with one step of `canonical_glyph` switched
-(`hccr.serving.preprocess.Framing`): no native shortcut, no polarity detection, no median
-subtraction (or the old global median), the old framed range, always framed / always reframed, another frame filter, no stroke-peak scaling.
+(`hccr.serving.preprocess.Framing`): no native shortcut, no polarity detection, the old
+global median instead of the local background, no background removal, the old framed range,
+always framed / always reframed, another frame filter, no stroke-peak scaling.
 Prints one accuracy per variant and transform; asserts nothing.
 """
 
@@ -23,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, set_threads  # noqa: E402
-
 from hccr.evaluation.robustness import read_test_set, score  # noqa: E402
 from hccr.evaluation.transforms import make_transform  # noqa: E402
 from hccr.serving.predict import load_predictor  # noqa: E402

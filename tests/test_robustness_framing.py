@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from hccr.evaluation.transforms import make_transform
+from hccr.normalization import normalize
 from hccr.serving.predict import load_predictor
-from hccr.serving.preprocess import Framing, canonical_glyph, open_image
+from hccr.serving.preprocess import DEFAULT_FRAMING, Framing, canonical_glyph, open_image
 
 from helpers_serve import tiny_checkpoint
 
@@ -45,13 +46,13 @@ def large_glyph() -> np.ndarray:
     return glyph
 
 
-def framed(data: bytes, framing: Framing = Framing()) -> np.ndarray:
+def framed(data: bytes, framing: Framing = DEFAULT_FRAMING) -> np.ndarray:
     return canonical_glyph(open_image(data, "test"), "test", framing).astype(float)
 
 
 # Mean |difference| to the dataset glyph (grey levels) each transform may leave: inversion is
-# exact, resampling blurs a little, paper grain erodes stroke edges.
-TOLERANCE = {"inverted": 1.0, "enlarged": 3.0, "textured": 8.0}
+# exact but the grain step trims JPEG noise, resampling blurs a little, paper grain erodes stroke edges.
+TOLERANCE = {"inverted": 2.0, "enlarged": 3.0, "textured": 8.0}
 
 
 @pytest.mark.parametrize("name", sorted(USER_STYLE))
@@ -95,9 +96,7 @@ def test_a_model_scores_each_version_of_a_character_alike(tmp_path):
     for name, settings in versions.items():
         transform = make_transform(name, settings)
         sized = np.stack([predictor.prepare(transform(g, i), f"{name}:{i}")[1] for i, g in enumerate(glyphs)])
-        probabilities[name] = predictor.probabilities(
-            __import__("hccr.normalization", fromlist=["normalize"]).normalize(sized, predictor.mean, predictor.std)
-        )
+        probabilities[name] = predictor.probabilities(normalize(sized, predictor.mean, predictor.std))
     for name in USER_STYLE:
         gap = np.abs(probabilities[name] - probabilities["original"]).max()
         assert gap < 0.02, f"{name}: probabilities differ by up to {gap:.3f} from the original file's"

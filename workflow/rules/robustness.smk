@@ -13,7 +13,10 @@ ROBUSTNESS_OUTPUTS = (
     if ROBUSTNESS_ON
     else []
 )
-EXPORT_FILE = {"onnx": "models/export/model.onnx", "checkpoint": "models/export/checkpoint.pt"}
+EXPORT_FILE = {
+    "onnx": "models/export/model.onnx",
+    "checkpoint": "models/export/checkpoint.pt",
+}
 
 
 rule robustness:

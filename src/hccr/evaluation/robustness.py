@@ -168,7 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True, help="data/interim/index.csv")
     p.add_argument("--split", required=True, help="a split file with the test writers' rows")
     p.add_argument("--settings-json", required=True, help="params.yaml's robustness block (inline JSON or a file)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: settings' batch_size)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="images per forward pass (default: settings' batch_size)"
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch / onnxruntime")
     p.add_argument("--out-json", required=True, help="details: settings, per-transform results")
     p.add_argument("--out-metrics", required=True, help="scalars only, for dvc metrics")

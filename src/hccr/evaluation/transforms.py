@@ -42,7 +42,9 @@ def inverted(glyph: np.ndarray, _seed: int = 0) -> bytes:
     return encode(Image.fromarray(255 - glyph))
 
 
-def enlarged(glyph: np.ndarray, _seed: int = 0, *, size: int = 300, invert: bool = True, filter: str = "bicubic") -> bytes:
+def enlarged(
+    glyph: np.ndarray, _seed: int = 0, *, size: int = 300, invert: bool = True, filter: str = "bicubic"
+) -> bytes:
     source = 255 - glyph if invert else glyph
     image = Image.fromarray(source).resize((size, size), FILTERS[filter]).convert("RGB")
     return encode(image)
@@ -97,7 +99,9 @@ def make_transform(name: str, settings: Mapping | None = None) -> Callable[[np.n
     if "shift" in options:
         options["shift"] = tuple(int(v) for v in options["shift"])
         if len(options["shift"]) != 2 or max(map(abs, options["shift"])) > int(options.get("pad", 16)):
-            raise ConfigError(f"robustness.transforms.{name}.shift: two values, each within +-pad, not {options['shift']}")
+            raise ConfigError(
+                f"robustness.transforms.{name}.shift: two values, each within +-pad, not {options['shift']}"
+            )
     if "filter" in options and options["filter"] not in FILTERS:
         raise ConfigError(f"robustness.transforms.{name}.filter: unknown filter {options['filter']!r}")
     function = FUNCTIONS[name]

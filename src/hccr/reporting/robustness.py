@@ -75,11 +75,21 @@ def section(doc: rr.Document, reports_dir: Path) -> None:
         )
     doc.add(
         rr.Table(
-            ["transform", "parameters", "accuracy", "Δ points", "only original / only transformed right", "McNemar p",
-             "refused", "target met"],
+            [
+                "transform",
+                "parameters",
+                "accuracy",
+                "Δ points",
+                "only original / only transformed right",
+                "McNemar p",
+                "refused",
+                "target met",
+            ],
             rows,
         )
     )
     figure = folder / "examples.png"
     if figure.is_file():
-        doc.add(rr.Figure(figure, "Each row a transform: the file as given (left) and the glyph predict framed (right)."))
+        doc.add(
+            rr.Figure(figure, "Each row a transform: the file as given (left) and the glyph predict framed (right).")
+        )
