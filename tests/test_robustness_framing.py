@@ -37,7 +37,7 @@ def synthetic_glyphs(count: int = 15) -> list[np.ndarray]:
 
 
 def large_glyph() -> np.ndarray:
-    """A character whose ink box is 52 px: inside the archive's range (largest: 53 px)."""
+    """A character whose ink box is 52 px: inside the archive's range (largest: 57 px)."""
     glyph = np.zeros((64, 64), dtype=np.uint8)
     glyph[6:58, 8:11] = 180
     glyph[6:9, 8:60] = 180
