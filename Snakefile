@@ -23,6 +23,7 @@ include: "workflow/rules/sweep.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/robustness.smk"
 
 
 rule all:
@@ -34,6 +35,7 @@ rule all:
         rules.evaluate.input,
         rules.report.input,
         rules.export.output,
+        rules.robustness.input,
 
 
 onsuccess:

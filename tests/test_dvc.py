@@ -41,10 +41,10 @@ def changed_stages(project) -> set[str]:
 @pytest.mark.parametrize(
     "module, stages",
     [
-        ("src/hccr/classes.py", {"data", "train", "sweep", "report", "export"}),  # shared by every step
+        ("src/hccr/classes.py", {"data", "train", "sweep", "report", "export", "robustness"}),  # shared by every step
         ("src/hccr/training/loader.py", {"train", "sweep"}),
         ("src/hccr/reporting/report_data.py", {"report", "export"}),
-        ("src/hccr/serving/onnx_meta.py", {"export"}),
+        ("src/hccr/serving/onnx_meta.py", {"export", "robustness"}),  # robustness reads the ONNX export
     ],
 )
 def test_touching_a_module_a_stage_runs_marks_that_stage_changed(dvc_project, module, stages):

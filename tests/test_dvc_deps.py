@@ -22,6 +22,7 @@ RULE_FILES = {
     "sweep": ["train.smk", "sweep.smk", "glyphs.smk"],
     "report": ["evaluate.smk", "report.smk"],
     "export": ["export.smk"],
+    "robustness": ["robustness.smk"],
 }
 
 

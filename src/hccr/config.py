@@ -180,6 +180,15 @@ class Glyphs:
 
 
 @dataclass(frozen=True)
+class Robustness:
+    enabled: bool
+    model: str
+    limit: int
+    batch_size: int
+    transforms: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Params:
     """params.yaml as one typed object."""
 
@@ -197,6 +206,7 @@ class Params:
     evaluate: Evaluate
     export: Export
     glyphs: Glyphs
+    robustness: Robustness
 
 
 # ---------------------------------------------------------------- loading and checking
@@ -468,6 +478,7 @@ def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
         evaluate=Evaluate(**filled["evaluate"]),
         export=Export(**filled["export"]),
         glyphs=Glyphs(**{**filled["glyphs"], "fonts": tuple(filled["glyphs"]["fonts"])}),
+        robustness=Robustness(**filled["robustness"]),
     )
 
 

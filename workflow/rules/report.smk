@@ -145,6 +145,7 @@ rule assemble_report:
         figures=report_figures(),
         sweep="models/sweep/summary.csv",
         pretrain=glyph_pretrain_summaries(),  # the glyph starts' pretraining cost (glyphs.smk)
+        robustness=lambda w: ROBUSTNESS_OUTPUTS,  # empty when off (robustness.smk)
     output:
         md="reports/report.md",
         html="reports/report.html",

@@ -33,6 +33,7 @@ from hccr.evaluation.evaluate import summary_parameters
 from hccr.reporting import glyph_comparison
 from hccr.reporting import report_data as rd
 from hccr.reporting import report_render as rr
+from hccr.reporting import robustness as robustness_section
 from hccr.reporting import start_comparison as sc
 from hccr.reporting.formatting import DASH, PROTOCOLS, ci, integer, is_number, num, pct, pp, seconds
 from hccr.reporting.plots import REFERENCE_DIR, read_study_table2
@@ -844,6 +845,7 @@ def build_document(inp: Inputs) -> rr.Document:
         section_table1,
         section_table2,
         section_test,
+        lambda doc, inp: robustness_section.section(doc, inp.figures_dir.parent),  # reports/robustness/
         section_starts,
         section_efficiency,
         section_provenance,

@@ -34,7 +34,15 @@ from tqdm import tqdm
 from hccr.classes import Classes
 from hccr.errors import DataError, HccrError, reports_errors
 from hccr.normalization import check_stats, normalize
-from hccr.serving.preprocess import MAX_PIXELS, canonical_glyph, glyph_to_size, open_image, resample_filter
+from hccr.serving.preprocess import (
+    DEFAULT_FRAMING,
+    MAX_PIXELS,
+    Framing,
+    canonical_glyph,
+    glyph_to_size,
+    open_image,
+    resample_filter,
+)
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -170,6 +178,7 @@ class Predictor:
         self.characters = classes.characters
         self.resize_filter = resize_filter
         self.meta = dict(meta or {})  # the model file's own metadata (checkpoint fields or ONNX hccr.*)
+        self.framing: Framing = DEFAULT_FRAMING  # switched only by the framing ablation (bench/)
         resample_filter(resize_filter)
         # A model file may come from elsewhere (ONNX metadata too): refuse what would allocate
         # S x S per image without bound (issue 12).
@@ -184,7 +193,7 @@ class Predictor:
     def prepare(self, data: bytes, label: str, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
         """Image bytes -> (64x64 dataset glyph, the same at the model's input size), both uint8."""
         image = open_image(data, label, max_pixels)
-        glyph = canonical_glyph(image, label)
+        glyph = canonical_glyph(image, label, self.framing)
         return glyph, glyph_to_size(glyph, self.input_size, self.resize_filter)
 
     def top_k(self, sized: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
