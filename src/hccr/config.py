@@ -127,6 +127,7 @@ class Subsets:
     test_writers: float
     val_writers: float
     schemes: Mapping[str, Any]
+    folds: int  # writer_cv's k
 
     def ladder(self, scheme: str) -> Mapping[str, Any]:
         """A scheme's sizes: label -> images per class (or `all`)."""
@@ -159,6 +160,12 @@ class Evaluate:
 
 
 @dataclass(frozen=True)
+class WriterCv:
+    models: tuple[str, ...]
+    sizes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Export:
     select: str
     tolerance: float
@@ -181,6 +188,7 @@ class Params:
     resources: Resources
     evaluate: Evaluate
     export: Export
+    writer_cv: WriterCv
 
 
 # ---------------------------------------------------------------- loading and checking
@@ -327,12 +335,30 @@ def check(config: dict[str, Any]) -> None:
                     f"params: size {size!r} of model {name!r} is not in "
                     f"subsets.schemes.{block['scheme']} (has {sorted(ladder)})"
                 )
+    _check_writer_cv(config)
     sweep = config["sweep"]
     if sweep["enabled"]:
         if sweep["model"] not in blocks:
             raise ConfigError(f"params: sweep.model: {sweep['model']!r} is not defined under model")
         if sweep["size"] not in _ladder(config, blocks[sweep["model"]]["scheme"]):
             raise ConfigError(f"params: sweep.size: {sweep['size']!r} is not a size of its scheme")
+
+
+def _check_writer_cv(config: dict[str, Any]) -> None:
+    """writer_cv's runs must name defined models and sizes of their schemes."""
+    if config["subsets"]["protocol"] != "writer_cv":
+        return
+    spec = with_defaults(config)["writer_cv"]
+    for name in spec["models"]:
+        if name not in config["model"]:
+            raise ConfigError(f"params: writer_cv.models lists {name!r} but model.{name} is not defined")
+        ladder = _ladder(config, config["model"][name]["scheme"])
+        for size in spec["sizes"]:
+            if size not in ladder:
+                raise ConfigError(
+                    f"params: writer_cv.sizes: {size!r} is not a size of model {name!r}'s scheme "
+                    f"subsets.schemes.{config['model'][name]['scheme']} (has {sorted(ladder)})"
+                )
 
 
 def cnn_layers(width: list[int], convs_per_block: int) -> int:
@@ -431,6 +457,7 @@ def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
         resources=Resources(**filled["resources"]),
         evaluate=Evaluate(**filled["evaluate"]),
         export=Export(**filled["export"]),
+        writer_cv=WriterCv(models=tuple(filled["writer_cv"]["models"]), sizes=tuple(filled["writer_cv"]["sizes"])),
     )
 
 
@@ -455,6 +482,26 @@ def runs(config: dict[str, Any]) -> list[tuple[str, str]]:
 def scheme_sizes(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (scheme, size) the subset step writes."""
     return [(scheme, size) for scheme in config["subsets"]["schemes"] for size in _ladder(config, scheme)]
+
+
+def single_split_protocol(config: dict[str, Any]) -> str:
+    """The protocol of the grid's one split: writer_cv's is the `writer` split (its folds are extra)."""
+    protocol = config["subsets"]["protocol"]
+    return "writer" if protocol == "writer_cv" else protocol
+
+
+def cv_folds(config: dict[str, Any]) -> list[int]:
+    """The writer folds 0..k-1 under `writer_cv`; none under any other protocol."""
+    subsets = with_defaults(config["subsets"], part="subsets")
+    return list(range(subsets["folds"])) if subsets["protocol"] == "writer_cv" else []
+
+
+def cv_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (model, size) pairs trained once per writer fold; none unless the protocol is writer_cv."""
+    if not cv_folds(config):
+        return []
+    spec = with_defaults(config)["writer_cv"]
+    return [(m, s) for m in spec["models"] for s in spec["sizes"]]
 
 
 def resize_sizes(config: dict[str, Any]) -> list[int]:
