@@ -20,6 +20,7 @@ include: "workflow/rules/casia.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/writer_cv.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/export.smk"
 

@@ -16,6 +16,7 @@ RUNS = hccr_config.runs(config)
 SWEEP = hccr_config.sweep_cells(config)
 SIZES = hccr_config.resize_sizes(config)
 SCHEME_SIZES = hccr_config.scheme_sizes(config)
+CV_FOLDS = hccr_config.cv_folds(config)  # writer folds 0..k-1; none unless protocol writer_cv
 CONDA_ENV = "../envs/hccr.yaml"  # used with --sdm conda; otherwise the active venv
 CASIA = hccr_casia.source_path(
     config["data_source"]
@@ -48,6 +49,15 @@ def split_for(model, size):
 
 # A sweep cell's folder name; the wildcards {gpus}, {lr}, {batch} in the train rules' paths.
 CELL = "g{gpus}-lr{lr}-b{batch}"
+
+
+def cv_split_files():
+    """Every writer fold's split files (subset writes them beside the single split)."""
+    return [
+        f"data/processed/splits/cv/fold{i}/{scheme}/{size}.csv"
+        for i in CV_FOLDS
+        for scheme, size in SCHEME_SIZES
+    ]
 
 
 def run_dirs():

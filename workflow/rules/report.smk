@@ -144,6 +144,7 @@ rule assemble_report:
         runs=run_files("train.json", "history.csv"),
         figures=report_figures(),
         sweep="models/sweep/summary.csv",
+        writer_cv=writer_cv_report_inputs(),
     output:
         md="reports/report.md",
         html="reports/report.html",
