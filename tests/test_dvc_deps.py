@@ -20,6 +20,7 @@ RULE_FILES = {
     "data": ["data.smk", "casia.smk"],
     "train": ["train.smk"],
     "sweep": ["train.smk", "sweep.smk"],
+    "writer_cv": ["train.smk", "writer_cv.smk"],
     "report": ["evaluate.smk", "report.smk"],
     "export": ["export.smk"],
 }
