@@ -122,7 +122,16 @@ def test_metrics_and_predictions_that_disagree_are_refused(cv_dir):
 
 def test_cli_without_runs_writes_empty_outputs(tmp_path):
     summary, per_writer = tmp_path / "summary.json", tmp_path / "per_writer.csv"
-    args = ["--cv-dir", str(tmp_path), "--folds", "0", "--out-summary", str(summary), "--out-per-writer", str(per_writer)]
+    args = [
+        "--cv-dir",
+        str(tmp_path),
+        "--folds",
+        "0",
+        "--out-summary",
+        str(summary),
+        "--out-per-writer",
+        str(per_writer),
+    ]
     assert cv.main(args) == 0
     assert json.loads(summary.read_text()) == {"folds": 0, "runs": []}
     assert list(pd.read_csv(per_writer).columns) == cv.PER_WRITER_COLUMNS and pd.read_csv(per_writer).empty

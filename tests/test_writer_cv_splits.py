@@ -122,7 +122,10 @@ def test_cli_writes_every_fold_file_and_counts_that_match_them(index, tmp_path):
     index_path = tmp_path / "index.csv"
     index.to_csv(index_path, index=False)
     out = tmp_path / "splits"
-    assert main(["--index", str(index_path), "--config-json", json.dumps(CV_CFG), "--seed", "5", "--out-dir", str(out)]) == 0
+    assert (
+        main(["--index", str(index_path), "--config-json", json.dumps(CV_CFG), "--seed", "5", "--out-dir", str(out)])
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert [f["fold"] for f in summary["folds"]] == [0, 1, 2, 3]
     for entry in summary["folds"]:

@@ -51,7 +51,9 @@ def test_every_writer_is_tested_once_and_holds_one_role_per_fold(cv_project):
 def test_summary_holds_each_folds_own_test_accuracy(cv_project):
     summary = json.loads((cv_project / "models/cv/summary.json").read_text())
     (entry,) = summary["runs"]
-    folds = [json.loads((cv_project / FOLD_DIR.format(i) / "evaluation/metrics.json").read_text()) for i in range(FOLDS)]
+    folds = [
+        json.loads((cv_project / FOLD_DIR.format(i) / "evaluation/metrics.json").read_text()) for i in range(FOLDS)
+    ]
     accuracies = [m["test"]["accuracy"] for m in folds]
     assert [f["test_accuracy"] for f in entry["folds"]] == pytest.approx(accuracies)
     assert entry["test_accuracy"]["mean"] == pytest.approx(np.mean(accuracies))

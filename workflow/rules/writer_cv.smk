@@ -5,30 +5,6 @@
 # models/cv/summary.json and per_writer.csv, which the report and its figure read; under any
 # other protocol there are no folds and it writes both empty, so the report and DVC find them.
 
-CV_RUNS = hccr_config.cv_runs(config)  # (model, size) pairs; none unless protocol writer_cv
-CV_FOLD = "models/cv/{model}/{size}/fold{fold}"
-CV_EVALUATION = ["metrics.json", "details.json", "predictions.csv"]
-
-
-def cv_fold_dirs(model=None, size=None):
-    return [
-        CV_FOLD.format(model=m, size=s, fold=i)
-        for m, s in CV_RUNS
-        if model in (None, m) and size in (None, s)
-        for i in CV_FOLDS
-    ]
-
-
-def cv_split_for(w):
-    return f"data/processed/splits/cv/fold{w.fold}/{PARAMS.model[w.model].scheme}/{w.size}.csv"
-
-
-def writer_cv_report_inputs():
-    """What the report reads of the cross-validation: the summary, and each run's figure."""
-    return ["models/cv/summary.json", "models/cv/per_writer.csv"] + [
-        f"{FIG}/writer_cv/{m}/{s}.png" for m, s in CV_RUNS
-    ]
-
 
 rule writer_cv:
     input:
@@ -57,12 +33,12 @@ rule cv_train_run:
         split=cv_split_for,
     output:
         [f"{CV_FOLD}/{name}" for name in TRAIN_OUTPUTS],
-    wildcard_constraints:
-        fold=r"\d+",
     log:
         "logs/writer_cv/train/{model}/{size}/fold{fold}.log",
     benchmark:
         "logs/benchmarks/writer_cv/train/{model}/{size}/fold{fold}.tsv"
+    wildcard_constraints:
+        fold=r"\d+",
     conda:
         CONDA_ENV
     threads: PARAMS.resources.train_threads
@@ -92,12 +68,12 @@ rule cv_evaluate_run:
         metrics=f"{CV_FOLD}/evaluation/metrics.json",
         details=f"{CV_FOLD}/evaluation/details.json",
         predictions=f"{CV_FOLD}/evaluation/predictions.csv",
-    wildcard_constraints:
-        fold=r"\d+",
     log:
         "logs/writer_cv/evaluate/{model}/{size}/fold{fold}.log",
     benchmark:
         "logs/benchmarks/writer_cv/evaluate/{model}/{size}/fold{fold}.tsv"
+    wildcard_constraints:
+        fold=r"\d+",
     conda:
         CONDA_ENV
     threads: config["evaluate"]["threads"]

@@ -168,7 +168,9 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
     return draw_splits(index, cfg, seed, groups)
 
 
-def make_fold_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[int, dict[tuple[str, str], pd.DataFrame]]:
+def make_fold_splits(
+    index: pd.DataFrame, subsets_cfg: dict, seed: int
+) -> dict[int, dict[tuple[str, str], pd.DataFrame]]:
     """Under `writer_cv`, fold -> every (scheme, size) split of that fold (empty for other protocols)."""
     cfg = check_config(subsets_cfg)
     if cfg["protocol"] != "writer_cv":
@@ -350,7 +352,10 @@ def summarize_folds(
         for (scheme, size), table in splits.items():
             writers = table["id"].map(writer_of)
             counts.setdefault(scheme, {})[size] = {
-                role: {"images": int((table["role"] == role).sum()), "writers": int(writers[table["role"] == role].nunique())}
+                role: {
+                    "images": int((table["role"] == role).sum()),
+                    "writers": int(writers[table["role"] == role].nunique()),
+                }
                 for role in ROLES
             }
         out.append({"fold": i, "writers": groups[i], "counts": counts})

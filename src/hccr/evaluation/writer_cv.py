@@ -67,10 +67,7 @@ def per_writer(predictions: pd.DataFrame, model: str, size: str, fold: int) -> p
     test = predictions[predictions["role"] == "test"]
     correct = (test["true"] == test["predicted"]).astype(int)
     table = (
-        test.assign(correct=correct)
-        .groupby("writer", sort=True)["correct"]
-        .agg(n="count", correct="sum")
-        .reset_index()
+        test.assign(correct=correct).groupby("writer", sort=True)["correct"].agg(n="count", correct="sum").reset_index()
     )
     table["accuracy"] = table["correct"] / table["n"]
     return table.assign(model=model, size=size, fold=fold)[PER_WRITER_COLUMNS]

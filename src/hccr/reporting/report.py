@@ -866,7 +866,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-summary", default="models/sweep/summary.csv", help="hccr.evaluation.sweep's table")
     p.add_argument("--figures-dir", required=True, help="reports/figures")
     p.add_argument("--benchmarks-dir", default="logs/benchmarks", help="Snakemake benchmark TSVs (may be absent)")
-    p.add_argument("--writer-cv-dir", default="models/cv", help="writer cross-validation's summary.json, per_writer.csv")
+    p.add_argument(
+        "--writer-cv-dir", default="models/cv", help="writer cross-validation's summary.json, per_writer.csv"
+    )
     p.add_argument("--params-json", help="the run's params (params.yaml as JSON): inline or a file")
     p.add_argument("--reference-dir", default=str(REFERENCE_DIR), help="the study's published numbers")
     p.add_argument("--repo", help="git checkout to read the revision from (default: the current folder)")

@@ -4,8 +4,8 @@
 --predictions F0/predictions.csv F1/... --details F0/details.json --images data/processed/images_S.npy
 --out reports/figures/writer_cv/M/Z.png` draws the per-writer accuracy distribution (a histogram and
 a strip per fold) above misread test images of the hardest writers, and writes the figure's data
-(`--out-data`, default beside it as .csv). `section(doc, inp)` is the report's section (hooked in hccr.reporting.report):
-mean, std, min-max and the 95 % Student-t interval across folds beside the single-split test
+(`--out-data`, default beside it as .csv). `section(doc, inp)` is the report's section (hooked in
+hccr.reporting.report): mean, std, min-max and the 95 % Student-t interval across folds beside the single-split test
 accuracy of the same run, each fold's figures, and the hardest writers. Every number comes from
 models/cv/summary.json and models/cv/per_writer.csv (hccr.evaluation.writer_cv).
 """
@@ -116,7 +116,10 @@ def cmd_figure(args: argparse.Namespace) -> None:
     examples = misread_examples(predictions, [int(w) for w in hardest["writer"]], IMAGES_PER_WRITER)
     title = f"{args.model}/{args.size}: accuracy per test writer across {table['fold'].nunique()} writer folds"
     save_figure(distribution_figure(table, examples, images, labels, title=title, font=font), args.out)
-    write_csv(args.out_data or Path(args.out).with_suffix(".csv"), table.assign(hardest=table["writer"].isin(hardest["writer"])))
+    write_csv(
+        args.out_data or Path(args.out).with_suffix(".csv"),
+        table.assign(hardest=table["writer"].isin(hardest["writer"])),
+    )
 
 
 # ----------------------------------------------------------------------------- report section
