@@ -52,6 +52,7 @@ def test_study_cpu_profile_runs_every_start_at_every_size(project):
     proc = snakemake(project, "-n", "--quiet", "rules", "--profile", str(project / "workflow/profiles/study-cpu"))
     assert proc.returncode == 0, describe(proc)
     assert job_counts(proc.stdout)["train_run"] == 6 * 4  # 5 Lite0 blocks + cnn, small/medium/large/full
+    assert job_counts(proc.stdout)["cv_train_run"] == 10  # writer_cv: the cnn at full, once per writer fold
 
 
 def test_unknown_override_key_fails_before_any_job(project):
