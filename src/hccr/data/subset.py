@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, write_csv, write_json
 from hccr.classes import Classes
@@ -177,7 +178,11 @@ def make_fold_splits(
         return {}
     folds = fold_writers(index["writer"].to_numpy(), cfg, seed)
     check_folds(folds, index["writer"].to_numpy())
-    return {i: draw_splits(index, cfg, seed, groups) for i, groups in enumerate(folds)}
+    # Each fold draws the whole ladder again: seconds per fold on CASIA's million images.
+    return {
+        i: draw_splits(index, cfg, seed, groups)
+        for i, groups in enumerate(tqdm(folds, desc="writer folds", unit="fold", file=sys.stderr))
+    }
 
 
 def fold_writers(writers: np.ndarray, cfg: dict, seed: int) -> list[dict[str, list[int]]]:
