@@ -44,6 +44,7 @@ import argparse
 import math
 import sys
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -219,8 +220,8 @@ def fold_writers(writers: np.ndarray, cfg: dict, seed: int) -> list[dict[str, li
 def check_folds(folds: list[dict[str, list[int]]], writers: np.ndarray) -> None:
     """Every writer is in exactly one test fold, and in one role only within each fold."""
     everyone = set(np.unique(writers).tolist())
-    tested = [w for groups in folds for w in groups["test"]]
-    twice = sorted({w for w in tested if tested.count(w) > 1})
+    tested = Counter(w for groups in folds for w in groups["test"])
+    twice = sorted(w for w, n in tested.items() if n > 1)
     if twice:
         raise DataError(f"writer cross-validation: writer(s) {twice} are in more than one test fold")
     if set(tested) != everyone:
