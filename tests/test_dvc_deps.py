@@ -20,6 +20,7 @@ RULE_FILES = {
     "data": ["data.smk", "casia.smk"],
     "train": ["train.smk", "glyphs.smk"],
     "sweep": ["train.smk", "sweep.smk", "glyphs.smk"],
+    "writer_cv": ["train.smk", "writer_cv.smk", "glyphs.smk"],
     "report": ["evaluate.smk", "report.smk"],
     "export": ["export.smk"],
     "robustness": ["robustness.smk"],

@@ -63,6 +63,7 @@ def test_study_cpu_profile_runs_every_start_at_every_size(project):
     # fraction scheme has no tiny); the glyph starts (docs/glyphs.md) at tiny/small/medium, ablations at tiny/small.
     assert counts["train_run"] == 3 * 5 + 3 * 4 + (3 + 3 + 2) + (3 + 2)
     assert counts["glyph_pretrain"] == 5 and counts["glyph_corpus"] == 1
+    assert counts["cv_train_run"] == 10  # writer_cv: the cnn at full, once per writer fold
 
 
 def test_unknown_override_key_fails_before_any_job(project):

@@ -17,6 +17,8 @@ COMMANDS = {
     "train": "hccr.training.train",
     "launch": "hccr.training.launch",
     "sweep": "hccr.evaluation.sweep",
+    "writer-cv": "hccr.evaluation.writer_cv",
+    "writer-cv-plots": "hccr.reporting.writer_cv",
     "evaluate": "hccr.evaluation.evaluate",
     "plots": "hccr.reporting.plots",
     "report": "hccr.reporting.report",

@@ -127,6 +127,7 @@ class Subsets:
     test_writers: float
     val_writers: float
     schemes: Mapping[str, Any]
+    folds: int  # writer_cv's k
 
     def ladder(self, scheme: str) -> Mapping[str, Any]:
         """A scheme's sizes: label -> images per class (or `all`)."""
@@ -156,6 +157,12 @@ class Evaluate:
     calibration_bins: int
     precision: str
     threads: int
+
+
+@dataclass(frozen=True)
+class WriterCv:
+    models: tuple[str, ...]
+    sizes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,7 @@ class Params:
     export: Export
     glyphs: Glyphs
     robustness: Robustness
+    writer_cv: WriterCv
 
 
 # ---------------------------------------------------------------- loading and checking
@@ -354,6 +362,7 @@ def check(config: dict[str, Any]) -> None:
                     f"subsets.schemes.{block['scheme']} (has {sorted(ladder)})"
                 )
             block_for_size(block, size, f"params: model.{name}")
+    _check_writer_cv(config)
     sweep = config["sweep"]
     if sweep["enabled"]:
         if sweep["model"] not in blocks:
@@ -379,6 +388,23 @@ def block_for_size(block: Mapping[str, Any], size: str, key: str) -> dict[str, A
                     )
                 phase["epochs"] = epochs[size]
     return sized
+
+
+def _check_writer_cv(config: dict[str, Any]) -> None:
+    """writer_cv's runs must name defined models and sizes of their schemes."""
+    if config["subsets"]["protocol"] != "writer_cv":
+        return
+    spec = with_defaults(config)["writer_cv"]
+    for name in spec["models"]:
+        if name not in config["model"]:
+            raise ConfigError(f"params: writer_cv.models lists {name!r} but model.{name} is not defined")
+        ladder = _ladder(config, config["model"][name]["scheme"])
+        for size in spec["sizes"]:
+            if size not in ladder:
+                raise ConfigError(
+                    f"params: writer_cv.sizes: {size!r} is not a size of model {name!r}'s scheme "
+                    f"subsets.schemes.{config['model'][name]['scheme']} (has {sorted(ladder)})"
+                )
 
 
 def cnn_layers(width: list[int], convs_per_block: int) -> int:
@@ -479,6 +505,7 @@ def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
         export=Export(**filled["export"]),
         glyphs=Glyphs(**{**filled["glyphs"], "fonts": tuple(filled["glyphs"]["fonts"])}),
         robustness=Robustness(**filled["robustness"]),
+        writer_cv=WriterCv(models=tuple(filled["writer_cv"]["models"]), sizes=tuple(filled["writer_cv"]["sizes"])),
     )
 
 
@@ -503,6 +530,26 @@ def runs(config: dict[str, Any]) -> list[tuple[str, str]]:
 def scheme_sizes(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (scheme, size) the subset step writes."""
     return [(scheme, size) for scheme in config["subsets"]["schemes"] for size in _ladder(config, scheme)]
+
+
+def single_split_protocol(config: dict[str, Any]) -> str:
+    """The protocol of the grid's one split: writer_cv's is the `writer` split (its folds are extra)."""
+    protocol = config["subsets"]["protocol"]
+    return "writer" if protocol == "writer_cv" else protocol
+
+
+def cv_folds(config: dict[str, Any]) -> list[int]:
+    """The writer folds 0..k-1 under `writer_cv`; none under any other protocol."""
+    subsets = with_defaults(config["subsets"], part="subsets")
+    return list(range(subsets["folds"])) if subsets["protocol"] == "writer_cv" else []
+
+
+def cv_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (model, size) pairs trained once per writer fold; none unless the protocol is writer_cv."""
+    if not cv_folds(config):
+        return []
+    spec = with_defaults(config)["writer_cv"]
+    return [(m, s) for m in spec["models"] for s in spec["sizes"]]
 
 
 def resize_sizes(config: dict[str, Any]) -> list[int]:

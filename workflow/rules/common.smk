@@ -132,3 +132,39 @@ def glyph_pretrain_summaries():
 def glyph_start_args(model):
     weights = glyph_weights(model)
     return f"--start-weights {weights[0]}" if weights else ""
+# Writer cross-validation (workflow/rules/writer_cv.smk; docs/writer_cv.md).
+# Writer folds 0..k-1; none unless the protocol is writer_cv.
+CV_FOLDS = hccr_config.cv_folds(config)
+# (model, size) pairs trained once per fold; none unless the protocol is writer_cv.
+CV_RUNS = hccr_config.cv_runs(config)
+CV_FOLD = "models/cv/{model}/{size}/fold{fold}"
+CV_EVALUATION = ["metrics.json", "details.json", "predictions.csv"]
+
+
+def cv_fold_dirs(model=None, size=None):
+    return [
+        CV_FOLD.format(model=m, size=s, fold=i)
+        for m, s in CV_RUNS
+        if model in (None, m) and size in (None, s)
+        for i in CV_FOLDS
+    ]
+
+
+def cv_split_for(w):
+    return f"data/processed/splits/cv/fold{w.fold}/{PARAMS.model[w.model].scheme}/{w.size}.csv"
+
+
+def writer_cv_report_inputs():
+    """What the report reads of the cross-validation: the summary, and each run's figure."""
+    return ["models/cv/summary.json", "models/cv/per_writer.csv"] + [
+        f"{FIG}/writer_cv/{m}/{s}.png" for m, s in CV_RUNS
+    ]
+
+
+def cv_split_files():
+    """Every writer fold's split files (subset writes them beside the single split)."""
+    return [
+        f"data/processed/splits/cv/fold{i}/{scheme}/{size}.csv"
+        for i in CV_FOLDS
+        for scheme, size in SCHEME_SIZES
+    ]

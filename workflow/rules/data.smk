@@ -66,7 +66,8 @@ rule subset:
         splits=[
             f"data/processed/splits/{scheme}/{size}.csv"
             for scheme, size in SCHEME_SIZES
-        ],
+        ]
+        + cv_split_files(),
         summary="data/processed/splits/summary.json",
     log:
         "logs/subset.log",

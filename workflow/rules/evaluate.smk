@@ -26,7 +26,7 @@ rule evaluate_run:
         CONDA_ENV
     threads: config["evaluate"]["threads"]
     params:
-        protocol=config["subsets"]["protocol"],
+        protocol=hccr_config.single_split_protocol(config),
         batch=config["evaluate"]["batch_size"],
         bins=config["evaluate"]["calibration_bins"],
         precision=config["evaluate"]["precision"],

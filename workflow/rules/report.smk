@@ -146,6 +146,7 @@ rule assemble_report:
         sweep="models/sweep/summary.csv",
         pretrain=glyph_pretrain_summaries(),  # the glyph starts' pretraining cost (glyphs.smk)
         robustness=lambda w: ROBUSTNESS_OUTPUTS,  # empty when off (robustness.smk)
+        writer_cv=writer_cv_report_inputs(),
     output:
         md="reports/report.md",
         html="reports/report.html",

@@ -4,7 +4,7 @@
 --out-dir data/processed/splits`
 
 JSON (a JSON string or a path to a JSON file) is params.yaml's `subsets` block:
-`protocol` (paper | writer), `test_writers`, `val_writers`, and `schemes` with
+`protocol` (paper | writer | writer_cv | official), `test_writers`, `val_writers`, `folds`, and `schemes` with
 `holdout: {val_per_class, train_per_class: {size: n | all}}` and
 `fraction: {per_class: {size: n | all}, train_fraction}`.
 
@@ -23,6 +23,13 @@ Protocols:
   `val_per_class` per class from val writers; train = n per class from train writers. fraction:
   train = round(train_fraction * N) per class from train writers, val = N - that from val
   writers (`all`: every train-writer / val-writer image). No writer is in two roles.
+- `writer_cv` (writer cross-validation): the single split exactly as under `writer` (the runs of
+  the grid train on it), plus `folds` (k) fold splits: the writers, permuted with the seed, are
+  cut into k groups of sizes differing by at most one; fold i tests on group i, draws
+  round(val_writers * rest) (>= 1) val writers from the other groups with the seed and the fold,
+  and trains on the remaining writers, with the same schemes and sizes. Written as
+  `{out_dir}/cv/fold{i}/{scheme}/{size}.csv` (i = 0..k-1); summary.json's `folds` lists each
+  fold's writers and counts. More folds than writers is an error naming `subsets.folds`.
 - `official` (CASIA-HWDB's own writer split): test = the writers 1241-1300 present in the index;
   val writers = round(val_writers * remaining) (>= 1) of the others, drawn with the seed; the
   rest train (1001-1240, and any other writer, e.g. HWDB1.0's). Schemes as under `writer`.
@@ -37,10 +44,12 @@ import argparse
 import math
 import sys
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, write_csv, write_json
 from hccr.classes import Classes
@@ -49,7 +58,7 @@ from hccr.data.casia import OFFICIAL_TEST_WRITERS
 from hccr.data.index import read_index
 from hccr.errors import DataError, reports_errors
 
-WRITER_PROTOCOLS = ("writer", "official")  # whole writers per role, a test role
+WRITER_PROTOCOLS = ("writer", "writer_cv", "official")  # whole writers per role, a test role
 ROLES = ("train", "val", "test")
 ALL = "all"
 
@@ -65,8 +74,10 @@ def check_config(cfg: dict) -> dict:
     """The `subsets` block, checked against the params schema (errors name the key), normalised."""
     checked = checked_part("subsets", cfg, "subsets")
     out: dict = {"protocol": checked["protocol"], "schemes": {}}
-    if checked["protocol"] == "writer":
+    if checked["protocol"] in ("writer", "writer_cv"):
         out["test_writers"] = float(checked["test_writers"])
+    if checked["protocol"] == "writer_cv":
+        out["folds"] = int(checked["folds"])
     if checked["protocol"] in WRITER_PROTOCOLS:
         out["val_writers"] = float(checked["val_writers"])
     for name, scheme in checked["schemes"].items():  # in params' order
@@ -155,6 +166,81 @@ def _class_pools(frame: pd.DataFrame, seed: int, scheme: str, stream: int, n_cla
 def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple[str, str], pd.DataFrame]:
     """Every (scheme, size) split as a DataFrame `id,role` sorted by id. Raises before returning anything."""
     cfg = check_config(subsets_cfg)
+    groups = split_writers(index["writer"].to_numpy(), cfg, seed) if cfg["protocol"] in WRITER_PROTOCOLS else None
+    return draw_splits(index, cfg, seed, groups)
+
+
+def make_fold_splits(
+    index: pd.DataFrame, subsets_cfg: dict, seed: int
+) -> dict[int, dict[tuple[str, str], pd.DataFrame]]:
+    """Under `writer_cv`, fold -> every (scheme, size) split of that fold (empty for other protocols)."""
+    cfg = check_config(subsets_cfg)
+    if cfg["protocol"] != "writer_cv":
+        return {}
+    folds = fold_writers(index["writer"].to_numpy(), cfg, seed)
+    check_folds(folds, index["writer"].to_numpy())
+    # Each fold draws the whole ladder again: seconds per fold on CASIA's million images.
+    return {
+        i: draw_splits(index, cfg, seed, groups)
+        for i, groups in enumerate(tqdm(folds, desc="writer folds", unit="fold", file=sys.stderr))
+    }
+
+
+def fold_writers(writers: np.ndarray, cfg: dict, seed: int) -> list[dict[str, list[int]]]:
+    """The writer groups of every fold: test = group i of k, val drawn from the rest, train the others."""
+    writers = np.sort(np.unique(writers))
+    k = cfg["folds"]
+    if k > len(writers):
+        raise DataError(
+            f"subsets.folds: {k} folds but only {len(writers)} writer(s) in the index; every fold needs "
+            f"at least one test writer (set subsets.folds <= {len(writers)})"
+        )
+    # A stream of its own (3), so the folds do not depend on the single split's draw (stream 0).
+    groups = np.array_split(_rng(seed, 3).permutation(writers), k)
+    folds = []
+    for i, test in enumerate(groups):
+        rest = np.concatenate([g for j, g in enumerate(groups) if j != i])
+        rest = _rng(seed, 4, i).permutation(np.sort(rest))
+        n_val = max(1, round_half_up(cfg["val_writers"] * len(rest)))
+        if n_val >= len(rest):
+            raise DataError(
+                f"subsets.folds: fold {i} leaves {len(rest)} writer(s) outside its test group, {n_val} of them "
+                f"for val (subsets.val_writers={cfg['val_writers']}): no train writer is left"
+            )
+        folds.append(
+            {
+                "test": sorted(int(w) for w in test),
+                "val": sorted(int(w) for w in rest[:n_val]),
+                "train": sorted(int(w) for w in rest[n_val:]),
+            }
+        )
+    return folds
+
+
+def check_folds(folds: list[dict[str, list[int]]], writers: np.ndarray) -> None:
+    """Every writer is in exactly one test fold, and in one role only within each fold."""
+    everyone = set(np.unique(writers).tolist())
+    tested = Counter(w for groups in folds for w in groups["test"])
+    twice = sorted(w for w, n in tested.items() if n > 1)
+    if twice:
+        raise DataError(f"writer cross-validation: writer(s) {twice} are in more than one test fold")
+    if set(tested) != everyone:
+        raise DataError(f"writer cross-validation: writer(s) {sorted(everyone - set(tested))} are in no test fold")
+    for i, groups in enumerate(folds):
+        seen: dict[int, str] = {}
+        for role in ROLES:
+            for w in groups[role]:
+                if w in seen:
+                    raise DataError(f"writer cross-validation: fold {i}: writer {w} is both {seen[w]} and {role}")
+                seen[w] = role
+        if set(seen) != everyone:
+            raise DataError(f"writer cross-validation: fold {i}: writer(s) {sorted(everyone - set(seen))} have no role")
+
+
+def draw_splits(
+    index: pd.DataFrame, cfg: dict, seed: int, groups: dict[str, list[int]] | None
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """Every (scheme, size) split for one set of writer groups (None: the `paper` protocol)."""
     classes = Classes.from_index(index, "index")
     index = index[["id", "writer", "label"]]
     splits: dict[tuple[str, str], pd.DataFrame] = {}
@@ -164,18 +250,16 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
     label_of = np.zeros(int(ids.max()) + 1, dtype=np.int64)
     writer_of[ids], label_of[ids] = index["writer"].to_numpy(), index["label"].to_numpy()
 
-    if cfg["protocol"] in WRITER_PROTOCOLS:
-        groups = split_writers(index["writer"].to_numpy(), cfg, seed)
+    if groups is not None:
         test_ids = np.sort(index.loc[index["writer"].isin(groups["test"]), "id"].to_numpy())
         train_frame = index[index["writer"].isin(groups["train"])]
         val_frame = index[index["writer"].isin(groups["val"])]
     else:
-        groups = None
         test_ids = np.zeros(0, dtype=np.int64)
 
     for scheme, spec in cfg["schemes"].items():
         # One permutation per class and scheme; every size takes prefixes of it (nested ladders).
-        if cfg["protocol"] == "paper":
+        if groups is None:
             pools = _class_pools(index, seed, scheme, 0, len(classes))
         else:
             train_pools = _class_pools(train_frame, seed, scheme, 1, len(classes))
@@ -187,7 +271,7 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
                 where = f"scheme {scheme}, size {size}, class {label + 1} ({character})"
                 if scheme == "holdout":
                     v = spec["val_per_class"]
-                    if cfg["protocol"] == "paper":
+                    if groups is None:
                         val = _take(pools[label], v, f"{where}, role val")
                         train = _take(pools[label][v:], n, f"{where}, role train")
                     else:
@@ -195,7 +279,7 @@ def make_splits(index: pd.DataFrame, subsets_cfg: dict, seed: int) -> dict[tuple
                         train = _take(train_pools[label], n, f"{where}, role train (train writers)")
                 else:
                     frac = spec["train_fraction"]
-                    if cfg["protocol"] == "paper":
+                    if groups is None:
                         chosen = _take(pools[label], n, f"{where}, roles train+val")
                         n_train = round_half_up(frac * len(chosen))
                         train, val = chosen[:n_train], chosen[n_train:]
@@ -259,11 +343,44 @@ def summarize(splits: dict[tuple[str, str], pd.DataFrame], index: pd.DataFrame, 
     return summary
 
 
-def write_splits(splits: dict[tuple[str, str], pd.DataFrame], summary: dict, out_dir: str | Path) -> None:
-    """Write every split file and summary.json into `out_dir`, all or nothing."""
+def summarize_folds(
+    fold_splits: dict[int, dict[tuple[str, str], pd.DataFrame]], index: pd.DataFrame, subsets_cfg: dict, seed: int
+) -> list[dict]:
+    """Per fold: its writer groups, and images and writers per scheme/size/role."""
+    cfg = check_config(subsets_cfg)
+    if not fold_splits:
+        return []
+    groups = fold_writers(index["writer"].to_numpy(), cfg, seed)
+    writer_of = index.set_index("id")["writer"]
+    out = []
+    for i, splits in fold_splits.items():
+        counts: dict = {}
+        for (scheme, size), table in splits.items():
+            writers = table["id"].map(writer_of)
+            counts.setdefault(scheme, {})[size] = {
+                role: {
+                    "images": int((table["role"] == role).sum()),
+                    "writers": int(writers[table["role"] == role].nunique()),
+                }
+                for role in ROLES
+            }
+        out.append({"fold": i, "writers": groups[i], "counts": counts})
+    return out
+
+
+def write_splits(
+    splits: dict[tuple[str, str], pd.DataFrame],
+    summary: dict,
+    out_dir: str | Path,
+    fold_splits: dict[int, dict[tuple[str, str], pd.DataFrame]] | None = None,
+) -> None:
+    """Write every split file (and every fold's, under cv/fold{i}/) and summary.json into `out_dir`, all or nothing."""
     with atomic_dir(out_dir) as tmp:
         for (scheme, size), table in splits.items():
             write_csv(tmp / scheme / f"{size}.csv", table[["id", "role"]])
+        for fold, tables in (fold_splits or {}).items():
+            for (scheme, size), table in tables.items():
+                write_csv(tmp / "cv" / f"fold{fold}" / scheme / f"{size}.csv", table[["id", "role"]])
         write_json(tmp / "summary.json", summary)
 
 
@@ -278,11 +395,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json_object_arg(args.config_json, "--config-json")
     index = read_index(args.index)
     splits = make_splits(index, cfg, args.seed)
+    fold_splits = make_fold_splits(index, cfg, args.seed)
     summary = summarize(splits, index, cfg, args.seed)
-    write_splits(splits, summary, args.out_dir)
+    if fold_splits:
+        summary["folds"] = summarize_folds(fold_splits, index, cfg, args.seed)
+    write_splits(splits, summary, args.out_dir, fold_splits)
     for (scheme, size), table in splits.items():
         counts = table["role"].value_counts()
         print(f"{scheme}/{size}: " + ", ".join(f"{r} {int(counts.get(r, 0))}" for r in ROLES if r in counts))
+    for entry in summary.get("folds", []):
+        print(f"fold {entry['fold']}: " + ", ".join(f"{r} {len(entry['writers'][r])} writers" for r in ROLES))
     return 0
 
 

@@ -35,6 +35,7 @@ from hccr.reporting import report_data as rd
 from hccr.reporting import report_render as rr
 from hccr.reporting import robustness as robustness_section
 from hccr.reporting import start_comparison as sc
+from hccr.reporting import writer_cv
 from hccr.reporting.formatting import DASH, PROTOCOLS, ci, integer, is_number, num, pct, pp, seconds
 from hccr.reporting.plots import REFERENCE_DIR, read_study_table2
 
@@ -73,6 +74,7 @@ class Inputs:
     sweep_summary: Path
     generated: str
     runs_dir: Path = Path("models/runs")
+    writer_cv_dir: Path = Path("models/cv")  # hccr.evaluation.writer_cv's summary and per-writer table
 
 
 def gather(args: argparse.Namespace) -> Inputs:
@@ -95,6 +97,7 @@ def gather(args: argparse.Namespace) -> Inputs:
         sweep_summary=Path(args.sweep_summary),
         generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         runs_dir=Path(args.runs_dir),
+        writer_cv_dir=Path(args.writer_cv_dir),
     )
 
 
@@ -846,6 +849,7 @@ def build_document(inp: Inputs) -> rr.Document:
         section_table2,
         section_test,
         lambda doc, inp: robustness_section.section(doc, inp.figures_dir.parent),  # reports/robustness/
+        writer_cv.section,  # a part of section 4 under subsets.protocol writer_cv
         section_starts,
         section_efficiency,
         section_provenance,
@@ -868,6 +872,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-summary", default="models/sweep/summary.csv", help="hccr.evaluation.sweep's table")
     p.add_argument("--figures-dir", required=True, help="reports/figures")
     p.add_argument("--benchmarks-dir", default="logs/benchmarks", help="Snakemake benchmark TSVs (may be absent)")
+    p.add_argument(
+        "--writer-cv-dir", default="models/cv", help="writer cross-validation's summary.json, per_writer.csv"
+    )
     p.add_argument("--params-json", help="the run's params (params.yaml as JSON): inline or a file")
     p.add_argument("--reference-dir", default=str(REFERENCE_DIR), help="the study's published numbers")
     p.add_argument("--repo", help="git checkout to read the revision from (default: the current folder)")
