@@ -41,7 +41,7 @@ def changed_stages(project) -> set[str]:
 @pytest.mark.parametrize(
     "module, stages",
     [
-        ("src/hccr/classes.py", {"data", "train", "sweep", "writer_cv", "report", "export", "robustness"}),  # every step
+        ("src/hccr/classes.py", {"data", "train", "sweep", "writer_cv", "report", "export", "robustness"}),
         ("src/hccr/training/loader.py", {"train", "sweep", "writer_cv"}),
         ("src/hccr/reporting/report_data.py", {"writer_cv", "report", "export"}),
         ("src/hccr/serving/onnx_meta.py", {"export", "robustness"}),  # robustness reads the ONNX export

@@ -132,6 +132,8 @@ def glyph_pretrain_summaries():
 def glyph_start_args(model):
     weights = glyph_weights(model)
     return f"--start-weights {weights[0]}" if weights else ""
+
+
 # Writer cross-validation (workflow/rules/writer_cv.smk; docs/writer_cv.md).
 # Writer folds 0..k-1; none unless the protocol is writer_cv.
 CV_FOLDS = hccr_config.cv_folds(config)

@@ -30,12 +30,11 @@ from hccr.atomic import write_text
 from hccr.config import json_object_arg
 from hccr.errors import reports_errors
 from hccr.evaluation.evaluate import summary_parameters
-from hccr.reporting import glyph_comparison
+from hccr.reporting import glyph_comparison, writer_cv
 from hccr.reporting import report_data as rd
 from hccr.reporting import report_render as rr
 from hccr.reporting import robustness as robustness_section
 from hccr.reporting import start_comparison as sc
-from hccr.reporting import writer_cv
 from hccr.reporting.formatting import DASH, PROTOCOLS, ci, integer, is_number, num, pct, pp, seconds
 from hccr.reporting.plots import REFERENCE_DIR, read_study_table2
 
