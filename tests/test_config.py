@@ -106,8 +106,25 @@ def test_per_size_epochs_must_cover_every_size_the_model_runs(params):
     with pytest.raises(ConfigError, match=r"model\.cnn\.phases\.0\.epochs has no entry for size 'medium'"):
         hccr_config.validate(params)
     params["model"]["cnn"]["phases"][0]["epochs"] = {"small": 0, "medium": 2}
-    with pytest.raises(ConfigError, match=r"model\.cnn\.phases\.0\.epochs"):
+    with pytest.raises(ConfigError, match=r"model\.cnn\.phases\.0\.epochs: small: 0 is less than the minimum of 1"):
         hccr_config.validate(params)
+
+
+@pytest.mark.parametrize(
+    "phase, message",
+    [
+        ({"freeze": -1}, "freeze: -1 is less than the minimum of 0"),
+        ({"freeze": "some"}, "freeze: 'some' is not one of ['all', 'none']"),
+        ({"epochs": 0}, "epochs: 0 is less than the minimum of 1"),
+    ],
+)
+def test_a_value_of_either_form_is_told_what_its_own_form_needs(params, phase, message):
+    # keys that take one of two forms (freeze: all | N, epochs: N | {size: N}) name the rule the
+    # value broke, not "is not valid under any of the given schemas"
+    params["model"]["cnn"]["phases"][0].update(phase)
+    with pytest.raises(ConfigError) as err:
+        hccr_config.validate(params)
+    assert f"params: model.cnn.phases.0.{message}" in str(err.value)
 
 
 def test_json_object_arg_inline_file_and_errors(tmp_path):

@@ -135,7 +135,11 @@ def test_paper_protocol_counts(pipeline):
 def test_splits_deterministic(pipeline):
     a, b, c = (pipeline["splits"][k] for k in ("w42", "w42b", "w43"))
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert len(files) == 9
+    schemes = _subsets_cfg("writer")["schemes"]
+    # one file per scheme x size (holdout's train_per_class, fraction's per_class), and the counts
+    sizes = {scheme: spec.get("train_per_class") or spec["per_class"] for scheme, spec in schemes.items()}
+    expected = [f"{scheme}/{size}.csv" for scheme, ladder in sizes.items() for size in ladder] + ["summary.json"]
+    assert sorted(map(str, files)) == sorted(expected)
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes()
     assert any((a / rel).read_bytes() != (c / rel).read_bytes() for rel in files if rel.suffix == ".csv")

@@ -312,6 +312,18 @@ def _message(err: jsonschema.ValidationError) -> str:
     if err.validator == "not" and err.validator_value == {}:
         why = err.schema.get("description") if isinstance(err.schema, dict) else None
         return f"this key is not allowed here{f' ({why})' if why else ''}"
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        # "not valid under any of the given schemas" says nothing: name what the value breaks
+        # in the branch of its own type (freeze: -1 -> "less than the minimum of 0").
+        by_branch: dict[int, list[jsonschema.ValidationError]] = {}
+        for e in err.context:
+            by_branch.setdefault(e.schema_path[0], []).append(e)
+        fitting = [(i, errs[0]) for i, errs in sorted(by_branch.items()) if all(e.validator != "type" for e in errs)]
+        fitting.sort(key=lambda branch: "type" not in err.validator_value[branch[0]])  # a declared type first
+        if fitting:
+            e = fitting[0][1]
+            where = ".".join(map(str, e.relative_path))
+            return f"{where}: {e.message}" if where else e.message
     return err.message
 
 
