@@ -3,17 +3,16 @@
 Only the discordant pairs carry information: b = items right under A and wrong under B,
 c = wrong under A and right under B. Under the null hypothesis (same accuracy) each
 discordant pair falls either way with probability 1/2, so b ~ Binomial(b + c, 1/2); the
-two-sided p-value doubles the smaller tail (capped at 1). scipy is not a dependency of
-this project, so the binomial tail is summed exactly with `math.comb` (integers, then one
-division: no rounding until the end).
+two-sided p-value is scipy's exact binomial test (`scipy.stats.binomtest`; for p = 1/2 it
+doubles the smaller tail, capped at 1).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import binomtest
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,7 @@ class McNemar:
 
 def binomial_two_sided(k: int, n: int) -> float:
     """Exact two-sided p-value of k successes in n trials of probability 1/2."""
-    if n == 0:
-        return 1.0
-    low = min(k, n - k)
-    tail = sum(math.comb(n, i) for i in range(low + 1))
-    return min(1.0, 2 * tail / 2**n)
+    return 1.0 if n == 0 else float(binomtest(k, n, 0.5).pvalue)
 
 
 def mcnemar_exact(correct_a, correct_b) -> McNemar:

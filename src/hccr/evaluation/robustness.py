@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": len(test.ids),
         "baseline": BASELINE,
         "settings": settings,
-        "test": "McNemar exact (two-sided binomial on the discordant pairs, math.comb)",
+        "test": "McNemar exact (two-sided binomial on the discordant pairs, scipy.stats.binomtest)",
         "results": results,
         "seconds_total": round(time.perf_counter() - started, 2),
     }
