@@ -79,7 +79,7 @@ def main() -> int:
         started = time.perf_counter()
         cells = []
         for name, transform in transforms.items():
-            correct, _, refused = score(predictor, test, transform, f"{variant}/{name}")
+            correct, refused = score(predictor, test, transform, f"{variant}/{name}")
             cells.append(f"{100 * correct.mean():.2f}" + (f" ({refused} refused)" if refused else ""))
         print(f"| {variant} | " + " | ".join(cells) + f" | {time.perf_counter() - started:.0f} |", flush=True)
     return 0

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from hccr import config as hccr_config
 from hccr.atomic import write_csv
 from hccr.data.arrays import load_images
 from hccr.data.fetch import fetch
@@ -135,10 +136,9 @@ def test_paper_protocol_counts(pipeline):
 def test_splits_deterministic(pipeline):
     a, b, c = (pipeline["splits"][k] for k in ("w42", "w42b", "w43"))
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    schemes = _subsets_cfg("writer")["schemes"]
-    # one file per scheme x size (holdout's train_per_class, fraction's per_class), and the counts
-    sizes = {scheme: spec.get("train_per_class") or spec["per_class"] for scheme, spec in schemes.items()}
-    expected = [f"{scheme}/{size}.csv" for scheme, ladder in sizes.items() for size in ladder] + ["summary.json"]
+    # one file per scheme x size, and the counts
+    ladder = hccr_config.scheme_sizes({"subsets": _subsets_cfg("writer")})
+    expected = [f"{scheme}/{size}.csv" for scheme, size in ladder] + ["summary.json"]
     assert sorted(map(str, files)) == sorted(expected)
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes()

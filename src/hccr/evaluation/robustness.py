@@ -89,8 +89,8 @@ def score(
     transform: Callable[[np.ndarray, int], bytes],
     name: str,
     batch_size: int = 256,
-) -> tuple[np.ndarray, list[str], int]:
-    """(correct per image, predicted characters, files predict refused) for one transform."""
+) -> tuple[np.ndarray, int]:
+    """(correct per image, files predict refused) for one transform."""
     sources = (
         Source(f"{name}:{image_id}", read=lambda g=glyph, i=image_id: transform(g, int(i)))
         for image_id, glyph in zip(test.ids, test.glyphs, strict=True)
@@ -103,7 +103,7 @@ def score(
         bar.update(1)
     bar.close()
     correct = np.array([p == t for p, t in zip(predicted, test.characters, strict=True)])
-    return correct, predicted, refused
+    return correct, refused
 
 
 def evaluate(predictor: Predictor, test: TestSet, transforms: Mapping[str, Callable], batch_size: int = 256) -> dict:
@@ -111,7 +111,7 @@ def evaluate(predictor: Predictor, test: TestSet, transforms: Mapping[str, Calla
     results, baseline = {}, None
     for name, transform in transforms.items():
         started = time.perf_counter()
-        correct, _, refused = score(predictor, test, transform, name, batch_size)
+        correct, refused = score(predictor, test, transform, name, batch_size)
         baseline = correct if baseline is None else baseline
         test_result = mcnemar_exact(baseline, correct)
         results[name] = {
