@@ -2,7 +2,7 @@
 
     python bench/bench_framing_ablation.py --model models/export/model.onnx \
         --images data/processed/images_64.npy --index data/interim/index.csv \
-        --split data/processed/splits/holdout/full.csv [--limit 600] [--threads 2]
+        --split data/processed/splits/holdout/full.csv [--limit 600] [--threads 2] [--role val]
 
 The test writers' images are transformed as a user would bring them (as they are; inverted;
 inverted and enlarged to 300 px RGB; by default also JPEG and textured paper) and scored
@@ -42,6 +42,8 @@ VARIANTS = {
     "frame filter bilinear": {"frame_filter": "bilinear"},
     "frame filter bicubic": {"frame_filter": "bicubic"},
     "no stroke-peak scaling": {"stroke_peak": False},
+    # the paper's grain subtracted this many times (GRAIN_FACTOR): pick it with --role val
+    **{f"grain factor {factor:g}": {"grain_factor": factor} for factor in (1.0, 2.0, 3.0, 4.0)},
 }
 TRANSFORMS = {
     "original": {},
@@ -63,13 +65,16 @@ def main() -> int:
     p.add_argument("--transforms", nargs="+", default=list(TRANSFORMS), choices=list(TRANSFORMS))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--role", choices=("test", "val"), default="test", help="score the validation writers (to choose a setting)"
+    )
     args = p.parse_args()
     threads = set_threads(args.threads)
-    test = read_test_set(args.images, args.index, args.split, args.limit)
+    test = read_test_set(args.images, args.index, args.split, args.limit, args.role)
     predictor = load_predictor(args.model, args.threads)
     header(
         "framing ablation: accuracy (%) through hccr predict's path, per framing variant and transform",
-        {"model": args.model, "test images": str(len(test.ids)), "threads": str(threads)},
+        {"model": args.model, f"{args.role} images": str(len(test.ids)), "threads": str(threads)},
     )
     transforms = {name: make_transform(name, TRANSFORMS[name]) for name in args.transforms}
     print("| variant | " + " | ".join(args.transforms) + " | s |")

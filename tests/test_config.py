@@ -304,7 +304,7 @@ def test_settings_are_typed_with_the_schemas_defaults(params):
     assert cnn.early_stopping == hccr_config.EarlyStopping(enabled=False, patience=3)
     assert cnn.resume_every_s == 0.0 and cnn.compile is False
     assert cnn.phases == (hccr_config.Phase("train", 12, 1e-3, "none"),)
-    assert cnn.augment == hccr_config.AugmentConfig(True, 8.0, 0.08, 0.1, 5.0)
+    assert cnn.augment == hccr_config.AugmentConfig(True, 8.0, 0.08, 0.1, 5.0, views=0.5)
     # The block is kept as written (what checkpoints record), defaults not added.
     assert cnn.block == params["model"]["cnn"] and "compile" not in cnn.block
     efficientnet = settings.model["efficientnet"]

@@ -133,6 +133,10 @@ def test_model_card_says_how_the_weights_started():
     assert "no rejection of non-characters" in card and "hccr predict" in card
     imagenet = render_model_card(dict(meta, start="imagenet"), metrics, parameters=1)
     assert "ImageNet-pretrained `tf_efficientnetv2_s`" in imagenet and "| head | 10 |" in imagenet
+    assert "- augmentation: off;" in card and "predict-path views" not in card
+    views = dict(meta["config"], augment={"enabled": True, "views": 0.5})
+    with_views = render_model_card(dict(meta, config=views), metrics, parameters=1)
+    assert "- augmentation: on; predict-path views for 50 % of the images each epoch;" in with_views
 
 
 @pytest.fixture(scope="module")

@@ -151,3 +151,16 @@ def test_the_corpus_steps_import_neither_torch_nor_reporting():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_count_takes_an_even_spread_of_the_characters():
+    level1 = glyphs.gb2312_level1()
+    picked = glyphs.spread(level1, 500)
+    assert len(picked) == len(set(picked)) == 500
+    positions = [level1.index(ch) for ch in picked]
+    assert positions[0] == 0 and positions == sorted(positions)
+    gaps = np.diff(positions)
+    assert gaps.min() >= 7 and gaps.max() <= 8  # 3,755 / 500 = 7.51: every 7th or 8th
+    assert glyphs.spread(level1, 0) == level1 == glyphs.spread(level1, 5000)
+    with pytest.raises(DataError, match="glyphs.count: 1"):
+        glyphs.spread(level1, 1)

@@ -53,6 +53,12 @@ def test_quick_profile_runs_both_heads_from_imagenet_and_a_scratch_counterpart(p
         assert starts[("efficientnet_scratch", size)] == ("efficientnet", "tf_efficientnet_lite0", "none")
         assert starts[("inception_gru", size)] == ("inception_gru", "tf_efficientnet_lite0", "imagenet")
     assert starts[("cnn", "small")][2] == "none"
+    # the exported model's recipe trains on predict-path views; the Lite0 runs do not
+    assert counts["views"] == 1
+    lines = re.findall(r"hccr\.training\.train --model \w+ --size \w+ .*", proc.stdout)
+    assert len(lines) == counts["train_run"]
+    for line in lines:
+        assert ("--views data/processed/views_64.npy" in line) == line.startswith("hccr.training.train --model cnn ")
 
 
 def test_study_cpu_profile_runs_every_start_at_every_size(project):

@@ -235,6 +235,25 @@ def test_bad_inputs_give_clear_errors_and_no_output(data, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_views_are_required_checked_and_recorded(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = copy.deepcopy(CNN)
+    cfg["augment"] = {**cfg["augment"], "views": 0.5}
+    assert main(train_args(data, out, cfg)) == 2
+    assert "model.cnn.augment.views is 0.5: pass --views" in capsys.readouterr().err
+    short = tmp_path / "short.npy"
+    np.save(short, np.load(data / "images.npy")[:10])
+    assert main(train_args(data, out, cfg, extra=["--views", str(short)])) == 2
+    assert f"{short}: 10 rows but the index has" in capsys.readouterr().err
+    assert not out.exists()
+
+    views = tmp_path / "views.npy"
+    np.save(views, 255 - np.load(data / "images.npy"))  # any row-aligned array of the same shape
+    assert main(train_args(data, out, cfg, extra=["--views", str(views)])) == 0
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["views"] == {"share": 0.5, "file": str(views)}
+
+
 def test_run_state_round_trips_through_its_saved_dict():
     state = RunState(fingerprint={"seed": 1}, start="scratch")
     state.begin_phase(1)

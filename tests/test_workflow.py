@@ -38,8 +38,19 @@ def test_data_target_builds_index_arrays_and_splits(data_project):
             assert not roles["train"] & roles["val"] and not roles["train"] & roles["test"]
 
 
+def test_data_target_frames_the_views_of_a_model_that_trains_on_them(data_project):
+    images = np.load(data_project / "data/processed/images_64.npy")
+    views = np.load(data_project / "data/processed/views_64.npy")  # tiny.yaml's cnn: augment.views 0.5
+    assert views.shape == images.shape and views.dtype == np.uint8
+    summary = json.loads((data_project / "data/processed/views_64.json").read_text())
+    assert sum(summary["families"].values()) == len(images)
+    changed = (views != images).reshape(len(images), -1).any(axis=1)
+    assert changed.mean() > 0.5  # most views differ from their file (an inverted one may frame back exactly)
+    assert not (data_project / "data/processed/views_75.npy").exists()  # the 75-px models do not use views
+
+
 def test_every_data_rule_leaves_a_log_and_a_benchmark(data_project):
-    for rule in ("fetch", "index", "subset", "resize/64"):
+    for rule in ("fetch", "index", "subset", "resize/64", "views/64"):
         assert (data_project / f"logs/{rule}.log").exists(), rule
         bench = pd.read_csv(data_project / f"logs/benchmarks/{rule}.tsv", sep="\t")
         assert bench["s"].iloc[0] >= 0
@@ -74,6 +85,9 @@ def test_snakemake_trains_every_model_and_assembles_the_report(full_project):
         assert len(history) >= 1 and history["epoch"].is_monotonic_increasing
         summary = json.loads((run / "train.json").read_text())
         assert summary["start"] == "scratch"  # tiny.yaml asks for no pretrained weights
+        # tiny.yaml's cnn trains on predict-path views, the other models do not
+        views = {"share": 0.5, "file": "data/processed/views_64.npy"} if model == "cnn" else None
+        assert summary["views"] == views
         metrics = json.loads((full_project / f"reports/metrics/{model}/{size}.json").read_text())
         assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["n"] == 2 * 3 * 15
         assert (full_project / f"reports/figures/curves/{model}/{size}.png").exists()

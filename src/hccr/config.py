@@ -63,6 +63,7 @@ class AugmentConfig:
     translate: float = 0.0  # shift in [-translate, +translate] x image size, per axis
     scale: float = 0.0  # zoom factor in [1 - scale, 1 + scale]
     shear: float = 0.0  # horizontal shear angle in [-shear, +shear] degrees
+    views: float = 0.0  # share of images swapped for their predict-path view (independent of enabled)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any] | AugmentConfig | None, key: str = "augment") -> AugmentConfig:
@@ -179,6 +180,7 @@ class Glyphs:
     variants: int
     size: int
     characters: str  # empty: all 3,755 level-1 characters
+    count: int  # an even spread of this many of them (0: all)
     seed: int
     on_missing: str
     val_fraction: float
@@ -214,6 +216,7 @@ class Params:
     export: Export
     glyphs: Glyphs
     robustness: Robustness
+    views: Mapping[str, Any]  # hccr.data.views.ViewSettings, for the models whose augment.views > 0
     writer_cv: WriterCv
 
 
@@ -517,6 +520,7 @@ def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
         export=Export(**filled["export"]),
         glyphs=Glyphs(**{**filled["glyphs"], "fonts": tuple(filled["glyphs"]["fonts"])}),
         robustness=Robustness(**filled["robustness"]),
+        views=filled["views"],
         writer_cv=WriterCv(models=tuple(filled["writer_cv"]["models"]), sizes=tuple(filled["writer_cv"]["sizes"])),
     )
 
@@ -625,7 +629,7 @@ def glyph_pretrain_config(config: dict[str, Any], model: str, init: str) -> dict
         batch_size=glyphs["pretrain"]["batch_size"],
         phases=copy.deepcopy(phases),
         scratch_phases=copy.deepcopy(phases),
-        augment={**block.get("augment", {}), "enabled": False},
+        augment={**block.get("augment", {}), "enabled": False, "views": 0.0},
         early_stopping={**block.get("early_stopping", {}), "enabled": False},
     )
     validate_model(model, block)

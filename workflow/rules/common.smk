@@ -43,6 +43,29 @@ def images_for(model):
     return f"data/processed/images_{PARAMS.model[model].input_size}.npy"
 
 
+def views_for(model):
+    """The predict-path views a run of `model` trains on ([] unless its augment.views > 0)."""
+    block = PARAMS.model[model]
+    return [f"data/processed/views_{block.input_size}.npy"] if block.augment.views > 0 else []
+
+
+def views_files():
+    """The views every listed (or cross-validated) model needs, once per input size."""
+    models = set(PARAMS.models) | {m for m, _ in CV_RUNS}
+    if PARAMS.sweep.enabled:
+        models.add(PARAMS.sweep.model)
+    return sorted({path for m in models for path in views_for(m)})
+
+
+def train_args(model):
+    """A run's extra train arguments: its glyph start's weights and its views."""
+    weights, views = glyph_weights(model), views_for(model)
+    return " ".join(
+        ([f"--start-weights {weights[0]}"] if weights else [])
+        + ([f"--views {views[0]}"] if views else [])
+    )
+
+
 def split_for(model, size):
     return f"data/processed/splits/{PARAMS.model[model].scheme}/{size}.csv"
 
@@ -127,11 +150,6 @@ def glyph_pretrain_summaries():
     """The train.json of every glyph pretraining the listed models need (the report reads them)."""
     starts = {(m, glyph_start(m)) for m in PARAMS.models if glyph_start(m)}
     return [f"models/pretrain/{m}/{s}/train.json" for m, s in sorted(starts)]
-
-
-def glyph_start_args(model):
-    weights = glyph_weights(model)
-    return f"--start-weights {weights[0]}" if weights else ""
 
 
 # Writer cross-validation (workflow/rules/writer_cv.smk; docs/writer_cv.md).

@@ -1,4 +1,5 @@
-# Data half of the DAG: fetch -> index -> resize (one array per size) -> subset.
+# Data half of the DAG: fetch -> index -> resize (one array per size) -> subset, and the
+# predict-path views of the models that train on them (augment.views > 0).
 
 
 rule data:
@@ -6,6 +7,7 @@ rule data:
         INDEX,
         expand("data/processed/images_{res}.npy", res=SIZES),
         "data/processed/splits/summary.json",
+        views_files(),
 
 
 rule fetch:
@@ -81,3 +83,27 @@ rule subset:
     shell:
         "python -m hccr.data.subset --index {input:q} --config-json {params.subsets:q} --seed {params.seed}"
         " --out-dir data/processed/splits 2> {log:q}"
+
+
+# Each glyph as `hccr predict` frames a user's file (hccr.data.views; docs/robustness.md),
+# resized to a training size: only for models with augment.views > 0.
+rule views:
+    input:
+        "data/processed/images_64.npy",
+    output:
+        views="data/processed/views_{res}.npy",
+        summary="data/processed/views_{res}.json",
+    log:
+        "logs/views/{res}.log",
+    benchmark:
+        "logs/benchmarks/views/{res}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 2
+    params:
+        filter=config["resize"]["filter"],
+        settings=as_json(PARAMS.views),
+    shell:
+        "python -m hccr.data.views --images {input:q} --size {wildcards.res} --filter {params.filter}"
+        " --settings-json {params.settings:q} --workers {threads} --out {output.views:q}"
+        " --summary {output.summary:q} 2> {log:q}"

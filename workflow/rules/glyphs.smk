@@ -30,11 +30,13 @@ rule glyph_corpus:
             if PARAMS.glyphs.characters
             else ""
         ),
+        spread=PARAMS.glyphs.count,
         augment=as_json(dict(PARAMS.glyphs.augment)),
         on_missing=PARAMS.glyphs.on_missing,
     shell:
         "python -m hccr.data.glyphs --fonts {params.fonts} --variants {params.variants}"
-        " --size {params.size} --seed {params.seed} {params.characters} --augment-json {params.augment:q}"
+        " --size {params.size} --seed {params.seed} {params.characters} --count {params.spread}"
+        " --augment-json {params.augment:q}"
         " --on-missing {params.on_missing} --workers {threads} --images {output.images:q}"
         " --index {output.index:q} --summary {output.summary:q} 2> {log:q}"
 

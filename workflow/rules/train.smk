@@ -13,7 +13,7 @@ TRAIN_CMD = (
     " python -m hccr.training.train --model {params.model} --size {params.size}"
     " --images {input.images:q} --index {input.index:q} --split {input.split:q}"
     " --config-json {params.cfg:q} --seed {params.seed} --threads {threads}"
-    " --resize-filter {params.filter} {params.start_args}"
+    " --resize-filter {params.filter} {params.train_args}"
     " --out {params.out:q} 2> {log:q}"
 )
 
@@ -29,6 +29,7 @@ rule train_run:
         index=INDEX,
         split=lambda w: split_for(w.model, w.size),
         start=lambda w: glyph_weights(w.model),  # a glyph start's pretraining (glyphs.smk)
+        views=lambda w: views_for(w.model),  # predict-path views (data.smk)
     output:
         [f"models/runs/{{model}}/{{size}}/{name}" for name in TRAIN_OUTPUTS],
     log:
@@ -49,7 +50,7 @@ rule train_run:
         slots=PARAMS.resources.slots_per_gpu,
         gpus=lambda w: PARAMS.model[w.model].gpus,
         out=lambda w: f"models/runs/{w.model}/{w.size}",
-        start_args=lambda w: glyph_start_args(w.model),
+        train_args=lambda w: train_args(w.model),
     shell:
         TRAIN_CMD
 
@@ -60,6 +61,7 @@ rule sweep_run:
         index=INDEX,
         split=lambda w: split_for(w.model, w.size),
         start=lambda w: glyph_weights(w.model),
+        views=lambda w: views_for(w.model),
     output:
         [f"models/sweep/{{model}}/{{size}}/{CELL}/{name}" for name in TRAIN_OUTPUTS],
     log:
@@ -83,7 +85,7 @@ rule sweep_run:
         filter=PARAMS.resize.filter,
         slots=PARAMS.resources.slots_per_gpu,
         gpus=lambda w: int(w.gpus),
-        start_args=lambda w: glyph_start_args(w.model),
+        train_args=lambda w: train_args(w.model),
         out=lambda w: f"models/sweep/{w.model}/{w.size}/{CELL.format(gpus=w.gpus, lr=w.lr, batch=w.batch)}",
     shell:
         TRAIN_CMD

@@ -32,6 +32,7 @@ rule cv_train_run:
         index=INDEX,
         split=cv_split_for,
         start=lambda w: glyph_weights(w.model),  # a glyph start's pretraining (glyphs.smk)
+        views=lambda w: views_for(w.model),  # predict-path views (data.smk)
     output:
         [f"{CV_FOLD}/{name}" for name in TRAIN_OUTPUTS],
     log:
@@ -54,7 +55,7 @@ rule cv_train_run:
         slots=PARAMS.resources.slots_per_gpu,
         gpus=lambda w: PARAMS.model[w.model].gpus,
         out=lambda w: CV_FOLD.format(model=w.model, size=w.size, fold=w.fold),
-        start_args=lambda w: glyph_start_args(w.model),
+        train_args=lambda w: train_args(w.model),
     shell:
         TRAIN_CMD
 

@@ -2,7 +2,7 @@
 
     python -m hccr.data.glyphs --fonts ukai uming microhei zenhei --variants 2 --size 64 \
         --seed 0 --images data/glyphs/images_64.npy --index data/glyphs/index.csv \
-        --summary data/glyphs/corpus.json [--characters TEXT] [--on-missing error|skip] [--workers 2]
+        --summary data/glyphs/corpus.json [--characters TEXT] [--count N] [--on-missing error|skip] [--workers 2]
 
 The characters are GB2312's level 1 (rows 0xB0-0xD7), decoded with Python's `gb2312` codec in
 code order: 3,755 classes, labels 0..N-1 in that order (`--characters` renders a given set
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 
@@ -35,7 +34,7 @@ from tqdm import tqdm
 
 from hccr.atomic import atomic_path, write_csv, write_json
 from hccr.data.glyphs_augment import SUPERSAMPLE, GlyphAugment, augment
-from hccr.data.workers import default_workers
+from hccr.data.workers import default_workers, process_pool
 from hccr.errors import DataError, reports_errors
 from hccr.fonts import FONTS, NamedFont, missing_characters, named_font
 
@@ -55,6 +54,20 @@ def gb2312_level1() -> str:
             except UnicodeDecodeError:  # row 0xD7 ends at 0xF9
                 continue
     return "".join(characters)
+
+
+def spread(characters: str, count: int) -> str:
+    """An even spread of `count` of `characters` (every (len / count)-th, in order); all if count is 0.
+
+    The CPU setting: fewer classes with more variants each learn in minutes on 2 cores, where
+    all 3,755 with 2 variants each did not move off chance in 3 epochs (docs/glyphs.md).
+    """
+    if count <= 0 or count >= len(characters):
+        return characters
+    if count < 2:
+        raise DataError(f"glyphs.count: {count} gives fewer than 2 characters to tell apart")
+    picks = np.linspace(0, len(characters), count, endpoint=False).astype(int)
+    return "".join(characters[i] for i in picks)
 
 
 def unique_characters(text: str) -> str:
@@ -170,26 +183,13 @@ def render_corpus(
     workers = default_workers() if workers is None else max(1, workers)
     bar = tqdm(total=len(table), desc="render glyphs", unit="img", file=sys.stderr, disable=not progress)
     position = 0
-    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+    with process_pool(workers) as pool:
         for part in pool.map(render_job, jobs):  # in job order = index order
             images[position : position + len(part)] = part
             position += len(part)
             bar.update(len(part))
     bar.close()
     return images, table, lacking
-
-
-class _Serial:
-    """The executor interface, in this process (one worker: no pool to start)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def map(self, function, items):
-        return map(function, items)
 
 
 def corpus_summary(table: pd.DataFrame, fonts: list[NamedFont], variants: int, size: int, seed: int, **extra) -> dict:
@@ -219,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--characters", default="", help="render these characters instead of GB2312 level 1")
+    parser.add_argument("--count", type=int, default=0, help="an even spread of this many of them (0: all)")
     parser.add_argument("--augment-json", default=None, help="glyphs.augment as JSON (default: GlyphAugment())")
     parser.add_argument("--on-missing", choices=("error", "skip"), default="error")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     args = _parser().parse_args(argv)
-    characters = unique_characters(args.characters) if args.characters else gb2312_level1()
+    characters = spread(unique_characters(args.characters) if args.characters else gb2312_level1(), args.count)
     aug = GlyphAugment.from_dict(json.loads(args.augment_json) if args.augment_json else None)
     fonts = [named_font(name) for name in args.fonts]
     began = time.perf_counter()

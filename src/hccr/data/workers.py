@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
 
 
 def default_workers() -> int:
@@ -12,3 +13,21 @@ def default_workers() -> int:
     except AttributeError:  # pragma: no cover - non-Linux
         available = os.cpu_count() or 1
     return max(1, min(2, available))
+
+
+class _InProcess:
+    """The executor interface, in this process (one worker: no pool to start)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, function, items):
+        return map(function, items)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor | _InProcess:
+    """A process pool of `workers`, or for one worker the same `map` run in this process."""
+    return ProcessPoolExecutor(workers) if workers > 1 else _InProcess()

@@ -52,8 +52,13 @@ class TestSet:
     characters: list[str]
 
 
-def read_test_set(images_path: str | Path, index_path: str | Path, split_path: str | Path, limit: int = 0) -> TestSet:
-    """The split's test rows (all of them, or an even spread of `limit`) with their true characters."""
+def read_test_set(
+    images_path: str | Path, index_path: str | Path, split_path: str | Path, limit: int = 0, role: str = "test"
+) -> TestSet:
+    """The split's `role` rows (all of them, or an even spread of `limit`) with their true characters.
+
+    `role="val"` scores the validation writers: what settings are chosen on, never the test writers.
+    """
     images = load_images(images_path)
     if images.shape[1:] != (64, 64):
         raise DataError(f"{images_path}: the robustness test needs the native 64 px array, got {images.shape[1:]}")
@@ -61,9 +66,9 @@ def read_test_set(images_path: str | Path, index_path: str | Path, split_path: s
     if len(index) != len(images):
         raise DataError(f"{index_path}: {len(index)} rows but {images_path} has {len(images)} images")
     split = read_split(split_path, len(index))
-    ids = split.loc[split["role"] == "test", "id"].to_numpy()
+    ids = split.loc[split["role"] == role, "id"].to_numpy()
     if ids.size == 0:
-        raise DataError(f"{split_path}: no test rows (the robustness test needs held-out writers)")
+        raise DataError(f"{split_path}: no {role} rows (the robustness test needs held-out writers)")
     if limit and limit < ids.size:
         ids = ids[np.linspace(0, ids.size - 1, limit).round().astype(int)]
     return TestSet(ids, np.asarray(images[ids]), index["character"].astype(str).to_numpy()[ids].tolist())
@@ -167,6 +172,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="data/processed/images_64.npy (native glyphs)")
     p.add_argument("--index", required=True, help="data/interim/index.csv")
     p.add_argument("--split", required=True, help="a split file with the test writers' rows")
+    p.add_argument(
+        "--role",
+        choices=("test", "val"),
+        default="test",
+        help="whose images: the test writers, or (to choose settings) the validation writers",
+    )
     p.add_argument("--settings-json", required=True, help="params.yaml's robustness block (inline JSON or a file)")
     p.add_argument(
         "--batch-size", type=int, default=None, help="images per forward pass (default: settings' batch_size)"
@@ -187,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     transforms = transforms_from_settings(settings)
-    test = read_test_set(args.images, args.index, args.split, int(settings.get("limit", 0) or 0))
+    test = read_test_set(args.images, args.index, args.split, int(settings.get("limit", 0) or 0), args.role)
     predictor = load_predictor(args.model, args.threads)
     started = time.perf_counter()
     results = evaluate(predictor, test, transforms, args.batch_size or int(settings.get("batch_size", 256)))
@@ -195,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     details = {
         "model": str(args.model),
         "n": len(test.ids),
+        "role": args.role,
         "baseline": BASELINE,
         "settings": settings,
         "test": "McNemar exact (two-sided binomial on the discordant pairs, scipy.stats.binomtest)",

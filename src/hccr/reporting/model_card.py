@@ -56,6 +56,14 @@ def _start_banner(start: str, source: str, config: Mapping[str, Any]) -> str:
     )
 
 
+def _augmentation(augment: dict) -> str:
+    """The affine's state, and the share of predict-path views (hccr.data.views) when there are any."""
+    text = "on" if augment.get("enabled") else "off"
+    if augment.get("views"):
+        text += f"; predict-path views for {100 * augment['views']:.0f} % of the images each epoch"
+    return text
+
+
 def _phases(config: Mapping[str, Any], start: str, train_summary: Mapping[str, Any] | None) -> list[str]:
     rows = ["| phase | epochs | learning rate | frozen |", "| --- | --- | --- | --- |"]
     if train_summary and train_summary.get("phases"):
@@ -154,7 +162,7 @@ def render_model_card(
         f"optimizer {(config.get('optimizer') or {}).get('name', '?')} "
         f"(weight decay {(config.get('optimizer') or {}).get('weight_decay', 0)}); "
         f"schedule {config.get('schedule', 'n/a')}; label smoothing {config.get('label_smoothing', 0)}",
-        f"- augmentation: {'on' if (config.get('augment') or {}).get('enabled') else 'off'}; "
+        f"- augmentation: {_augmentation(config.get('augment') or {})}; "
         f"early stopping: {'on' if (config.get('early_stopping') or {}).get('enabled') else 'off'}",
         f"- epochs run {train.get('epochs') or 'n/a'}, best epoch "
         f"{train.get('best_epoch') or meta.get('epoch', 'n/a')}, "

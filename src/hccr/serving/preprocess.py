@@ -255,12 +255,12 @@ def paper_level(bright: np.ndarray, window: int = BACKGROUND_WINDOW) -> np.ndarr
     return np.asarray(opened, dtype=np.float32)
 
 
-def remove_background(bright: np.ndarray, mode: str = "local") -> np.ndarray:
+def remove_background(bright: np.ndarray, mode: str = "local", grain_factor: float = GRAIN_FACTOR) -> np.ndarray:
     """Light-on-dark ink with the paper removed (step 4): 0 where there is no ink.
 
     `local`: the paper's local level (`paper_level` of a 3x3 median-filtered copy: single
     grainy pixels would drag the opening's minimum below the paper), then its grain
-    (`GRAIN_FACTOR` x the `GRAIN_PERCENTILE` percentile of the non-ink pixels) is
+    (`grain_factor` x the `GRAIN_PERCENTILE` percentile of the non-ink pixels) is
     subtracted. On a dataset glyph level and grain are ~0 (black paper), so the glyph is
     unchanged; on blotchy or shaded paper they remove what the model never saw. `median`:
     one global level (the step before issue 14); `none`: the image as it is.
@@ -275,7 +275,7 @@ def remove_background(bright: np.ndarray, mode: str = "local") -> np.ndarray:
     grain = float(np.percentile(paper, GRAIN_PERCENTILE)) if paper.size else 0.0
     # Subtracted everywhere: zeroing only the pixels under it (ink keeping its level) left the
     # grain inside and around the strokes, and scored worse (54 % against 93 % on textured paper).
-    return np.clip(ink - GRAIN_FACTOR * grain, 0, None) if grain > 0 else ink
+    return np.clip(ink - grain_factor * grain, 0, None) if grain > 0 else ink
 
 
 def _framed(ink: np.ndarray, frame_filter: Image.Resampling = FRAME_FILTER) -> np.ndarray:
@@ -322,6 +322,7 @@ class Framing:
     framed_side: tuple[float, float] = FRAMED_SIDE
     frame_filter: str = "lanczos"
     stroke_peak: bool = True
+    grain_factor: float = GRAIN_FACTOR
 
     def __post_init__(self):
         if self.frame not in FRAME_MODES:
@@ -351,7 +352,7 @@ def canonical_glyph(image: Image.Image, label: str = "image", framing: Framing =
             raise DataError(f"{label}: no ink found (blank image or contrast under {MIN_CONTRAST:g} grey levels)")
         return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
     bright = light_on_dark(gray) if framing.invert else gray
-    ink = remove_background(bright, framing.background)
+    ink = remove_background(bright, framing.background, framing.grain_factor)
     top, bottom, left, right = ink_box(ink, label)
     box_side = max(bottom - top + 1, right - left + 1) * DATASET_SIZE / max(ink.shape)
     fits = framing.framed_side[0] <= box_side <= framing.framed_side[1]

@@ -80,6 +80,9 @@ class BatchLoader:
     share with no wrap-around padding (for evaluation, where duplicates would bias sums).
     `in_memory`: copy the selected rows once (True), gather every batch from `images` (False),
     or decide by size (None: copy when they fit HOST_RESIDENT_SHARE of available memory).
+    `views`: an array row-aligned with `images` (hccr.data.views: each glyph as predict frames
+    a user's file); each epoch, a share `augment.views` of the images, drawn from the epoch's
+    generator, is swapped for its view before the affine.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class BatchLoader:
         drop_last: bool = False,
         even_shards: bool = True,
         in_memory: bool | None = None,
+        views: np.ndarray | None = None,
     ) -> None:
         ids = np.asarray(ids, dtype=np.int64)
         labels = np.asarray(labels, dtype=np.int64)
@@ -116,6 +120,11 @@ class BatchLoader:
         if not (0 <= rank < world_size):
             raise DataError(f"rank {rank} not in [0, world_size={world_size})")
         mean, std = check_stats(mean, std, "BatchLoader")
+        augment = AugmentConfig.from_dict(augment_cfg)
+        if augment.views > 0 and views is None:
+            raise DataError(f"augment.views is {augment.views:g} but no views array was given (hccr.data.views)")
+        if views is not None and views.shape != images.shape:
+            raise DataError(f"views array {views.shape} must match the images array {images.shape} row for row")
 
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
@@ -123,7 +132,7 @@ class BatchLoader:
         self.seed = int(seed)
         self.mean = float(mean)
         self.std = float(std)
-        self.augment = AugmentConfig.from_dict(augment_cfg)
+        self.augment = augment
         self.rank, self.world_size = rank, world_size
         self.drop_last = drop_last
         self.even_shards = even_shards
@@ -135,27 +144,38 @@ class BatchLoader:
         if in_memory is None:
             in_memory = nbytes <= HOST_RESIDENT_SHARE * host_available_bytes()
         self.source, self.rows = None, ids
+        self.view_share = augment.views if views is not None else 0.0
+        self.view_source, self.view_data = None, None
+        if self.view_share > 0:
+            nbytes *= 2
         if not in_memory:  # batches are gathered from the memory map as they are needed
             self.source = images
+            self.view_source = views if self.view_share > 0 else None
             self.resident = False
             self.data = None
             self.targets = targets.to(self.device) if self.device.type == "cuda" else targets
             return
-        # One copy of the selected rows; sorted reads are the fast path on a memmap.
-        order = np.argsort(ids, kind="stable")
-        rows = np.empty((ids.size, self.image_size, self.image_size), dtype=np.uint8)
-        rows[order] = np.asarray(images[ids[order]], dtype=np.uint8)
-        data = torch.from_numpy(rows)
+        data = self._copy_rows(images, ids)
         self.resident = True  # data lives on self.device
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
-            if data.nbytes <= GPU_RESIDENT_SHARE * free:
+            if nbytes <= GPU_RESIDENT_SHARE * free:
                 data = data.to(self.device)
             else:
                 data = data.pin_memory()
                 self.resident = False
             targets = targets.to(self.device)
+        if self.view_share > 0:  # kept where the images are kept
+            view_data = self._copy_rows(views, ids)
+            self.view_data = view_data.pin_memory() if data.is_pinned() else view_data.to(data.device)
         self.data, self.targets = data, targets
+
+    def _copy_rows(self, array: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+        """One copy of the selected rows; sorted reads are the fast path on a memmap."""
+        order = np.argsort(ids, kind="stable")
+        rows = np.empty((ids.size, self.image_size, self.image_size), dtype=np.uint8)
+        rows[order] = np.asarray(array[ids[order]], dtype=np.uint8)
+        return torch.from_numpy(rows)
 
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
@@ -199,12 +219,21 @@ class BatchLoader:
             order = order[: (len(order) // self.batch_size) * self.batch_size]
         return order
 
-    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+    def _gather(self, index: torch.Tensor, views: bool = False) -> torch.Tensor:
         """The uint8 pixels (B, S, S) of positions `index` (into ids), from the copy or the memory map."""
         if self.source is None:
-            return self.data.index_select(0, index)
+            return (self.view_data if views else self.data).index_select(0, index)
         # One copy, straight out of the map (pages the kernel caches; no second pass to reorder).
-        return torch.from_numpy(np.take(self.source, self.rows[index.cpu().numpy()], axis=0))
+        source = self.view_source if views else self.source
+        return torch.from_numpy(np.take(source, self.rows[index.cpu().numpy()], axis=0))
+
+    def _swap_views(self, pixels: torch.Tensor, index: torch.Tensor, swap: torch.Tensor) -> torch.Tensor:
+        """`pixels` with the rows where `swap` is True replaced by their views."""
+        if not bool(swap.any()):
+            return pixels
+        where = swap.nonzero().squeeze(1)  # pixels is a fresh gather: writing into it is safe
+        pixels[where.to(pixels.device)] = self._gather(index[where.to(index.device)], views=True).to(pixels.device)
+        return pixels
 
     def _batches(self, order: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(start, positions, uint8 pixels) per batch. From a memory map, the next batch is read on
@@ -232,11 +261,17 @@ class BatchLoader:
             # The whole epoch's affines at once: a few dozen small ops per epoch, not per batch.
             generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, self.rank, 1))
             theta = draw_matrices(len(order), self.augment, generator, device=self.device)
+        swap = None
+        if self.view_share > 0:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, self.rank, 2))
+            swap = torch.rand(len(order), generator=generator) < self.view_share
         if self.resident:
             order = order.to(self.device)
         # hccr.normalization's pixel * scale + offset, fused into the warp when augmenting.
         scale, offset = affine(self.mean, self.std)
         for start, index, pixels in self._batches(order):
+            if swap is not None:
+                pixels = self._swap_views(pixels, index, swap[start : start + self.batch_size])
             if self.device.type == "cuda" and not self.resident:
                 pixels = pixels.pin_memory().to(self.device, non_blocking=True)
             pixels = pixels.unsqueeze(1)

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from hccr import device as devices
 from hccr.atomic import write_json
 from hccr.config import ModelSettings, Phase, block_for_size, json_object_arg, model_settings
+from hccr.data.arrays import load_images
 from hccr.errors import ConfigError, reports_errors
 from hccr.training.history import write_history
 from hccr.training.inputs import RunData, load_run_data
@@ -67,6 +68,7 @@ class RunSpec:
     resize_filter: str = "bilinear"  # the filter that made `images`, kept for predict/export
     start_weights: Path | None = None  # the glyph pretraining checkpoint a glyph start fine-tunes
     corpus: dict | None = None  # a glyph pretraining's corpus summary, kept in its checkpoint and train.json
+    views: Path | None = None  # predict-path views row-aligned with `images` (augment.views > 0)
 
 
 @dataclass
@@ -115,7 +117,22 @@ class Trainer:
         }
         if spec.start_weights is not None:  # another glyph pretraining is another run
             self.fingerprint["start_weights"] = str(spec.start_weights)
+        self.views = self.load_views()
+        if self.views is not None:  # other views are another run
+            self.fingerprint["views"] = data_digest(self.views, self.data.train_ids, self.data.val_ids)
         self._last_save = time.monotonic()
+
+    def load_views(self) -> np.ndarray | None:
+        """The predict-path views the settings ask for (augment.views > 0), checked against the images."""
+        share = self.settings.augment.views
+        if share <= 0:
+            return None
+        if self.spec.views is None:
+            raise ConfigError(
+                f"model.{self.settings.name}.augment.views is {share:g}: pass --views "
+                "(data/processed/views_S.npy, made by hccr.data.views)"
+            )
+        return load_images(self.spec.views, rows=len(self.data.images), size=self.data.image_size)
 
     # ---------------------------------------------------------------- the run
     def run(self) -> int:
@@ -204,6 +221,7 @@ class Trainer:
             s.batch_size,
             shuffle=True,
             augment_cfg=s.augment,
+            views=self.views,
             **common,
         )
         # Evaluation: each rank its own disjoint share, no padding, sums all-reduced.
@@ -489,6 +507,8 @@ class Trainer:
             },
             "n_train": int(self.data.train_ids.size),
             "n_val": int(self.data.val_ids.size),
+            # predict-path views swapped in (share per epoch, file), or none
+            "views": {"share": s.augment.views, "file": str(self.spec.views)} if self.views is not None else None,
             "normalize": {"mean": self.mean, "std": self.std},
             "batch_size": s.batch_size,
             "global_batch_size": s.batch_size * rt.world_size,
@@ -543,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--corpus-json", default=None, help="glyph pretraining: the corpus summary to keep in the checkpoint"
     )
+    parser.add_argument(
+        "--views", default=None, help="predict-path views, row-aligned with --images (needed when augment.views > 0)"
+    )
     return parser
 
 
@@ -561,6 +584,7 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
         resize_filter=args.resize_filter,
         start_weights=Path(args.start_weights) if args.start_weights else None,
         corpus=json_object_arg(args.corpus_json, "--corpus-json") if args.corpus_json else None,
+        views=Path(args.views) if args.views else None,
     )
 
 
