@@ -66,10 +66,25 @@ def test_study_cpu_profile_runs_every_start_at_every_size(project):
     assert proc.returncode == 0, describe(proc)
     counts = job_counts(proc.stdout)
     # Lite0 (ImageNet, scratch) and the cnn at tiny..full; the three GRU blocks at small..full (the
-    # fraction scheme has no tiny); the glyph starts (docs/glyphs.md) at tiny/small/medium, ablations at tiny/small.
-    assert counts["train_run"] == 3 * 5 + 3 * 4 + (3 + 3 + 2) + (3 + 2)
-    assert counts["glyph_pretrain"] == 5 and counts["glyph_corpus"] == 1
+    # fraction scheme has no tiny); the glyph starts (docs/glyphs.md) at tiny/small/medium.
+    assert counts["train_run"] == 3 * 5 + 3 * 4 + (3 + 3) + 3
+    assert counts["glyph_pretrain"] == 3 and counts["glyph_corpus"] == 1
     assert counts["cv_train_run"] == 10  # writer_cv: the cnn at full, once per writer fold
+
+
+def test_glyphs_cpu_profile_compares_the_starts_at_10_and_70_per_class(project):
+    profile = project / "workflow/profiles/glyphs-cpu"
+    proc = snakemake(project, "-n", "--printshellcmds", "--profile", str(profile))
+    assert proc.returncode == 0, describe(proc)
+    counts = job_counts(proc.stdout)
+    assert counts["train_run"] == 5 * 2  # cnn, cnn_glyphs, Lite0 from ImageNet / scratch / ImageNet+glyphs
+    assert counts["glyph_pretrain"] == 2 and counts["glyph_corpus"] == 1
+    assert re.search(r"hccr\.data\.glyphs .*--variants 8 .*--count 500 ", proc.stdout)
+    starts = dict(re.findall(r"--model (\w+) --size tiny .*?--start-weights (\S+)", proc.stdout))
+    assert starts == {
+        "cnn_glyphs": "models/pretrain/cnn_glyphs/glyphs/checkpoint.pt",
+        "efficientnet_imagenet_glyphs": "models/pretrain/efficientnet_imagenet_glyphs/imagenet+glyphs/checkpoint.pt",
+    }
 
 
 def test_unknown_override_key_fails_before_any_job(project):
