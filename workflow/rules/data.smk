@@ -99,7 +99,9 @@ rule views:
         "logs/benchmarks/views/{res}.tsv"
     conda:
         CONDA_ENV
-    threads: 2
+    # One worker on 2 cores: Snakemake's greedy scheduler fills every free core with a one-thread
+    # job, so a two-thread job waited until the end and the exported model's training with it.
+    threads: 1 if workflow.cores <= 2 else 2
     params:
         filter=config["resize"]["filter"],
         settings=as_json(PARAMS.views),
