@@ -43,6 +43,9 @@ rule cv_train_run:
         fold=r"\d+",
     conda:
         CONDA_ENV
+    # Trainings before evaluations and plots: the long jobs first, the short ones fill the
+    # cores at the end (otherwise a training could start last and run alone).
+    priority: 1
     threads: PARAMS.resources.train_threads
     resources:
         gpu=lambda w: PARAMS.model[w.model].gpus,
