@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import yaml
+from snakemake.utils import update_config
 
 from hccr import fonts
 from hccr.errors import DataError
@@ -37,7 +38,9 @@ def glyph_project(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("glyph_project"))
     params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
     tiny = yaml.safe_load((project / "tiny.yaml").read_text(encoding="utf-8"))
-    block = {**params["model"]["cnn"], **tiny["model"]["cnn"], "network": "cnn", "pretrained": "glyphs"}
+    block = params["model"]["cnn"]
+    update_config(block, tiny["model"]["cnn"])  # nested keys (augment) merge, as Snakemake merges them
+    block.update(network="cnn", pretrained="glyphs")
     block.pop("sizes")
     overrides = {
         "models": ["cnn_glyphs", "cnn_glyphs_excl"],
