@@ -99,9 +99,10 @@ rule views:
         "logs/benchmarks/views/{res}.tsv"
     conda:
         CONDA_ENV
-    # One worker on 2 cores: Snakemake's greedy scheduler fills every free core with a one-thread
-    # job, so a two-thread job waited until the end and the exported model's training with it.
-    threads: 1 if workflow.cores <= 2 else 2
+    # One worker: Snakemake's scheduler fills every free core with a one-thread job, so on 2 cores a
+    # two-thread job waited until the end, and the exported model's training with it. (Not
+    # workflow.cores: cluster executors run without --cores.)
+    threads: 1
     params:
         filter=config["resize"]["filter"],
         settings=as_json(PARAMS.views),
