@@ -2,15 +2,10 @@
 
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
-from snakemake.utils import update_config
 from snakemake_executor_plugin_slurm.utils import set_gres_string
-
-from hccr import config as hccr_config
 
 from helpers_workflow import describe, make_project, snakemake
 
@@ -140,15 +135,3 @@ def test_nested_config_override_reaches_the_jobs_with_its_type(project):
     assert proc.returncode == 0, describe(proc)
     assert '"batch_size": 64' in proc.stdout
     assert '"batch_size": "64"' not in proc.stdout
-
-
-def test_quick_profile_prioritizes_only_runs_it_has():
-    # A --prioritize target is also requested: a stale one would add a run to the main job.
-    root = Path(__file__).resolve().parents[1]
-    profile = root / "workflow/profiles/quick"
-    config = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-    update_config(config, yaml.safe_load((profile / "params.yaml").read_text(encoding="utf-8")))
-    runs = {f"models/runs/{model}/{size}/train.json" for model, size in hccr_config.runs(config)}
-    targets = yaml.safe_load((profile / "config.yaml").read_text(encoding="utf-8"))["prioritize"]
-    assert targets and set(targets) <= runs
-    assert targets[0] == "models/runs/cnn/full/train.json"  # the exported model's run, the longest

@@ -103,6 +103,7 @@ rule views:
     # two-thread job waited until the end, and the exported model's training with it. (Not
     # workflow.cores: cluster executors run without --cores.)
     threads: 1
+    priority: 1  # a training input: scheduled with the trainings (train.smk)
     params:
         filter=config["resize"]["filter"],
         settings=as_json(PARAMS.views),
