@@ -140,17 +140,16 @@ class BatchLoader:
         self.epoch = 0
 
         targets = torch.from_numpy(labels.copy())
-        nbytes = ids.size * self.image_size * self.image_size
+        self.view_share = augment.views if views is not None else 0.0
+        # The views are kept beside the images, wherever the images are kept: both count.
+        nbytes = ids.size * self.image_size * self.image_size * (2 if self.view_share > 0 else 1)
         if in_memory is None:
             in_memory = nbytes <= HOST_RESIDENT_SHARE * host_available_bytes()
         self.source, self.rows = None, ids
-        self.view_share = augment.views if views is not None else 0.0
         self.view_source, self.view_data = None, None
-        if self.view_share > 0:
-            nbytes *= 2
         if not in_memory:  # batches are gathered from the memory map as they are needed
             self.source = images
-            self.view_source = views if self.view_share > 0 else None
+            self.view_source = views
             self.resident = False
             self.data = None
             self.targets = targets.to(self.device) if self.device.type == "cuda" else targets
