@@ -46,7 +46,11 @@ def images_for(model):
 def views_for(model):
     """The predict-path views a run of `model` trains on ([] unless its augment.views > 0)."""
     block = PARAMS.model[model]
-    return [f"data/processed/views_{block.input_size}.npy"] if block.augment.views > 0 else []
+    return (
+        [f"data/processed/views_{block.input_size}.npy"]
+        if block.augment.views > 0
+        else []
+    )
 
 
 def views_files():

@@ -97,13 +97,13 @@ rule views:
         "logs/views/{res}.log",
     benchmark:
         "logs/benchmarks/views/{res}.tsv"
+    priority: 1  # a training input: scheduled with the trainings (train.smk)
     conda:
         CONDA_ENV
     # One worker: Snakemake's scheduler fills every free core with a one-thread job, so on 2 cores a
     # two-thread job waited until the end, and the exported model's training with it. (Not
     # workflow.cores: cluster executors run without --cores.)
     threads: 1
-    priority: 1  # a training input: scheduled with the trainings (train.smk)
     params:
         filter=config["resize"]["filter"],
         settings=as_json(PARAMS.views),

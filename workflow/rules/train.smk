@@ -36,11 +36,11 @@ rule train_run:
         "logs/train/{model}/{size}.log",
     benchmark:
         "logs/benchmarks/train/{model}/{size}.tsv"
-    conda:
-        CONDA_ENV
     # Trainings before evaluations and plots: the long jobs first, the short ones fill the
     # cores at the end (otherwise a training could start last and run alone).
     priority: 1
+    conda:
+        CONDA_ENV
     threads: PARAMS.resources.train_threads
     resources:
         gpu=lambda w: PARAMS.model[w.model].gpus,

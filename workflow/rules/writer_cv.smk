@@ -41,11 +41,11 @@ rule cv_train_run:
         "logs/benchmarks/writer_cv/train/{model}/{size}/fold{fold}.tsv"
     wildcard_constraints:
         fold=r"\d+",
-    conda:
-        CONDA_ENV
     # Trainings before evaluations and plots: the long jobs first, the short ones fill the
     # cores at the end (otherwise a training could start last and run alone).
     priority: 1
+    conda:
+        CONDA_ENV
     threads: PARAMS.resources.train_threads
     resources:
         gpu=lambda w: PARAMS.model[w.model].gpus,
