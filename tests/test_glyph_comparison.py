@@ -43,7 +43,7 @@ def test_duels_and_winners_say_who_wins_and_whether_it_counts():
 def test_section_has_the_numerals_note_and_the_pretraining_cost(tmp_path):
     pre = tmp_path / "models/pretrain/cnn_glyphs/glyphs"
     pre.mkdir(parents=True)
-    corpus = {"classes": 3755, "fonts": [{}, {}, {}, {}], "excluded_characters": ""}
+    corpus = {"classes": 3755, "fonts": [{}, {}, {}, {}], "excluded_characters": "", "target_characters_in_corpus": 15}
     (pre / "train.json").write_text(
         json.dumps({"corpus": corpus, "n_train": 28530, "epochs": 2, "seconds_total": 812.0})
     )
@@ -55,6 +55,26 @@ def test_section_has_the_numerals_note_and_the_pretraining_cost(tmp_path):
     empty = rr.Document("t")
     gc.add_section(empty, sc.comparison_table(runs()[:1] + runs()[3:4]), tmp_path / "models/runs")
     assert empty.blocks == []  # no glyph start: nothing added
+
+
+def test_the_note_says_so_when_the_corpus_holds_none_of_the_numerals(tmp_path):
+    for start, classes in (("cnn_glyphs/glyphs", 500), ("efficientnet_imagenet_glyphs/imagenet+glyphs", 500)):
+        pre = tmp_path / "models/pretrain" / start
+        pre.mkdir(parents=True)
+        corpus = {"classes": classes, "fonts": [{}], "target_characters_in_corpus": 0}
+        (pre / "train.json").write_text(json.dumps({"corpus": corpus, "n_train": 15200, "epochs": 8}))
+    doc = rr.Document("t")
+    gc.add_section(doc, sc.comparison_table(runs()), tmp_path / "models/runs")
+    text = rr.to_markdown(doc, tmp_path)
+    assert "(500 of GB2312 level 1's 3,755 characters) holds none of" in text and "is transfer" in text
+    assert "are among them" not in text
+    # one pretraining that saw them is enough for the other note
+    (tmp_path / "models/pretrain/cnn_glyphs/glyphs/train.json").write_text(
+        json.dumps({"corpus": {"classes": 3755, "target_characters_in_corpus": 15}})
+    )
+    doc = rr.Document("t")
+    gc.add_section(doc, sc.comparison_table(runs()), tmp_path / "models/runs")
+    assert "15 numerals are among" in rr.to_markdown(doc, tmp_path)
 
 
 def test_model_card_says_the_weights_came_from_printed_glyphs():
