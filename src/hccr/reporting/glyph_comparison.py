@@ -60,10 +60,7 @@ def read_pretrainings(pretrain_dir: Path) -> pd.DataFrame:
                 "target_in_corpus": corpus.get("target_characters_in_corpus"),
             }
         )
-    columns = [
-        *["model", "start", "classes", "fonts", "excluded", "n_train", "epochs", "seconds", "val_accuracy"],
-        "target_in_corpus",
-    ]
+    columns = "model start classes fonts excluded n_train epochs seconds val_accuracy target_in_corpus".split()
     return pd.DataFrame(rows, columns=columns)
 
 
