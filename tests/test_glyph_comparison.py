@@ -58,10 +58,10 @@ def test_section_has_the_numerals_note_and_the_pretraining_cost(tmp_path):
 
 
 def test_the_note_says_so_when_the_corpus_holds_none_of_the_numerals(tmp_path):
-    for start, classes in (("cnn_glyphs/glyphs", 500), ("efficientnet_imagenet_glyphs/imagenet+glyphs", 500)):
+    corpus = {"classes": 500, "fonts": [{}], "target_characters_in_corpus": 0}
+    for start in ("cnn_glyphs/glyphs", "efficientnet_imagenet_glyphs/imagenet+glyphs"):
         pre = tmp_path / "models/pretrain" / start
         pre.mkdir(parents=True)
-        corpus = {"classes": classes, "fonts": [{}], "target_characters_in_corpus": 0}
         (pre / "train.json").write_text(json.dumps({"corpus": corpus, "n_train": 15200, "epochs": 8}))
     doc = rr.Document("t")
     gc.add_section(doc, sc.comparison_table(runs()), tmp_path / "models/runs")

@@ -60,7 +60,18 @@ def read_pretrainings(pretrain_dir: Path) -> pd.DataFrame:
                 "target_in_corpus": corpus.get("target_characters_in_corpus"),
             }
         )
-    columns = "model start classes fonts excluded n_train epochs seconds val_accuracy target_in_corpus".split()
+    columns = [
+        "model",
+        "start",
+        "classes",
+        "fonts",
+        "excluded",
+        "n_train",
+        "epochs",
+        "seconds",
+        "val_accuracy",
+        "target_in_corpus",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -95,7 +106,7 @@ def winners(table: pd.DataFrame) -> list[str]:
 def honesty_note(pretrainings: pd.DataFrame) -> str:
     """What the glyph starts saw of the target's classes, from the pretrainings' corpus records."""
     seen = pd.to_numeric(pretrainings["target_in_corpus"], errors="coerce")
-    if not seen.empty and seen.notna().all() and (seen == 0).all():
+    if not seen.empty and (seen == 0).all():  # a missing record (NaN) is not 0: the general note
         classes = ", ".join(sorted({integer(c) for c in pretrainings["classes"]}))
         return (
             f"The glyph corpus of these runs ({classes} of GB2312 level 1's 3,755 characters) holds none of Chinese "
