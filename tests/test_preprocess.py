@@ -151,6 +151,18 @@ def test_open_image_errors_name_the_file(tmp_path):
     assert open_image(path).size == (64, 64)
 
 
+def test_a_png_cut_anywhere_past_its_last_checksum_is_refused():
+    buffer = io.BytesIO()
+    Image.fromarray(make_glyph()).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    # Cutting inside the pixel stream's zlib trailer or the end chunk still decodes every pixel, so
+    # load() alone would accept it; only the IEND checksum (last 4 bytes) may go without losing anything.
+    for cut in range(5, len(data)):
+        with pytest.raises(DataError, match="short.png: (broken or truncated|not an image)"):
+            open_image(data[:-cut], "short.png")
+    assert open_image(data[:-4], "short.png").size == (64, 64)
+
+
 @pytest.mark.realdata
 def test_constants_match_the_real_archive(real_archive):
     """The figures in the module docstring, re-measured on every glyph of the archive."""

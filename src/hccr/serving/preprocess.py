@@ -139,6 +139,10 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None, max_p
                     f"{label}: image too large ({width}x{height} = {width * height / 1e6:.1f} megapixels; "
                     f"limit {max_pixels / 1e6:.0f})"
                 )
+            # load() stops once the pixels are decoded; verify() also checks every chunk's checksum and
+            # the end marker, so a file cut short inside its trailer is refused, not half-trusted.
+            image.verify()
+            image = Image.open(io.BytesIO(data))
             image.load()
         except DataError:
             raise
