@@ -7,6 +7,7 @@ import json
 from hccr.reporting import glyph_comparison as gc
 from hccr.reporting import report_render as rr
 from hccr.reporting import start_comparison as sc
+from hccr.starts import glyph_source
 from test_start_comparison import make_run
 
 CNN = {"network": "cnn", "arch": "cnn", "input_size": 64}
@@ -81,8 +82,16 @@ def test_model_card_says_the_weights_came_from_printed_glyphs():
     from hccr.reporting.model_card import _start_banner
 
     cfg = {"arch": "cnn", "pretrained": "glyphs"}
-    banner = _start_banner("glyphs", "pretrain/cnn_glyphs: 3,755 classes, 4 fonts", cfg)
-    assert "pretrained on printed Chinese glyphs" in banner
-    assert "glyphs (pretrain/cnn_glyphs: 3,755 classes, 4 fonts)" in banner and "scratch" not in banner
-    ablation = _start_banner("glyphs-excl", "pretrain/cnn: 3,740 classes", {**cfg, "pretrained": "glyphs-excl"})
-    assert "ablation, which pretrained without them" in ablation
+    full = glyph_source("cnn_glyphs", 3755, 4, target_seen=15)
+    banner = _start_banner("glyphs", full, cfg)
+    assert "pretrained on printed Chinese glyphs" in banner and "scratch" not in banner
+    assert "glyphs (pretrain/cnn_glyphs: 3,755 classes, 4 fonts, the target's 15 characters among them" in banner
+    # The CPU corpus prints none of the numerals: the card must not claim it does (it once did).
+    cpu = _start_banner("glyphs", glyph_source("cnn", 500, 4, target_seen=0), cfg)
+    assert "none of the target's characters among them" in cpu and "15" not in cpu
+    ablation = _start_banner("glyphs-excl", glyph_source("cnn", 3740, 4, excluded=15, target_seen=15), cfg)
+    assert "without the target's 15 characters" in ablation and "among them" not in ablation
+
+
+def test_a_glyph_source_without_a_corpus_count_claims_nothing_about_the_target():
+    assert glyph_source("cnn", 8, 1) == "pretrain/cnn: 8 classes, 1 font"

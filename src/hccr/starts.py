@@ -39,10 +39,20 @@ GLYPH_STARTS: dict[str, GlyphStart] = {
 }
 
 
-def glyph_source(model: str, classes: int, fonts: int, excluded: int = 0) -> str:
-    """`pretrain/efficientnet: 3,755 classes, 4 fonts` (and what the ablation left out)."""
+def glyph_source(model: str, classes: int, fonts: int, excluded: int = 0, target_seen: int | None = None) -> str:
+    """`pretrain/efficientnet: 3,755 classes, 4 fonts` and what the corpus held of the target's classes.
+
+    `excluded`: the target characters the ablation left out; `target_seen`: how many of them the
+    corpus prints (its record's `target_characters_in_corpus`; None for a record without it).
+    """
     text = f"pretrain/{model}: {classes:,} classes, {fonts} font{'s' if fonts != 1 else ''}"
-    return text + (f", without the target's {excluded} characters" if excluded else "")
+    if excluded:
+        return text + f", without the target's {excluded} characters"
+    if target_seen is None:
+        return text
+    if target_seen == 0:
+        return text + ", none of the target's characters among them"
+    return text + f", the target's {target_seen} characters among them (printed, not handwritten)"
 
 
 def describe_start(start: str, source: str | None = None) -> str:

@@ -78,5 +78,6 @@ def build(
         len(str(data.get("characters", ""))),
         len(corpus.get("fonts", [])),
         len(corpus.get("excluded_characters", "")),
+        corpus.get("target_characters_in_corpus"),
     )
     return model, kind

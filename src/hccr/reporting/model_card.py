@@ -36,11 +36,10 @@ def _start_banner(start: str, source: str, config: Mapping[str, Any]) -> str:
             f"> **Weights: fine-tuned from ImageNet-pretrained `{arch}`**{where} (transfer learning, as in the study)."
         )
     if start in GLYPH_STARTS:  # docs/glyphs.md
+        # The source (hccr.starts.glyph_source) says whether the corpus printed the target's characters.
         return (
             f"> **Weights: `{arch}` pretrained on printed Chinese glyphs, then fine-tuned on Chinese MNIST** — "
-            f"{start_label(start)}: `{describe_start(start, source)}`. The printed corpus includes the 15 numerals "
-            "(printed forms, not handwriting)"
-            + (", except in this ablation, which pretrained without them." if start == "glyphs-excl" else ".")
+            f"{start_label(start)}: `{describe_start(start, source)}`."
         )
     if start.startswith("file:"):
         return f"> **Weights: started from a local weights file** (`{start[5:]}`), then trained on Chinese MNIST."
