@@ -63,6 +63,10 @@ def softmax(model: torch.nn.Module, pixels: np.ndarray, mean: float, std: float,
         return torch.cat([model(x[i : i + 512]).softmax(1) for i in range(0, len(x), 512)]).numpy()
 
 
+def stats(meta: dict) -> tuple[float, float]:
+    return meta["normalize"]["mean"], meta["normalize"]["std"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", default=".", help="a finished writer-CV project")
@@ -92,24 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         for role in ("val", "test"):
             ids = np.sort(split.loc[split["role"] == role, "id"].to_numpy())
             pixels, truth = np.ascontiguousarray(images[ids]), labels[ids]
-            scored = []
-            for model, meta in models:
-                model.eval()
-                mean, std = meta["normalize"]["mean"], meta["normalize"]["std"]
-                scored.append(
-                    {
-                        "alone": softmax(model, pixels, mean, std),
-                        **{k: [softmax(model, pixels, mean, std, v) for v in VIEWS[k]] for k in tta},
-                    }
-                )
-            first = scored[0]
+            # load_model returns each model in eval mode; TTA is scored for the fold's own model only.
+            alone = [softmax(model, pixels, *stats(meta)) for model, meta in models]
+            model, meta = models[0]
             probabilities = {
-                "alone": first["alone"],
-                **{f"TTA {kind}": first["alone"] + sum(first[kind]) for kind in tta},
-                **{name: s["alone"] for name, s in zip(also, scored[1:], strict=True)},
+                "alone": alone[0],
+                **{
+                    f"TTA {kind}": alone[0] + sum(softmax(model, pixels, *stats(meta), view) for view in VIEWS[kind])
+                    for kind in tta
+                },
+                **dict(zip(also, alone[1:], strict=True)),
             }
             if args.also:
-                probabilities["seed ensemble"] = sum(s["alone"] for s in scored)
+                probabilities["seed ensemble"] = sum(alone)
             row = []
             for column in columns:
                 accuracy = 100 * float((probabilities[column].argmax(1) == truth).mean())
