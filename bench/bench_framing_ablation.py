@@ -13,8 +13,8 @@ variant: the prediction path as it is, then with one step of `canonical_glyph` s
 global median instead of the local background, no background removal, the old framed range,
 always framed / always reframed, another frame filter, no stroke-peak scaling, the 3x3 median
 that smoothed the polarity and ink steps before. `shifted far` and `textured dark` are harder
-than the robustness rule's settings; `--ink` scales every glyph's strokes first (0.6: a faint writer), so that
-settings for faint ink can be chosen on validation writers.
+than the robustness rule's settings; `--ink` scales every glyph's strokes first (0.6: a faint
+writer), so that settings for faint ink can be chosen on validation writers.
 Prints one accuracy per variant and transform; asserts nothing.
 """
 
