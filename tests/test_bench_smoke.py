@@ -14,7 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+
+from hccr.data.layout import CHINESE_MNIST
+from hccr.data.synthetic import render
+
+from helpers_serve import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -150,3 +157,49 @@ def test_bench_quick_profile_smoke_reports_every_data_job(tmp_path):
 def test_gpu_check_script_parses():
     proc = run_script("bash", "-n", str(BENCH / "gpu_check.sh"))
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_framing_ablation_prints_one_row_per_variant_on_faint_validation_images(tmp_path):
+    """Synthetic glyphs, a random tiny CNN: the table's shape and the native path's invariance."""
+    rows = [(code, writer) for writer in (1, 2) for code in range(1, 16)]
+    images = np.stack([np.asarray(render(code, writer=writer, sample=1, seed=3).convert("L")) for code, writer in rows])
+    np.save(tmp_path / "images_64.npy", images)
+    labels = [code - 1 for code, _ in rows]
+    pd.DataFrame(
+        {
+            "id": range(len(rows)),
+            "writer": [writer for _, writer in rows],
+            "sample": 1,
+            "code": [code for code, _ in rows],
+            "value": [CHINESE_MNIST.values[label] for label in labels],
+            "character": [CHINESE_MNIST.characters[label] for label in labels],
+            "label": labels,
+            "path": [f"input_{writer}_1_{code}.jpg" for code, writer in rows],
+        }
+    ).to_csv(tmp_path / "index.csv", index=False)
+    roles = ["val" if writer == 1 else "test" for _, writer in rows]
+    pd.DataFrame({"id": range(len(rows)), "role": roles}).to_csv(tmp_path / "split.csv", index=False)
+    model = tiny_checkpoint(tmp_path / "checkpoint.pt")
+    transforms = ["original", "shifted far", "textured dark"]
+    variants = ["predict (all steps)", "ink smoothing: 3x3 median (before)"]
+    proc = run_script(
+        sys.executable,
+        str(BENCH / "bench_framing_ablation.py"),
+        *("--model", str(model), "--images", str(tmp_path / "images_64.npy"), "--index", str(tmp_path / "index.csv")),
+        *("--split", str(tmp_path / "split.csv"), "--role", "val", "--ink", "0.6", "--threads", "1"),
+        *("--transforms", *transforms, "--variants", *variants),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "# val images: 15" in out and "# ink: 0.6" in out
+    assert f"| variant | {' | '.join(transforms)} | s |" in out
+    table = {}
+    for variant in variants:
+        cells = re.search(rf"^\| {re.escape(variant)} \| (.*) \|$", out, flags=re.MULTILINE)
+        assert cells, f"no row for {variant!r} in:\n{out}"
+        table[variant] = [float(cell.split()[0]) for cell in cells.group(1).split(" | ")]
+        assert len(table[variant]) == len(transforms) + 1  # one accuracy per transform, then seconds
+        assert all(0 <= accuracy <= 100 for accuracy in table[variant][:-1])
+    # A file already in the dataset's format takes the native path, which no framing switch touches.
+    assert table[variants[0]][0] == table[variants[1]][0]
