@@ -36,7 +36,7 @@ Steps of `canonical_glyph` (figures measured on the real archive, all 13,500 gly
    With this rule the archive's ink box has a longer side of 24 px (median; quartiles
    19 / 29; 1st-99th percentile 10-44 px) and its centre sits mid-frame (row 32.5, col 33).
 6. **Frame.** Chinese MNIST glyphs are the cells of a form the volunteers wrote in, so the
-   frame carries the character's size: 一 spans ~13 px, 零 ~34 px, and the models use it.
+   frame carries the character's size: 一 spans ~13 px, 零 ~34 px (median rule), and the models use it.
    - *Framed*: when the image, padded to a centred square, holds an ink box whose longer
      side would be 6-60 px of 64 (`FRAMED_SIDE`: the archive's smallest and largest, 6 and
      57 px, plus 3 px for resampling), the image already is a cell: the whole square is
