@@ -53,6 +53,7 @@ VARIANTS = {
     # steps 3 and 5 before: a 3x3 median (erases one-pixel strokes), with the framed range it was measured with
     "ink smoothing: 3x3 median (before)": {"smoothing": "median", "framed_side": (4.0, 60.0)},
 }
+# name -> settings; a name's first word is its function in hccr.evaluation.transforms
 TRANSFORMS = {
     "original": {},
     "inverted": {},

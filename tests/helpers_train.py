@@ -28,6 +28,13 @@ def make_data(folder, n=300, seed=0, learnable=True, size=SIZE, classes=CHINESE_
         images[i, row : row + 3, 1 : 3 + 2 * int(label)] = 220
     if not learnable:
         labels = rng.permutation(labels)
+    roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
+    return write_data(folder, images, labels, writers, roles, classes)
+
+
+def write_data(folder, images, labels, writers, roles, classes=CHINESE_MNIST):
+    """`images.npy`, `index.csv` and `split.csv` in `folder`, as the data steps write them."""
+    labels, n = np.asarray(labels), len(images)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "images.npy", images)
     pd.DataFrame(
@@ -42,7 +49,6 @@ def make_data(folder, n=300, seed=0, learnable=True, size=SIZE, classes=CHINESE_
             "path": [f"p{i}.jpg" for i in range(n)],
         }
     ).to_csv(folder / "index.csv", index=False)
-    roles = np.where(writers % 10 < 7, "train", np.where(writers % 10 < 9, "val", "test"))
     pd.DataFrame({"id": np.arange(n), "role": roles}).to_csv(folder / "split.csv", index=False)
     return folder
 

@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from hccr.data.layout import CHINESE_MNIST
 from hccr.data.synthetic import render
 
 from helpers_serve import tiny_checkpoint
+from helpers_train import write_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -164,30 +163,17 @@ def test_bench_framing_ablation_prints_one_row_per_variant_on_faint_validation_i
     """Synthetic glyphs, a random tiny CNN: the table's shape and the native path's invariance."""
     rows = [(code, writer) for writer in (1, 2) for code in range(1, 16)]
     images = np.stack([np.asarray(render(code, writer=writer, sample=1, seed=3).convert("L")) for code, writer in rows])
-    np.save(tmp_path / "images_64.npy", images)
-    labels = [code - 1 for code, _ in rows]
-    pd.DataFrame(
-        {
-            "id": range(len(rows)),
-            "writer": [writer for _, writer in rows],
-            "sample": 1,
-            "code": [code for code, _ in rows],
-            "value": [CHINESE_MNIST.values[label] for label in labels],
-            "character": [CHINESE_MNIST.characters[label] for label in labels],
-            "label": labels,
-            "path": [f"input_{writer}_1_{code}.jpg" for code, writer in rows],
-        }
-    ).to_csv(tmp_path / "index.csv", index=False)
-    roles = ["val" if writer == 1 else "test" for _, writer in rows]
-    pd.DataFrame({"id": range(len(rows)), "role": roles}).to_csv(tmp_path / "split.csv", index=False)
+    writers = [writer for _, writer in rows]
+    roles = ["val" if writer == 1 else "test" for writer in writers]
+    data = write_data(tmp_path, images, [code - 1 for code, _ in rows], writers, roles)
     model = tiny_checkpoint(tmp_path / "checkpoint.pt")
     transforms = ["original", "shifted far", "textured dark"]
     variants = ["predict (all steps)", "ink smoothing: 3x3 median (before)"]
     proc = run_script(
         sys.executable,
         str(BENCH / "bench_framing_ablation.py"),
-        *("--model", str(model), "--images", str(tmp_path / "images_64.npy"), "--index", str(tmp_path / "index.csv")),
-        *("--split", str(tmp_path / "split.csv"), "--role", "val", "--ink", "0.6", "--threads", "1"),
+        *("--model", str(model), "--images", str(data / "images.npy"), "--index", str(data / "index.csv")),
+        *("--split", str(data / "split.csv"), "--role", "val", "--ink", "0.6", "--threads", "1"),
         *("--transforms", *transforms, "--variants", *variants),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
