@@ -292,3 +292,38 @@ def test_efficientnet_learns_a_fixed_batch():
     apply_freeze(model, 100)
     first, last = loss_drops(model, 32, steps=2, lr=1e-3)
     assert last < first
+
+
+# --- the EfficientNet head's optional BatchNorm ------------------------------------------------
+
+
+def hidden_activations(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the head's ReLU lets through, for a train-mode forward of `x`."""
+    seen = {}
+    relu = next(m for m in model.head if isinstance(m, nn.ReLU))
+    handle = relu.register_forward_hook(lambda _m, _i, out: seen.setdefault("out", out.detach().clone()))
+    model.train()(x)
+    handle.remove()
+    return seen["out"]
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_a_batchnorm_head_keeps_its_units_firing_after_a_step_that_kills_the_studys(batchnorm):
+    # The death from scratch (hccr.models.efficientnet): one Adam step pushes a unit's input
+    # below zero for every image. Simulated here by moving every hidden bias far down.
+    torch.manual_seed(0)
+    head = {"hidden": 32, "dropout": 0.0, "batchnorm": batchnorm}
+    cfg = cfg_for("efficientnet", arch="tf_efficientnet_lite0", input_size=32, head=head, drop_path_rate=0.0)
+    model, _ = create("efficientnet", cfg, "none", num_classes=15)
+    kinds = [type(m) for m in model.head]
+    assert (nn.BatchNorm1d in kinds) is batchnorm
+    if batchnorm:
+        assert kinds.index(nn.BatchNorm1d) == kinds.index(nn.ReLU) - 1  # normalised before the ReLU
+    hidden = next(m for m in model.head if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        hidden.bias -= 100.0
+    fires = (hidden_activations(model, torch.randn(8, 1, 32, 32)) > 0).any(dim=0)
+    if batchnorm:
+        assert fires.all()  # every unit fires for some image of the batch
+    else:
+        assert not fires.any()  # the study's head: dead for good

