@@ -48,6 +48,23 @@ def test_batches_have_the_right_shapes_dtypes_and_count(images):
     assert sum(len(y) for _, y in make_loader(images, batch_size=8, drop_last=True)) == 48
 
 
+def test_drop_lone_leaves_out_a_last_batch_of_one_image_and_a_different_one_each_epoch(images):
+    # 49 images in batches of 8: 6 x 8 + 1. A BatchNorm1d in a head cannot train on that 1.
+    ids = np.arange(49)
+    loader = make_loader(images, ids, batch_size=8, shuffle=True, seed=3, drop_lone=True)
+    left_out = []
+    for epoch in range(4):
+        loader.set_epoch(epoch)
+        sizes = [len(y) for _, y in loader]
+        assert sizes == [8] * 6 and len(loader) == 6
+        left_out.append(set(range(49)) - set(loader.epoch_indices().tolist()))
+    assert all(len(out) == 1 for out in left_out)
+    assert len(set().union(*left_out)) > 1  # not always the same image
+    # Without it, or when the last batch holds more than one image, nothing is left out.
+    assert [len(y) for _, y in make_loader(images, ids, batch_size=8)][-1] == 1
+    assert sum(len(y) for _, y in make_loader(images, batch_size=8, drop_lone=True)) == 50
+
+
 def test_batches_are_the_normalised_rows_in_order(images):
     ids = np.array([3, 1, 40, 7, 22])
     loader = make_loader(images, ids, batch_size=2, mean=0.4, std=0.3)

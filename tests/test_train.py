@@ -268,3 +268,26 @@ def test_run_state_round_trips_through_its_saved_dict():
     assert again == state
     assert again.phase_over(0) and not again.phase_over(1) and not again.resumes_phase(1)
     assert again.history_rows() == [{"epoch": 1, "phase": "a"}]
+
+
+def test_a_batchnorm_head_trains_when_the_last_batch_would_hold_one_image(data, tmp_path):
+    # 210 training images in batches of 209 leave one over: a BatchNorm1d cannot train on one
+    # image (PyTorch raises), so the loader leaves it out and a different one sits out each epoch.
+    n_train = int((pd.read_csv(data / "split.csv")["role"] == "train").sum())
+    cfg = with_phases(
+        CNN,
+        [{"name": "train", "epochs": 2, "lr": 1e-3, "freeze": "none"}],
+        network="efficientnet",
+        arch="tf_efficientnet_lite0",
+        in_chans=1,
+        drop_path_rate=0.0,
+        head={"hidden": 16, "dropout": 0.0, "batchnorm": True},
+        batch_size=n_train - 1,
+    )
+    del cfg["width"], cfg["convs_per_block"], cfg["dropout"]
+    out = tmp_path / "run"
+    assert main(train_args(data, out, cfg, model="efficientnet")) == 0
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["epochs"] == 2 and summary["n_train"] == n_train
+    kinds = [type(m).__name__ for m in checkpoint.load_model(out / "checkpoint.pt")[0].head]
+    assert "BatchNorm1d" in kinds

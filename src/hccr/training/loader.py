@@ -83,6 +83,9 @@ class BatchLoader:
     `views`: an array row-aligned with `images` (hccr.data.views: each glyph as predict frames
     a user's file); each epoch, a share `augment.views` of the images, drawn from the epoch's
     generator, is swapped for its view before the affine.
+    `drop_lone`: leave out a last batch of exactly one image (for training: a BatchNorm1d
+    cannot normalise one sample, so PyTorch refuses it; with shuffling, a different image sits
+    out each epoch).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        drop_lone: bool = False,
         even_shards: bool = True,
         in_memory: bool | None = None,
         views: np.ndarray | None = None,
@@ -135,6 +139,7 @@ class BatchLoader:
         self.augment = augment
         self.rank, self.world_size = rank, world_size
         self.drop_last = drop_last
+        self.drop_lone = drop_lone
         self.even_shards = even_shards
         self.image_size = int(images.shape[1])
         self.epoch = 0
@@ -179,7 +184,11 @@ class BatchLoader:
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
         n = self.num_samples
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return n // self.batch_size if self.drop_last else math.ceil((n - self._lone(n)) / self.batch_size)
+
+    def _lone(self, n: int) -> int:
+        """1 when `drop_lone` leaves out the single image a last batch of `n` samples would hold."""
+        return int(self.drop_lone and n > 1 and n % self.batch_size == 1)
 
     @property
     def dataset_size(self) -> int:
@@ -216,7 +225,7 @@ class BatchLoader:
             order = order[self.rank :: w]
         if self.drop_last:
             order = order[: (len(order) // self.batch_size) * self.batch_size]
-        return order
+        return order[: len(order) - self._lone(len(order))]
 
     def _gather(self, index: torch.Tensor, views: bool = False) -> torch.Tensor:
         """The uint8 pixels (B, S, S) of positions `index` (into ids), from the copy or the memory map."""

@@ -222,6 +222,7 @@ class Trainer:
             shuffle=True,
             augment_cfg=s.augment,
             views=self.views,
+            drop_lone=True,  # the GRU head's BatchNorm1d (and head.batchnorm's) cannot train on one image
             **common,
         )
         # Evaluation: each rank its own disjoint share, no padding, sums all-reduced.
