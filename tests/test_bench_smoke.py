@@ -189,3 +189,60 @@ def test_bench_framing_ablation_prints_one_row_per_variant_on_faint_validation_i
         assert all(0 <= accuracy <= 100 for accuracy in table[variant][:-1])
     # A file already in the dataset's format takes the native path, which no framing switch touches.
     assert table[variants[0]][0] == table[variants[1]][0]
+
+
+def lite0_checkpoint(path: Path, images: np.ndarray, batchnorm: bool) -> Path:
+    """A random Lite0 (32 px, 16 hidden units) whose hidden biases were moved 100 below zero.
+
+    With `batchnorm`, the head's BatchNorm has learned the statistics of `images` (as training
+    would), so in inference mode it re-centres every unit and the shift is undone.
+    """
+    import torch
+
+    from hccr.data.layout import CHINESE_MNIST
+    from hccr.models import checkpoint, create
+
+    torch.manual_seed(0)
+    head = {"hidden": 16, "dropout": 0.0, "batchnorm": batchnorm}
+    cfg = {"network": "efficientnet", "arch": "tf_efficientnet_lite0", "input_size": 32, "in_chans": 1, "head": head}
+    cfg["drop_path_rate"] = 0.0  # train and inference forwards alike
+    model, _ = create("efficientnet", cfg, "none", num_classes=len(CHINESE_MNIST))
+    with torch.no_grad():
+        model.head[1].bias -= 100.0
+        if batchnorm:
+            for layer in model.modules():
+                if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                    layer.momentum = None  # running statistics = this batch's, exactly
+            model.train()(torch.from_numpy((images[:, None] / 255.0 - 0.2) / 0.3).float())
+    return checkpoint.save(
+        path,
+        classes=CHINESE_MNIST,
+        model_name="efficientnet",
+        config=cfg,
+        state_dict=model.eval().state_dict(),
+        input_size=32,
+        normalize={"mean": 0.2, "std": 0.3},
+        start="scratch",
+        epoch=1,
+        val_accuracy=0.25,
+    )
+
+
+def test_bench_dead_head_counts_the_units_no_training_image_fires(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 15
+    images = rng.integers(0, 255, (60, 32, 32), dtype=np.uint8)
+    data = write_data(tmp_path, images, labels, np.arange(60) // 15, ["train"] * 45 + ["val"] * 15)
+    study = lite0_checkpoint(tmp_path / "study.pt", images[:45], batchnorm=False)
+    normed = lite0_checkpoint(tmp_path / "batchnorm.pt", images[:45], batchnorm=True)
+    proc = run_script(
+        sys.executable,
+        str(BENCH / "bench_dead_head.py"),
+        *("--images", str(data / "images.npy"), "--index", str(data / "index.csv"), "--split", str(data / "split.csv")),
+        str(study),
+        str(normed),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = r"^\| {} \| scratch \| {} \| 16 \| ([0-9]+) \| ([0-9.]+) % \| 25.0 % \|$"
+    assert figure(row.format(re.escape(str(study)), "no"), proc.stdout) == 16  # every unit below zero for every image
+    assert figure(row.format(re.escape(str(normed)), "yes"), proc.stdout) == 0  # the BatchNorm re-centred them
