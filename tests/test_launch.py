@@ -191,7 +191,12 @@ def test_ranks_per_device_spreads_round_robin():
     assert ranks_per_device(8, 3) == [3, 3, 2]
 
 
-WAITER = "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+# SIGINT back to its default first: a test run started in the background (`make test &`) has
+# SIGINT ignored, as POSIX shells start background jobs, and the job would inherit that.
+WAITER = (
+    "import os, signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+    "open(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+)
 
 
 def wait_for(path: Path, timeout=30.0):

@@ -77,12 +77,13 @@ def test_glyphs_cpu_profile_compares_the_starts_at_10_and_70_per_class(project):
     proc = snakemake(project, "-n", "--printshellcmds", "--profile", str(profile))
     assert proc.returncode == 0, describe(proc)
     counts = job_counts(proc.stdout)
-    assert counts["train_run"] == 5 * 2  # cnn, cnn_glyphs, Lite0 from ImageNet / scratch / ImageNet+glyphs
-    assert counts["glyph_pretrain"] == 2 and counts["glyph_corpus"] == 1
+    assert counts["train_run"] == 6 * 2  # cnn, cnn_glyphs, Lite0 from ImageNet / scratch / glyphs / ImageNet+glyphs
+    assert counts["glyph_pretrain"] == 3 and counts["glyph_corpus"] == 1
     assert re.search(r"hccr\.data\.glyphs .*--variants 8 .*--count 500 ", proc.stdout)
     starts = dict(re.findall(r"--model (\w+) --size tiny .*?--start-weights (\S+)", proc.stdout))
     assert starts == {
         "cnn_glyphs": "models/pretrain/cnn_glyphs/glyphs/checkpoint.pt",
+        "efficientnet_glyphs": "models/pretrain/efficientnet_glyphs/glyphs/checkpoint.pt",
         "efficientnet_imagenet_glyphs": "models/pretrain/efficientnet_imagenet_glyphs/imagenet+glyphs/checkpoint.pt",
     }
 
