@@ -32,22 +32,27 @@ TINY_CNN = {
 RUNNING = re.compile(r"Uvicorn running on (http://\S+)")
 
 
-def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A randomly initialised CNN checkpoint: answers are arbitrary but deterministic."""
-    torch.manual_seed(seed)
-    model, _ = create("cnn", TINY_CNN, "none", num_classes=len(CHINESE_MNIST))
+def save_untrained(path: Path, model: torch.nn.Module, name: str, config: dict, normalize: dict) -> Path:
+    """`model` as a Chinese MNIST checkpoint from scratch (epoch 3, validation accuracy 0.5)."""
     return checkpoint.save(
         path,
         classes=CHINESE_MNIST,
-        model_name="cnn",
-        config=TINY_CNN,
+        model_name=name,
+        config=config,
         state_dict=model.eval().state_dict(),
-        input_size=TINY_CNN["input_size"],
-        normalize={"mean": 0.05, "std": 0.15},
+        input_size=config["input_size"],
+        normalize=normalize,
         start="scratch",
         epoch=3,
         val_accuracy=0.5,
     )
+
+
+def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised CNN checkpoint: answers are arbitrary but deterministic."""
+    torch.manual_seed(seed)
+    model, _ = create("cnn", TINY_CNN, "none", num_classes=len(CHINESE_MNIST))
+    return save_untrained(path, model, "cnn", TINY_CNN, {"mean": 0.05, "std": 0.15})
 
 
 def export_onnx_of(ckpt: Path, out: Path) -> Path:

@@ -19,7 +19,7 @@ import pytest
 
 from hccr.data.synthetic import render
 
-from helpers_serve import tiny_checkpoint
+from helpers_serve import save_untrained, tiny_checkpoint
 from helpers_train import write_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +200,7 @@ def lite0_checkpoint(path: Path, images: np.ndarray, batchnorm: bool) -> Path:
     import torch
 
     from hccr.data.layout import CHINESE_MNIST
-    from hccr.models import checkpoint, create
+    from hccr.models import create
 
     torch.manual_seed(0)
     head = {"hidden": 16, "dropout": 0.0, "batchnorm": batchnorm}
@@ -214,18 +214,7 @@ def lite0_checkpoint(path: Path, images: np.ndarray, batchnorm: bool) -> Path:
                 if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
                     layer.momentum = None  # running statistics = this batch's, exactly
             model.train()(torch.from_numpy((images[:, None] / 255.0 - 0.2) / 0.3).float())
-    return checkpoint.save(
-        path,
-        classes=CHINESE_MNIST,
-        model_name="efficientnet",
-        config=cfg,
-        state_dict=model.eval().state_dict(),
-        input_size=32,
-        normalize={"mean": 0.2, "std": 0.3},
-        start="scratch",
-        epoch=1,
-        val_accuracy=0.25,
-    )
+    return save_untrained(path, model, "efficientnet", cfg, {"mean": 0.2, "std": 0.3})
 
 
 def test_bench_dead_head_counts_the_units_no_training_image_fires(tmp_path):
@@ -243,6 +232,6 @@ def test_bench_dead_head_counts_the_units_no_training_image_fires(tmp_path):
         str(normed),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    row = r"^\| {} \| scratch \| {} \| 16 \| ([0-9]+) \| ([0-9.]+) % \| 25.0 % \|$"
+    row = r"^\| {} \| scratch \| {} \| 16 \| ([0-9]+) \| ([0-9.]+) % \| 50.0 % \|$"
     assert figure(row.format(re.escape(str(study)), "no"), proc.stdout) == 16  # every unit below zero for every image
     assert figure(row.format(re.escape(str(normed)), "yes"), proc.stdout) == 0  # the BatchNorm re-centred them
