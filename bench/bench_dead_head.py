@@ -39,13 +39,12 @@ def dead_units(model: nn.Module, loader) -> tuple[int, int]:
     return int(alive.numel()), int((~alive).sum())
 
 
-def measure(path: Path, images: Path, index: Path, split: Path) -> dict:
+def measure(path: Path, data) -> dict:
+    """Dead hidden units of one checkpoint on the training images of `data` (a RunData)."""
     from hccr.models import checkpoint
-    from hccr.training.inputs import load_run_data
     from hccr.training.loader import BatchLoader
 
     model, meta = checkpoint.load_model(path)
-    data = load_run_data(images, index, split)
     loader = BatchLoader(
         data.images,
         data.train_ids,
@@ -57,11 +56,10 @@ def measure(path: Path, images: Path, index: Path, split: Path) -> dict:
         std=meta["normalize"]["std"],
     )
     units, dead = dead_units(model, loader)
-    head = (meta.get("config") or {}).get("head") or {}
     return {
         "checkpoint": str(path),
         "start": meta.get("start"),
-        "batchnorm": bool(head.get("batchnorm", False)),
+        "batchnorm": any(isinstance(m, nn.BatchNorm1d) for m in model.head.modules()),
         "units": units,
         "dead": dead,
         "val_accuracy": meta.get("val_accuracy"),
@@ -77,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [measure(path, args.images, args.index, args.split) for path in args.checkpoints]
+    from hccr.training.inputs import load_run_data
+
+    data = load_run_data(args.images, args.index, args.split)  # read once, scored per checkpoint
+    rows = [measure(path, data) for path in args.checkpoints]
     _common.header("dead head units")
     print("| checkpoint | start | head BatchNorm | units | dead | dead share | val acc |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

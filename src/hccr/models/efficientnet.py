@@ -13,9 +13,9 @@ measured with a dummy forward when the model is built.
 study's head). Why: from random weights the study head dies. Adam moves each of the hidden
 Linear's 11,520 x 1024 weights (96 px) by about the learning rate at once, so one step
 shifts a unit's input by several units and most units go negative for every image: on
-Chinese MNIST `small`, 1,015 of the 1,024 hidden units fired for no training image at the end
-(bench/bench_dead_head.py), and Lite0 from scratch stalled at ~17 %. A BatchNorm before the ReLU keeps about half of
-them firing on every batch (docs/transfer.md, "A dead head").
+Chinese MNIST `small`, 1,015 of the 1,024 hidden units fired for no training image at the
+end (bench/bench_dead_head.py), and Lite0 from scratch stalled at ~17 %. A BatchNorm before
+the ReLU keeps about half of them firing on every batch (docs/transfer.md, "A dead head").
 
 Stochastic depth: Keras's EfficientNetV2 is built with drop_connect_rate 0.2; timm's
 `drop_path_rate` (cfg `drop_path_rate`, default 0.2) is the same thing, and it also makes
