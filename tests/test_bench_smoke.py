@@ -191,6 +191,69 @@ def test_bench_framing_ablation_prints_one_row_per_variant_on_faint_validation_i
     assert table[variants[0]][0] == table[variants[1]][0]
 
 
+LOSSY_FAMILIES_OFF = {"enlarged": 0, "jpeg": 0, "textured": 0}
+
+
+def thin_stroke_glyph(code: int, writer: int) -> np.ndarray:
+    """A 64-px glyph of 3-px strokes, as thin as the archive's (2-5 px; the synthetic renderer's
+    are wider than the framing's 9-px background window, which then eats into them)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (64, 64), 0)
+    draw = ImageDraw.Draw(image)
+    left, top = 14 + 2 * writer, 12 + writer
+    for line in range(1 + code % 4):
+        draw.line([(left, top + 9 * line), (left + 30, top + 9 * line + writer)], fill=190, width=3)
+    for line in range(code // 4):
+        draw.line([(left + 8 + 10 * line, top), (left + 6 + 10 * line, top + 34)], fill=170, width=3)
+    return np.asarray(image)
+
+
+@pytest.mark.slow
+def test_bench_two_framings_prepares_box_framed_arrays_and_scores_a_shift_like_the_original(tmp_path):
+    """Framed by the ink box, a padded or inverted file is the original glyph: the same answer."""
+    rows = [(code, writer) for writer in (1, 2) for code in range(1, 16)]
+    images = np.stack([thin_stroke_glyph(code, writer) for code, writer in rows])
+    writers = [writer for _, writer in rows]
+    data = write_data(tmp_path, images, [code - 1 for code, _ in rows], writers, ["val"] * len(rows))
+    out = tmp_path / "reframed"
+    proc = run_script(
+        sys.executable,
+        str(BENCH / "bench_two_framings.py"),
+        *("prepare", "--images", str(data / "images.npy"), "--workers", "1", "--out-dir", str(out)),
+        # only the families that keep every ink pixel (missing families keep their params weight)
+        *("--views-settings", json.dumps({"families": {"inverted": 1, "shifted": 1} | LOSSY_FAMILIES_OFF})),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    framed, views = np.load(out / "images_64.npy"), np.load(out / "views_64.npy")
+    assert framed.shape == views.shape == images.shape
+    assert "30 glyphs framed by their ink box, 0 refused" in proc.stdout
+    # A shifted or inverted view framed by its ink box is its glyph framed the same way.
+    assert np.array_equal(views, framed)
+    assert not np.array_equal(framed, images)  # the archive's own files are framed too, not passed through
+
+    transforms = ["original", "inverted", "shifted", "shifted far", "textured"]
+    proc = run_script(
+        sys.executable,
+        str(BENCH / "bench_two_framings.py"),
+        *("score", "--cell", str(tiny_checkpoint(tmp_path / "cell.pt", seed=0))),
+        *("--reframed", str(tiny_checkpoint(tmp_path / "box.pt", seed=1))),
+        *("--images", str(data / "images.npy"), "--index", str(data / "index.csv"), "--split", str(data / "split.csv")),
+        *("--role", "val", "--threads", "1", "--transforms", *transforms),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "# val images: 30" in proc.stdout
+    table = {}
+    for name in transforms:
+        cells = re.search(rf"^\| {re.escape(name)} \| (.*) \|$", proc.stdout, flags=re.MULTILINE)
+        assert cells, f"no row for {name!r} in:\n{proc.stdout}"
+        table[name] = cells.group(1).split(" | ")
+        assert all(0 <= float(value) <= 100 for value in table[name][:3])
+    assert table["original"][3:] == ["0 / 0", "1"]  # the baseline against itself
+    for name in ("inverted", "shifted", "shifted far"):
+        assert table[name][1] == table["original"][1], name  # the ink-box model sees the same glyph
+
+
 def lite0_checkpoint(path: Path, images: np.ndarray, batchnorm: bool) -> Path:
     """A random Lite0 (32 px, 16 hidden units) whose hidden biases were moved 100 below zero.
 

@@ -36,7 +36,7 @@ from hccr.data.arrays import load_images
 from hccr.data.workers import default_workers, process_pool
 from hccr.errors import ConfigError, DataError, reports_errors
 from hccr.evaluation.transforms import FUNCTIONS
-from hccr.serving.preprocess import canonical_glyph, glyph_to_size, open_image
+from hccr.serving.preprocess import DEFAULT_FRAMING, Framing, canonical_glyph, glyph_to_size, open_image
 
 FAMILIES = ("inverted", "enlarged", "shifted", "jpeg", "textured")
 CHUNK = 500  # rows per worker task
@@ -100,24 +100,35 @@ def draw(settings: ViewSettings, row: int) -> tuple[str, dict]:
     return family, {}
 
 
-def view(glyph: np.ndarray, row: int, settings: ViewSettings, size: int, resize_filter: str) -> tuple[np.ndarray, str]:
-    """(the view at `size` px, its family); the glyph itself, family `kept`, if predict refuses it."""
+def view(
+    glyph: np.ndarray,
+    row: int,
+    settings: ViewSettings,
+    size: int,
+    resize_filter: str,
+    framing: Framing = DEFAULT_FRAMING,
+) -> tuple[np.ndarray, str]:
+    """(the view at `size` px, its family); the glyph itself, family `kept`, if predict refuses it.
+
+    `framing`: predict's (the default), or another one a model is trained and used with
+    (bench/bench_two_framings.py frames every file by its ink box).
+    """
     family, options = draw(settings, row)
     data = FUNCTIONS[family](glyph, settings.seed * 1_000_003 + row, **options)
     try:
-        framed = canonical_glyph(open_image(data, f"view {row}"), f"view {row}")
+        framed = canonical_glyph(open_image(data, f"view {row}"), f"view {row}", framing)
     except DataError:
         framed, family = glyph, "kept"
     return glyph_to_size(framed, size, resize_filter), family
 
 
-def _render_chunk(job: tuple[str, int, int, ViewSettings, int, str]) -> tuple[np.ndarray, list[str]]:
-    path, start, stop, settings, size, resize_filter = job
+def _render_chunk(job: tuple[str, int, int, ViewSettings, int, str, Framing]) -> tuple[np.ndarray, list[str]]:
+    path, start, stop, settings, size, resize_filter, framing = job
     glyphs = load_images(path)[start:stop]
     out = np.empty((stop - start, size, size), dtype=np.uint8)
     families = []
     for offset, glyph in enumerate(glyphs):
-        out[offset], family = view(np.asarray(glyph), start + offset, settings, size, resize_filter)
+        out[offset], family = view(np.asarray(glyph), start + offset, settings, size, resize_filter, framing)
         families.append(family)
     return out, families
 
@@ -129,13 +140,14 @@ def render_views(
     resize_filter: str = "bilinear",
     workers: int | None = None,
     progress: bool = True,
+    framing: Framing = DEFAULT_FRAMING,
 ) -> tuple[np.ndarray, list[str]]:
     """(views uint8 (N, size, size), family per row) for the native 64-px array at `images_path`."""
     images = load_images(images_path)
     if images.shape[1:] != (64, 64):
         raise DataError(f"{images_path}: views are made from the native 64 px array, got {images.shape[1:]}")
     jobs = [
-        (str(images_path), start, min(start + CHUNK, len(images)), settings, size, resize_filter)
+        (str(images_path), start, min(start + CHUNK, len(images)), settings, size, resize_filter, framing)
         for start in range(0, len(images), CHUNK)
     ]
     views = np.empty((len(images), size, size), dtype=np.uint8)
