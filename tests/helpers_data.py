@@ -6,6 +6,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 from hccr.data.layout import CHINESE_MNIST
 from hccr.data.synthetic import generate
 
@@ -63,3 +66,15 @@ def drop_csv_line(folder: Path, line_number: int) -> str:
 def truncate_file(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
+
+
+def stroke_glyph(seed: int) -> np.ndarray:
+    """A 64x64 light-on-black 'character': three 3-px strokes at seeded places, as thin as the
+    archive's (2-5 px; the synthetic renderer's are wider than the framing's 9-px paper window)."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("L", (64, 64), 0)
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        x0, y0, x1, y1 = (int(v) for v in rng.integers(14, 50, size=4))
+        draw.line((x0, y0, x1, y1), fill=int(rng.integers(150, 230)), width=3)
+    return np.asarray(image)

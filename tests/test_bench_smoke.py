@@ -19,6 +19,7 @@ import pytest
 
 from hccr.data.synthetic import render
 
+from helpers_data import stroke_glyph
 from helpers_serve import save_untrained, tiny_checkpoint
 from helpers_train import write_data
 
@@ -194,26 +195,14 @@ def test_bench_framing_ablation_prints_one_row_per_variant_on_faint_validation_i
 LOSSY_FAMILIES_OFF = {"enlarged": 0, "jpeg": 0, "textured": 0}
 
 
-def thin_stroke_glyph(code: int, writer: int) -> np.ndarray:
-    """A 64-px glyph of 3-px strokes, as thin as the archive's (2-5 px; the synthetic renderer's
-    are wider than the framing's 9-px background window, which then eats into them)."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("L", (64, 64), 0)
-    draw = ImageDraw.Draw(image)
-    left, top = 14 + 2 * writer, 12 + writer
-    for line in range(1 + code % 4):
-        draw.line([(left, top + 9 * line), (left + 30, top + 9 * line + writer)], fill=190, width=3)
-    for line in range(code // 4):
-        draw.line([(left + 8 + 10 * line, top), (left + 6 + 10 * line, top + 34)], fill=170, width=3)
-    return np.asarray(image)
-
-
 @pytest.mark.slow
 def test_bench_two_framings_prepares_box_framed_arrays_and_scores_a_shift_like_the_original(tmp_path):
-    """Framed by the ink box, a padded or inverted file is the original glyph: the same answer."""
+    """Framed by the ink box, a padded or inverted file is the original glyph: the same answer.
+
+    Thin strokes (`stroke_glyph`), as the archive's: wider ones than the paper window make a
+    padded page's background differ from the native file's."""
     rows = [(code, writer) for writer in (1, 2) for code in range(1, 16)]
-    images = np.stack([thin_stroke_glyph(code, writer) for code, writer in rows])
+    images = np.stack([stroke_glyph(row) for row in range(len(rows))])
     writers = [writer for _, writer in rows]
     data = write_data(tmp_path, images, [code - 1 for code, _ in rows], writers, ["val"] * len(rows))
     out = tmp_path / "reframed"

@@ -7,24 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from hccr.data import views
 from hccr.errors import ConfigError, DataError
 from hccr.evaluation.transforms import FUNCTIONS
-from hccr.serving.preprocess import canonical_glyph, glyph_to_size, open_image
+from hccr.serving.preprocess import Framing, canonical_glyph, glyph_to_size, open_image
 from hccr.training.loader import BatchLoader
 
-
-def stroke_glyph(seed: int) -> np.ndarray:
-    """A 64x64 light-on-black 'character': three strokes at seeded places, as in the archive."""
-    rng = np.random.default_rng(seed)
-    image = Image.new("L", (64, 64), 0)
-    draw = ImageDraw.Draw(image)
-    for _ in range(3):
-        x0, y0, x1, y1 = (int(v) for v in rng.integers(14, 50, size=4))
-        draw.line((x0, y0, x1, y1), fill=int(rng.integers(150, 230)), width=3)
-    return np.asarray(image)
+from helpers_data import stroke_glyph
 
 
 @pytest.fixture()
@@ -47,6 +37,19 @@ def test_each_view_is_predicts_framing_of_the_drawn_file(glyph_file):
         np.testing.assert_array_equal(out[row], expected)
         assert families[row] == family
     assert not np.array_equal(out[0], glyph_to_size(glyphs[0], 32))  # a view is not the file
+
+
+def test_views_can_be_framed_as_another_model_is_used(glyph_file):
+    """A model used with another framing (every file cropped to its ink box) trains on views framed so."""
+    settings, by_box = views.ViewSettings(seed=5), Framing(native_shortcut=False, frame="reframed")
+    out, _ = views.render_views(str(glyph_file), settings, 64, workers=1, progress=False, framing=by_box)
+    default, _ = views.render_views(str(glyph_file), settings, 64, workers=1, progress=False)
+    glyphs = np.load(glyph_file)
+    for row in (0, 7, 13):
+        family, options = views.draw(settings, row)
+        data = FUNCTIONS[family](glyphs[row], 5 * 1_000_003 + row, **options)
+        np.testing.assert_array_equal(out[row], canonical_glyph(open_image(data), framing=by_box))
+    assert not np.array_equal(out[:24], default[:24])
 
 
 def test_views_are_seeded_and_do_not_depend_on_the_workers(glyph_file, monkeypatch):
