@@ -45,7 +45,6 @@ from hccr.errors import DataError  # noqa: E402
 from hccr.evaluation.paired import mcnemar_exact  # noqa: E402
 from hccr.evaluation.robustness import read_test_set  # noqa: E402
 from hccr.evaluation.transforms import make_transform  # noqa: E402
-from hccr.normalization import normalize  # noqa: E402
 from hccr.serving.predict import Predictor, load_predictor  # noqa: E402
 from hccr.serving.preprocess import Framing, canonical_glyph  # noqa: E402
 
@@ -94,10 +93,7 @@ def probabilities(predictor: Predictor, files: list[bytes]) -> np.ndarray:
         except DataError:
             refused[row] = True
     probs = np.concatenate(
-        [
-            predictor.probabilities(normalize(sized[start : start + 256], predictor.mean, predictor.std))
-            for start in range(0, len(files), 256)
-        ]
+        [predictor.class_probabilities(sized[start : start + 256]) for start in range(0, len(files), 256)]
     )
     probs[refused] = 0.0
     return probs

@@ -196,11 +196,15 @@ class Predictor:
         glyph = canonical_glyph(image, label, self.framing)
         return glyph, glyph_to_size(glyph, self.input_size, self.resize_filter)
 
+    def class_probabilities(self, sized: np.ndarray) -> np.ndarray:
+        """uint8 (B, S, S) glyphs at the model's input size -> (B, classes) probabilities."""
+        # A writable copy: torch warns about read-only arrays (PIL's are), and this one is small.
+        return self.probabilities(normalize(np.array(sized, dtype=np.uint8), self.mean, self.std))
+
     def top_k(self, sized: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """uint8 (B, S, S) glyphs -> for each, the k most probable (character, probability), best first."""
         k = max(1, min(k, len(self.characters)))
-        # A writable copy: torch warns about read-only arrays (PIL's are), and this one is small.
-        probs = self.probabilities(normalize(np.array(sized, dtype=np.uint8), self.mean, self.std))
+        probs = self.class_probabilities(sized)
         ranked = []
         for p in probs:
             order = np.argsort(-p, kind="stable")[:k]
