@@ -99,7 +99,7 @@ def main() -> int:
     print("| variant | " + " | ".join(args.transforms) + " | s |")
     print("| --- |" + " --- |" * (len(args.transforms) + 1))
     for variant in args.variants:
-        predictor.framing = replace(DEFAULT_FRAMING, **VARIANTS[variant])
+        predictor.framings = (replace(DEFAULT_FRAMING, **VARIANTS[variant]),)
         started = time.perf_counter()
         cells = []
         for name, transform in transforms.items():

@@ -31,35 +31,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, set_threads  # noqa: E402
 from bench_framing_ablation import TRANSFORMS  # noqa: E402
 from hccr.atomic import atomic_path  # noqa: E402
 from hccr.config import json_object_arg  # noqa: E402
-from hccr.data.arrays import load_images  # noqa: E402
+from hccr.data.reframe import reframe_archive  # noqa: E402
 from hccr.data.views import ViewSettings, render_views  # noqa: E402
 from hccr.errors import DataError  # noqa: E402
 from hccr.evaluation.paired import mcnemar_exact  # noqa: E402
 from hccr.evaluation.robustness import read_test_set  # noqa: E402
 from hccr.evaluation.transforms import make_transform  # noqa: E402
 from hccr.serving.predict import Predictor, load_predictor  # noqa: E402
-from hccr.serving.preprocess import Framing, canonical_glyph  # noqa: E402
+from hccr.serving.preprocess import FRAMINGS  # noqa: E402
 
-BY_INK_BOX = Framing(native_shortcut=False, frame="reframed")
-
-
-def frame_all(images: np.ndarray, framing: Framing) -> tuple[np.ndarray, int]:
-    """(every glyph framed by `framing`, glyphs it refused): a refused glyph is kept as it is."""
-    out, refused = np.empty_like(images), 0
-    for row, glyph in enumerate(tqdm(images, desc="framing", unit="img", file=sys.stderr)):
-        try:
-            out[row] = canonical_glyph(Image.fromarray(np.asarray(glyph)), f"row {row}", framing)
-        except DataError:
-            out[row], refused = glyph, refused + 1
-    return out, refused
+BY_INK_BOX = FRAMINGS["ink_box"]
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -68,13 +55,12 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 
 def prepare(args) -> int:
-    images = load_images(args.images)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    framed, refused = frame_all(np.asarray(images), BY_INK_BOX)
+    framed, refused = reframe_archive(args.images, "ink_box", 64, args.filter, args.workers)
     save_array(out / "images_64.npy", framed)
-    print(f"images_64.npy: {len(framed)} glyphs framed by their ink box, {refused} refused (kept)", flush=True)
+    print(f"images_64.npy: {len(framed)} glyphs framed by their ink box, {len(refused)} refused (kept)", flush=True)
     settings = ViewSettings.from_dict(json_object_arg(args.views_settings, "--views-settings"))
     views, families = render_views(args.images, settings, 64, args.filter, args.workers, framing=BY_INK_BOX)
     save_array(out / "views_64.npy", views)
@@ -85,7 +71,8 @@ def prepare(args) -> int:
 
 def probabilities(predictor: Predictor, files: list[bytes]) -> np.ndarray:
     """(N, classes) softmax through the predictor's framing; a file it refuses scores all zeros."""
-    sized = np.zeros((len(files), predictor.input_size, predictor.input_size), dtype=np.uint8)
+    size = predictor.input_size
+    sized = np.zeros((len(files), len(predictor.framings), size, size), dtype=np.uint8)
     refused = np.zeros(len(files), dtype=bool)
     for row, data in enumerate(files):
         try:
@@ -103,7 +90,7 @@ def score(args) -> int:
     threads = set_threads(args.threads)
     test = read_test_set(args.images, args.index, args.split, args.limit, args.role)
     cell, by_box = load_predictor(args.cell, args.threads), load_predictor(args.reframed, args.threads)
-    by_box.framing = BY_INK_BOX
+    by_box.framings = (BY_INK_BOX,)  # a checkpoint trained outside the grid does not say its framing
     if cell.characters != by_box.characters:
         raise DataError(f"{args.cell} and {args.reframed} have different classes")
     truth = np.array([cell.characters.index(character) for character in test.characters])

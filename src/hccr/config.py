@@ -103,6 +103,7 @@ class ModelSettings:
     cpu_precision: str
     resume_every_s: float
     block: Mapping[str, Any]
+    framing: str = "cell"  # how predict frames a file for this model (hccr.serving.preprocess.FRAMINGS)
 
     def phases_for(self, start: str) -> tuple[Phase, ...]:
         """A run from scratch uses `scratch_phases`: freezing a random backbone only hurts."""
@@ -164,12 +165,14 @@ class Evaluate:
 class WriterCv:
     models: tuple[str, ...]
     sizes: tuple[str, ...]
+    ensemble: tuple[str, ...] = ()  # models averaged per fold as run ensemble/{size}
 
 
 @dataclass(frozen=True)
 class Export:
     select: str
     tolerance: float
+    ensemble: tuple[str, ...] = ()  # model/size runs averaged by the exported model (empty: `select`'s run)
 
 
 @dataclass(frozen=True)
@@ -378,6 +381,7 @@ def check(config: dict[str, Any]) -> None:
                 )
             block_for_size(block, size, f"params: model.{name}")
     _check_writer_cv(config)
+    _check_ensemble(config)
     sweep = config["sweep"]
     if sweep["enabled"]:
         if sweep["model"] not in blocks:
@@ -403,6 +407,37 @@ def block_for_size(block: Mapping[str, Any], size: str, key: str) -> dict[str, A
                     )
                 phase["epochs"] = epochs[size]
     return sized
+
+
+ENSEMBLE = "ensemble"  # the run name of an average of trained runs (hccr.models.ensemble)
+
+
+def _check_ensemble(config: dict[str, Any]) -> None:
+    """export.ensemble's runs must be in the grid, writer_cv.ensemble's models in writer_cv's,
+    and each ensemble's members must share one input size."""
+    if ENSEMBLE in config["model"]:
+        raise ConfigError(f"params: model.{ENSEMBLE}: the name is reserved for averaged runs; rename the block")
+    filled = with_defaults(config)
+    grid = [f"{m}/{s}" for m, s in runs(config)]
+    _check_members("export.ensemble", filled["export"]["ensemble"], grid, config)
+    if config["subsets"]["protocol"] == "writer_cv":
+        listed = filled["writer_cv"]["ensemble"]
+        _check_members("writer_cv.ensemble", listed, filled["writer_cv"]["models"], config)
+
+
+def _check_members(key: str, members: list[str], allowed: list[str], config: dict[str, Any]) -> None:
+    if len(members) == 1:
+        raise ConfigError(f"params: {key} lists one run ({members[0]}); list two or more, or none")
+    blocks = {}
+    for i, member in enumerate(members):
+        if member not in allowed:
+            raise ConfigError(f"params: {key}.{i}: {member!r} is not one of {', '.join(allowed)}")
+        blocks[member] = config["model"][member.split("/")[0]]
+    # One input size (one input tensor) and one scheme (the same validation and test images).
+    for setting in ("input_size", "scheme"):
+        if len({block[setting] for block in blocks.values()}) > 1:
+            listed = ", ".join(f"{member} {block[setting]}" for member, block in blocks.items())
+            raise ConfigError(f"params: {key}: its runs must share one {setting} ({listed})")
 
 
 def _check_writer_cv(config: dict[str, Any]) -> None:
@@ -489,6 +524,7 @@ def model_settings(name: str, block: Any, schema: str | Path = SCHEMA) -> ModelS
         cpu_precision=filled["cpu_precision"],
         resume_every_s=float(filled["resume_every_s"]),
         block=copy.deepcopy(dict(block)),
+        framing=filled["framing"],
     )
 
 
@@ -517,11 +553,11 @@ def settings(config: dict[str, Any], schema: str | Path = SCHEMA) -> Params:
         ),
         resources=Resources(**filled["resources"]),
         evaluate=Evaluate(**filled["evaluate"]),
-        export=Export(**filled["export"]),
+        export=Export(**{**filled["export"], "ensemble": tuple(filled["export"]["ensemble"])}),
         glyphs=Glyphs(**{**filled["glyphs"], "fonts": tuple(filled["glyphs"]["fonts"])}),
         robustness=Robustness(**filled["robustness"]),
         views=filled["views"],
-        writer_cv=WriterCv(models=tuple(filled["writer_cv"]["models"]), sizes=tuple(filled["writer_cv"]["sizes"])),
+        writer_cv=WriterCv(**{key: tuple(value) for key, value in filled["writer_cv"].items()}),
     )
 
 
@@ -566,6 +602,16 @@ def cv_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
         return []
     spec = with_defaults(config)["writer_cv"]
     return [(m, s) for m in spec["models"] for s in spec["sizes"]]
+
+
+def cv_ensembles(config: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """{size: the member runs} of writer_cv.ensemble, scored per fold as run ensemble/{size}."""
+    if not cv_folds(config):
+        return {}
+    spec = with_defaults(config)["writer_cv"]
+    if not spec["ensemble"]:
+        return {}
+    return {size: [(model, size) for model in spec["ensemble"]] for size in spec["sizes"]}
 
 
 def resize_sizes(config: dict[str, Any]) -> list[int]:

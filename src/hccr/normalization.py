@@ -32,8 +32,10 @@ def affine(mean: float, std: float) -> tuple[float, float]:
 
 
 def normalize(pixels: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """uint8 (B, S, S) -> float32 tensor (B, 1, S, S) on the input's device."""
+    """uint8 (B, S, S) -> float32 tensor (B, 1, S, S) on the input's device; an ensemble's
+    (B, M, S, S), one channel per member's framing, keeps its shape."""
     if isinstance(pixels, np.ndarray):
         pixels = torch.from_numpy(np.ascontiguousarray(pixels))
     scale, offset = affine(mean, std)
-    return (pixels.float() * scale + offset).unsqueeze(1)
+    scaled = pixels.float() * scale + offset
+    return scaled.unsqueeze(1) if scaled.dim() == 3 else scaled

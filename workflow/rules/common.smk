@@ -6,6 +6,7 @@ import json
 from hccr import config as hccr_config
 from hccr.data import casia as hccr_casia
 from hccr.starts import GLYPH_STARTS
+from hccr.serving.preprocess import FRAMINGS
 
 # Nested --config overrides arrive as strings ('64'); give them the schema's types, then
 # check the schema (types, unknown keys, per-arch bounds) and the cross-key rules, so every
@@ -37,20 +38,33 @@ wildcard_constraints:
     gpus=r"\d+",
     lr=r"[0-9.e+-]+",
     batch=r"\d+",
+    framing="|".join(f for f in FRAMINGS if f != "cell"),  # data/processed/{framing}/: the other framings
+
+
+def processed_dir(model):
+    """data/processed, or data/processed/{framing} for a model not framed as a dataset cell."""
+    framing = PARAMS.model[model].framing
+    return "data/processed" if framing == "cell" else f"data/processed/{framing}"
 
 
 def images_for(model):
-    return f"data/processed/images_{PARAMS.model[model].input_size}.npy"
+    return f"{processed_dir(model)}/images_{PARAMS.model[model].input_size}.npy"
 
 
 def views_for(model):
     """The predict-path views a run of `model` trains on ([] unless its augment.views > 0)."""
     block = PARAMS.model[model]
     return (
-        [f"data/processed/views_{block.input_size}.npy"]
+        [f"{processed_dir(model)}/views_{block.input_size}.npy"]
         if block.augment.views > 0
         else []
     )
+
+
+def framed_image_files():
+    """The ink-box (or other non-cell) arrays the listed models train on, once per size."""
+    models = set(PARAMS.models) | {m for m, _ in CV_RUNS}
+    return sorted({images_for(m) for m in models if PARAMS.model[m].framing != "cell"})
 
 
 def views_files():
@@ -163,25 +177,39 @@ CV_FOLDS = hccr_config.cv_folds(config)
 CV_RUNS = hccr_config.cv_runs(config)
 CV_FOLD = "models/cv/{model}/{size}/fold{fold}"
 CV_EVALUATION = ["metrics.json", "details.json", "predictions.csv"]
+# writer_cv.ensemble: {size: member runs}, each scored per fold as run ensemble/{size}.
+CV_ENSEMBLES = hccr_config.cv_ensembles(config)
+ENSEMBLE = hccr_config.ENSEMBLE
+# Every run the summary gathers: the trained ones, then the ensembles of them.
+CV_SCORED = CV_RUNS + [(ENSEMBLE, size) for size in CV_ENSEMBLES]
 
 
 def cv_fold_dirs(model=None, size=None):
     return [
         CV_FOLD.format(model=m, size=s, fold=i)
-        for m, s in CV_RUNS
+        for m, s in CV_SCORED
         if model in (None, m) and size in (None, s)
         for i in CV_FOLDS
     ]
 
 
+def cv_images(model, size):
+    """The arrays a writer-fold run reads: its own, or one per member of an ensemble."""
+    if model == ENSEMBLE:
+        return [images_for(m) for m, _ in CV_ENSEMBLES[size]]
+    return [images_for(model)]
+
+
 def cv_split_for(w):
-    return f"data/processed/splits/cv/fold{w.fold}/{PARAMS.model[w.model].scheme}/{w.size}.csv"
+    # An ensemble is scored on its first member's split (the config checks they share a scheme).
+    model = CV_ENSEMBLES[w.size][0][0] if w.model == ENSEMBLE else w.model
+    return f"data/processed/splits/cv/fold{w.fold}/{PARAMS.model[model].scheme}/{w.size}.csv"
 
 
 def writer_cv_report_inputs():
     """What the report reads of the cross-validation: the summary, and each run's figure."""
     return ["models/cv/summary.json", "models/cv/per_writer.csv"] + [
-        f"{FIG}/writer_cv/{m}/{s}.png" for m, s in CV_RUNS
+        f"{FIG}/writer_cv/{m}/{s}.png" for m, s in CV_SCORED
     ]
 
 

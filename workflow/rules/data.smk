@@ -1,5 +1,6 @@
-# Data half of the DAG: fetch -> index -> resize (one array per size) -> subset, and the
-# predict-path views of the models that train on them (augment.views > 0).
+# Data half of the DAG: fetch -> index -> resize (one array per size) -> subset, the
+# predict-path views of the models that train on them (augment.views > 0), and the archive
+# framed by its ink box for the models whose `framing` is ink_box.
 
 
 rule data:
@@ -8,6 +9,7 @@ rule data:
         expand("data/processed/images_{res}.npy", res=SIZES),
         "data/processed/splits/summary.json",
         views_files(),
+        framed_image_files(),
 
 
 rule fetch:
@@ -85,6 +87,13 @@ rule subset:
         " --out-dir data/processed/splits 2> {log:q}"
 
 
+VIEWS_SHELL = (
+    "python -m hccr.data.views --images {{input:q}} --size {{wildcards.res}} --filter {{params.filter}}"
+    " --framing {framing} --settings-json {{params.settings:q}} --workers {{threads}}"
+    " --out {{output.views:q}} --summary {{output.summary:q}} 2> {{log:q}}"
+)
+
+
 # Each glyph as `hccr predict` frames a user's file (hccr.data.views; docs/robustness.md),
 # resized to a training size: only for models with augment.views > 0.
 rule views:
@@ -108,6 +117,49 @@ rule views:
         filter=config["resize"]["filter"],
         settings=as_json(PARAMS.views),
     shell:
-        "python -m hccr.data.views --images {input:q} --size {wildcards.res} --filter {params.filter}"
-        " --settings-json {params.settings:q} --workers {threads} --out {output.views:q}"
-        " --summary {output.summary:q} 2> {log:q}"
+        VIEWS_SHELL.format(framing="cell")
+
+
+# The same views framed as an ink_box model reads a user's file (FRAMINGS in hccr.serving.preprocess).
+rule framed_views:
+    input:
+        "data/processed/images_64.npy",
+    output:
+        views="data/processed/{framing}/views_{res}.npy",
+        summary="data/processed/{framing}/views_{res}.json",
+    log:
+        "logs/views/{framing}/{res}.log",
+    benchmark:
+        "logs/benchmarks/views/{framing}/{res}.tsv"
+    priority: 1
+    conda:
+        CONDA_ENV
+    threads: 1  # as the views rule
+    params:
+        filter=config["resize"]["filter"],
+        settings=as_json(PARAMS.views),
+    shell:
+        VIEWS_SHELL.format(framing="{wildcards.framing}")
+
+
+# The archive framed by its ink box (hccr.data.reframe), at an ink_box model's input size.
+rule reframe:
+    input:
+        "data/processed/images_64.npy",
+    output:
+        images="data/processed/{framing}/images_{res}.npy",
+        summary="data/processed/{framing}/images_{res}.json",
+    log:
+        "logs/reframe/{framing}/{res}.log",
+    benchmark:
+        "logs/benchmarks/reframe/{framing}/{res}.tsv"
+    priority: 1
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        filter=config["resize"]["filter"],
+    shell:
+        "python -m hccr.data.reframe --images {input:q} --framing {wildcards.framing} --size {wildcards.res}"
+        " --filter {params.filter} --workers {threads} --out {output.images:q} --summary {output.summary:q}"
+        " 2> {log:q}"

@@ -26,8 +26,9 @@ rule export:
         select=config["export"]["select"],
         tolerance=config["export"]["tolerance"],
         filter=config["resize"]["filter"],
+        ensemble=" ".join(PARAMS.export.ensemble),
     shell:
         "python -m hccr.serving.export --metrics {input.metrics:q} --models-dir models/runs --select {params.select}"
         " --images {input.images:q} --index {input.index:q} --split-dir data/processed/splits"
         " --evaluation-dir reports/evaluation --resize-filter {params.filter} --tolerance {params.tolerance}"
-        " --threads {threads} --out-dir models/export 2> {log:q}"
+        " --ensemble {params.ensemble} --threads {threads} --out-dir models/export 2> {log:q}"

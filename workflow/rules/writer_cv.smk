@@ -19,7 +19,7 @@ rule writer_cv:
     conda:
         CONDA_ENV
     params:
-        runs=" ".join(f"--run {m}/{s}" for m, s in CV_RUNS),
+        runs=" ".join(f"--run {m}/{s}" for m, s in CV_SCORED),
         folds=len(CV_FOLDS),
     shell:
         "python -m hccr.evaluation.writer_cv --cv-dir models/cv {params.runs} --folds {params.folds}"
@@ -41,6 +41,7 @@ rule cv_train_run:
         "logs/benchmarks/writer_cv/train/{model}/{size}/fold{fold}.tsv"
     wildcard_constraints:
         fold=r"\d+",
+        model=rf"(?!{ENSEMBLE}/)[a-z][a-z0-9_]*",  # an ensemble's fold is written by cv_ensemble
     # Trainings before evaluations and plots: the long jobs first, the short ones fill the
     # cores at the end (otherwise a training could start last and run alone).
     priority: 1
@@ -63,11 +64,38 @@ rule cv_train_run:
         TRAIN_CMD
 
 
+# writer_cv.ensemble: the fold's trained members as one checkpoint (hccr.models.ensemble), the
+# recipe of export.ensemble, scored by cv_evaluate_run like any run.
+rule cv_ensemble:
+    input:
+        lambda w: [
+            CV_FOLD.format(model=m, size=s, fold=w.fold) + "/checkpoint.pt"
+            for m, s in CV_ENSEMBLES[w.size]
+        ],
+    output:
+        checkpoint=f"models/cv/{ENSEMBLE}/{{size}}/fold{{fold}}/checkpoint.pt",
+        summary=f"models/cv/{ENSEMBLE}/{{size}}/fold{{fold}}/train.json",
+    log:
+        f"logs/writer_cv/{ENSEMBLE}/{{size}}/fold{{fold}}.log",
+    wildcard_constraints:
+        fold=r"\d+",
+    conda:
+        CONDA_ENV
+    params:
+        runs=lambda w, input: " ".join(
+            f"--run {m}/{s}={path}"
+            for (m, s), path in zip(CV_ENSEMBLES[w.size], input)
+        ),
+    shell:
+        "python -m hccr.models.ensemble {params.runs} --out {output.checkpoint:q}"
+        " --out-summary {output.summary:q} 2> {log:q}"
+
+
 rule cv_evaluate_run:
     input:
         checkpoint=f"{CV_FOLD}/checkpoint.pt",
         summary=f"{CV_FOLD}/train.json",
-        images=lambda w: images_for(w.model),
+        images=lambda w: cv_images(w.model, w.size),
         index=INDEX,
         split=cv_split_for,
     output:
@@ -104,7 +132,7 @@ rule plot_writer_cv:
             f"{d}/evaluation/predictions.csv" for d in cv_fold_dirs(w.model, w.size)
         ],
         details=lambda w: f"{cv_fold_dirs(w.model, w.size)[0]}/evaluation/details.json",
-        images=lambda w: images_for(w.model),
+        images=lambda w: cv_images(w.model, w.size)[0],
     output:
         figure=report(
             f"{FIG}/writer_cv/{{model}}/{{size}}.png",

@@ -2,7 +2,7 @@
 
     python -m hccr.data.views --images data/processed/images_64.npy --size 64 --filter bilinear \
         --settings-json '{...params views block...}' --out data/processed/views_64.npy \
-        --summary data/processed/views_64.json [--workers 2]
+        --summary data/processed/views_64.json [--workers 2] [--framing cell|ink_box]
 
 A model trained only on the archive's files meets a user's scan after `canonical_glyph` has
 inverted it, removed the paper, framed it and rescaled its strokes: an input it never saw
@@ -16,6 +16,8 @@ probability `augment.views` (hccr.training.loader), so a model learns both forms
 
 Each view is deterministic from (`views.seed`, row), whatever the number of workers. A view
 predict refuses (no ink left) keeps the original glyph; the summary lists those rows.
+`--framing`: the framing of the model that trains on them (model block `framing`;
+`ink_box` models train on data/processed/ink_box/views_S.npy).
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ from hccr.data.arrays import load_images
 from hccr.data.workers import default_workers, process_pool
 from hccr.errors import ConfigError, DataError, reports_errors
 from hccr.evaluation.transforms import FUNCTIONS
-from hccr.serving.preprocess import DEFAULT_FRAMING, Framing, canonical_glyph, glyph_to_size, open_image
+from hccr.serving.preprocess import (
+    DEFAULT_FRAMING,
+    FRAMINGS,
+    Framing,
+    canonical_glyph,
+    framing_named,
+    glyph_to_size,
+    open_image,
+)
 
 FAMILIES = ("inverted", "enlarged", "shifted", "jpeg", "textured")
 CHUNK = 500  # rows per worker task
@@ -110,8 +120,8 @@ def view(
 ) -> tuple[np.ndarray, str]:
     """(the view at `size` px, its family); the glyph itself, family `kept`, if predict refuses it.
 
-    `framing`: predict's (the default), or another one a model is trained and used with
-    (bench/bench_two_framings.py frames every file by its ink box).
+    `framing`: predict's cell framing (the default), or the one the model is trained and used
+    with (FRAMINGS).
     """
     family, options = draw(settings, row)
     data = FUNCTIONS[family](glyph, settings.seed * 1_000_003 + row, **options)
@@ -172,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     p.add_argument("--out", required=True, help="output .npy (N, size, size) uint8, row-aligned with --images")
     p.add_argument("--summary", required=True, help="output JSON: settings, views per family, kept rows")
+    p.add_argument("--framing", choices=list(FRAMINGS), default="cell", help="the model's framing (default cell)")
     return p
 
 
@@ -180,13 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = ViewSettings.from_dict(json_object_arg(args.settings_json, "--settings-json"))
     began = time.perf_counter()
-    views, families = render_views(args.images, settings, args.size, args.filter, args.workers)
+    framing = framing_named(args.framing, "--framing")
+    views, families = render_views(args.images, settings, args.size, args.filter, args.workers, framing=framing)
     with atomic_path(args.out, suffix=".npy") as tmp:
         np.save(tmp, views)
     summary = {
         "images": len(views),
         "size": args.size,
         "filter": args.filter,
+        "framing": args.framing,
         "settings": asdict(settings),
         "families": dict(sorted(Counter(families).items())),
         "kept_rows": [row for row, family in enumerate(families) if family == "kept"],

@@ -132,6 +132,33 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class StackedArrays:
+    """An ensemble's input: one (N, S, S) array per member's framing, read as (B, M, S, S)."""
+
+    def __init__(self, arrays: list[np.ndarray]):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitem__(self, ids) -> np.ndarray:
+        return np.stack([np.asarray(array[ids]) for array in self.arrays], axis=1)
+
+
+def framed_inputs(paths: list[str], meta: dict, rows: int, label: str) -> np.ndarray | StackedArrays:
+    """The arrays a checkpoint reads: one, or one per ensemble member's framing."""
+    from hccr.models.ensemble import member_framings
+
+    framings = member_framings(meta)
+    if len(paths) != len(framings):
+        raise DataError(
+            f"{label}: reads {len(framings)} framing(s) ({', '.join(framings)}): pass one --images array each, "
+            f"got {len(paths)}"
+        )
+    arrays = [load_images(path, rows=rows, size=int(meta["input_size"])) for path in paths]
+    return arrays[0] if len(arrays) == 1 else StackedArrays(arrays)
+
+
 # ----------------------------------------------------------------------------- scoring
 
 
@@ -339,7 +366,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hccr evaluate", description="Score a trained run on val (and test) rows.")
     p.add_argument("--checkpoint", required=True, help="models/runs/M/Z/checkpoint.pt")
     p.add_argument("--train-summary", required=True, help="models/runs/M/Z/train.json")
-    p.add_argument("--images", required=True, help="data/processed/images_S.npy at the checkpoint's input size")
+    p.add_argument(
+        "--images",
+        required=True,
+        nargs="+",
+        help="data/processed/images_S.npy at the checkpoint's input size; for an ensemble, one array per "
+        "member's framing, in member order",
+    )
     p.add_argument("--index", required=True, help="data/interim/index.csv")
     p.add_argument("--split", required=True, help="data/processed/splits/SCHEME/Z.csv")
     p.add_argument("--protocol", required=True, choices=PROTOCOLS)
@@ -383,7 +416,7 @@ def run(args: argparse.Namespace) -> None:
 
     model, meta = load_model(checkpoint, map_location="cpu")
     check_classes(index, args.index, Classes.from_meta(meta, str(checkpoint)))
-    images = load_images(args.images, rows=len(index), size=int(meta["input_size"]))
+    images = framed_inputs(args.images, meta, len(index), str(checkpoint))
 
     device = pick_device(args.device)
     amp_dtype = pick_precision(args.precision, summary, device)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from torch import nn
 
 from hccr.errors import ConfigError
-from hccr.models import cnn, efficientnet, glyph_start, inception_gru
+from hccr.models import cnn, efficientnet, ensemble, glyph_start, inception_gru
 from hccr.models.base import HccrModel
 from hccr.models.freeze import apply_freeze, count_parameters, layer_list, parse_freeze
 from hccr.models.pretrained import is_hccr_checkpoint, load_state_dict_file, parse_pretrained, read_weights
@@ -31,6 +31,8 @@ REGISTRY: dict[str, Builder] = {
     "efficientnet": efficientnet.build,
     "inception_gru": inception_gru.build,
     "cnn": cnn.build,
+    # Not trainable (the schema's `network` leaves it out): the exported average of trained runs.
+    ensemble.NAME: ensemble.build,
 }
 
 __all__ = ["REGISTRY", "HccrModel", "create", "apply_freeze", "count_parameters", "layer_list", "parse_freeze"]

@@ -63,6 +63,28 @@ def _augmentation(augment: dict) -> str:
     return text
 
 
+def _members_section(members: list[Mapping[str, Any]] | None) -> list[str]:
+    """The ensemble's runs, each with its framing and its own accuracies (nothing for one run)."""
+    if not members:
+        return []
+    rows = [
+        "## Ensemble",
+        "",
+        f"The exported model averages the class probabilities of {len(members)} runs. Each reads the "
+        "file framed as it was trained: `cell` frames it as a dataset cell, `ink_box` crops it to its "
+        'ink box (docs/robustness.md, "Two framings"). The training section describes the first run.',
+        "",
+        "| run | framing | architecture | val accuracy (alone) | test accuracy (alone) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for member in members:
+        rows.append(
+            f"| `{member['run']}` | {member.get('framing', 'cell')} | `{member.get('arch') or '?'}` | "
+            f"{pct(member.get('val_accuracy'))} | {pct(member.get('test_accuracy'))} |"
+        )
+    return rows + [""]
+
+
 def _phases(config: Mapping[str, Any], start: str, train_summary: Mapping[str, Any] | None) -> list[str]:
     rows = ["| phase | epochs | learning rate | frozen |", "| --- | --- | --- | --- |"]
     if train_summary and train_summary.get("phases"):
@@ -103,8 +125,10 @@ def render_model_card(
     selection: Mapping[str, Any] | None = None,
     resize_filter: str = "bilinear",
     total_writers: int | None = None,
+    members: list[Mapping[str, Any]] | None = None,
 ) -> str:
-    """Markdown model card for an exported run."""
+    """Markdown model card for an exported run; with `members`, for the ensemble of those runs
+    (`meta` and `train_summary` then describe the first member's recipe)."""
     config = meta.get("config") or {}
     model = meta.get("model", metrics.get("model", "?"))
     size = metrics.get("size") or meta.get("size") or "?"
@@ -114,8 +138,13 @@ def render_model_card(
     mean, std = meta["normalize"]["mean"], meta["normalize"]["std"]
     protocol = metrics.get("protocol", "?")
     train = metrics.get("train") or {}
+    title = f"`{model}` ({config.get('arch', model)}), subset `{size}`"
+    channels = 1
+    if members:
+        title = "ensemble of " + " + ".join(f"`{member['run']}`" for member in members)
+        channels = len(members)
     lines = [
-        f"# Model card: hccr `{model}` ({config.get('arch', model)}), subset `{size}`",
+        f"# Model card: hccr {title}",
         "",
         _start_banner(start, source, config),
         "",
@@ -124,18 +153,21 @@ def render_model_card(
         "",
         "| | |",
         "| --- | --- |",
-        f"| model | `{model}` (architecture `{config.get('arch', '?')}`) |",
+        f"| model | `{'ensemble' if members else model}` (architecture `{config.get('arch', '?')}`) |",
         f"| parameters | {parameters:,} |",
-        f"| input | 1 x {input_size} x {input_size} grayscale, light strokes on black, "
-        f"`((pixel / 255) - {mean:.4f}) / {std:.4f}` |",
+        f"| input | {channels} x {input_size} x {input_size} grayscale, light strokes on black, "
+        f"`((pixel / 255) - {mean:.4f}) / {std:.4f}`"
+        + (" (channel m: the file framed as member m was trained)" if members else "")
+        + " |",
         f"| from the 64 x 64 glyph to {input_size} px | PIL `{resize_filter}` |",
         f"| output | {len(Classes.from_meta(meta, 'checkpoint'))} class probabilities (`model.onnx`: softmax "
         "included) |",
         f"| weights start | `{describe_start(start, source)}` |",
         f"| checkpoint epoch | {meta.get('epoch', '?')} (best validation accuracy) |",
         "| files | `checkpoint.pt` (PyTorch, loads with `weights_only=True`), `model.onnx` "
-        "(metadata `hccr.*`: input size, mean, std, characters), `parity.json` |",
+        "(metadata `hccr.*`: input size, mean, std, characters, framings), `parity.json` |",
         "",
+        *_members_section(members),
         "## Data and protocol",
         "",
         "Chinese MNIST (Kaggle `gpreda/chinese-mnist`): 64 x 64 grayscale scans of the 15 numerals, "

@@ -23,6 +23,14 @@
    `out-dir/parity.json` holds the figures. Otherwise HccrError, and nothing is written.
 5. `out-dir/model_card.md` (hccr.reporting.model_card).
 
+`--ensemble RUN RUN...` (params `export.ensemble`, runs as `model/size`): the exported model
+is those runs' softmax averaged (hccr.models.ensemble), each member reading the file framed
+as it was trained (model block `framing`). `checkpoint.pt` is then a new format-1 checkpoint
+of model `ensemble` holding every member, `model.onnx` takes one input channel per member
+(metadata `hccr.framings`), and the exported model is scored on every validation and test
+image of the members' split (`parity.json`: `val_accuracy`, `test_accuracy`, `members`).
+The selection is still made and shown in the model card, beside the members.
+
 Everything is built in a temporary folder that replaces `out-dir` only when all steps passed.
 """
 
@@ -50,6 +58,7 @@ from hccr.errors import ConfigError, DataError, HccrError, reports_errors
 from hccr.files import read_json_object
 from hccr.normalization import check_stats
 from hccr.serving.onnx_meta import INPUT_NAME, OUTPUT_NAME, metadata_props
+from hccr.serving.preprocess import FRAMINGS
 
 # metric name -> (role, key, higher is better)
 SELECTORS = {
@@ -126,8 +135,10 @@ def export_onnx(model, input_size: int, meta: Mapping[str, Any], resize_filter: 
     import onnx
     import torch
 
+    from hccr.models.ensemble import member_framings
+
     wrapped = probability_model(model.eval())
-    example = (torch.zeros(2, 1, input_size, input_size),)
+    example = (torch.zeros(2, len(member_framings(meta)), input_size, input_size),)
     common = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
     exporter = "dynamo"
     # The exporter reports progress on stdout; keep stdout for results and send it to stderr.
@@ -187,7 +198,8 @@ def check_parity(
     labels: np.ndarray | None = None,
     batch_size: int = 128,
 ) -> dict[str, Any]:
-    """Score uint8 (N, S, S) images with PyTorch and onnxruntime; the figures, with `passed`."""
+    """Score uint8 (N, S, S) images (an ensemble's (N, M, S, S)) with PyTorch and onnxruntime;
+    the figures, with `passed`."""
     import onnxruntime
     import torch
 
@@ -224,11 +236,18 @@ def check_parity(
 # ----------------------------------------------------------------------------- inputs
 
 
-def find_images(paths: list[Path], input_size: int) -> Path:
-    """The images .npy at `input_size`: `images_{S}.npy` by name, else by array shape."""
+def find_images(paths: list[Path], input_size: int, framing: str = "cell") -> Path:
+    """The images .npy at `input_size` framed by `framing`: `images_{S}.npy` by name (in an
+    `{framing}/` folder unless the framing is `cell`), else, for `cell`, by array shape."""
     for path in paths:
-        if path.name == f"images_{input_size}.npy":
+        folder_ok = path.parent.name == framing if framing != "cell" else path.parent.name not in FRAMINGS
+        if path.name == f"images_{input_size}.npy" and folder_ok:
             return path
+    if framing != "cell":
+        raise DataError(
+            f"no --images array at size {input_size} framed by {framing} ({framing}/images_{input_size}.npy; "
+            f"given: {', '.join(map(str, paths)) or 'none'})"
+        )
     for path in paths:
         try:
             shape = load_images(path).shape
@@ -252,57 +271,183 @@ def split_counts(split: pd.DataFrame, index: pd.DataFrame | None) -> dict[str, d
     return counts
 
 
+# ----------------------------------------------------------------------------- members
+
+
+@dataclass
+class Member:
+    """One run the export reads: its checkpoint, loaded model and metadata, split and metrics."""
+
+    model_name: str
+    size: str
+    run_dir: Path
+    checkpoint: Path
+    model: Any
+    meta: dict
+    split_path: Path
+    metrics: dict
+
+    @property
+    def framing(self) -> str:
+        return str((self.meta.get("config") or {}).get("framing", "cell"))
+
+    def summary(self) -> dict[str, Any]:
+        val, test = self.metrics.get("val") or {}, self.metrics.get("test") or {}
+        return {
+            "run": f"{self.model_name}/{self.size}",
+            "framing": self.framing,
+            "arch": (self.meta.get("config") or {}).get("arch"),
+            "val_accuracy": val.get("accuracy") if isinstance(val, dict) else None,
+            "test_accuracy": test.get("accuracy") if isinstance(test, dict) else None,
+        }
+
+
+def parse_run(text: str) -> tuple[str, str]:
+    model, _, size = str(text).partition("/")
+    if not model or not size or "/" in size:
+        raise ConfigError(f"export.ensemble: {text!r} is not a run (model/size)")
+    return model, size
+
+
+def load_member(models_dir: Path, model_name: str, size: str, args: argparse.Namespace) -> Member:
+    from hccr.models.checkpoint import load_model
+
+    run_dir = models_dir / model_name / size
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise DataError(f"{checkpoint}: checkpoint of run {model_name}/{size} not found")
+    model, meta = load_model(checkpoint, map_location="cpu")
+    scheme = (meta.get("config") or {}).get("scheme")
+    if args.split:
+        split_path = Path(args.split)
+    elif scheme:
+        split_path = Path(args.split_dir) / str(scheme) / f"{size}.csv"
+    else:
+        raise DataError(f"{checkpoint}: config has no `scheme`; pass --split")
+    # reports/metrics/{model}/{size}.json: the member's own figures, for the model card
+    named = [Path(p) for p in args.metrics if Path(p).parent.name == model_name and Path(p).stem == size]
+    metrics = read_metrics(named[0]) if named else {}
+    return Member(model_name, size, run_dir, checkpoint, model, meta, split_path, metrics)
+
+
+def check_members(members: list[Member]) -> None:
+    """An ensemble's runs must score the same validation and test images (hccr.models.ensemble
+    checks the rest: one input size, the same classes)."""
+    first = members[0]
+    for member in members[1:]:
+        if member.split_path != first.split_path and not _same_roles(member.split_path, first.split_path):
+            raise DataError(
+                f"export.ensemble: {member.split_path} and {first.split_path} hold different validation or test images"
+            )
+
+
+def _same_roles(a: Path, b: Path) -> bool:
+    frames = [pd.read_csv(path) for path in (a, b)]
+    return all(
+        set(frames[0].loc[frames[0]["role"] == role, "id"]) == set(frames[1].loc[frames[1]["role"] == role, "id"])
+        for role in ("val", "test")
+    )
+
+
+def save_ensemble(members: list[Member], path: Path, resize_filter: str, val_accuracy: float | None = None):
+    """The members as one `ensemble` checkpoint at `path`, loaded back as any checkpoint is."""
+    from hccr.models import ensemble
+    from hccr.models.checkpoint import load_model
+
+    runs = {f"{member.model_name}/{member.size}": member.checkpoint for member in members}
+    ensemble.save_checkpoint(path, runs, resize_filter=resize_filter, val_accuracy=val_accuracy)
+    return load_model(path, map_location="cpu")
+
+
+def score_roles(model, arrays: list, split: pd.DataFrame, labels: np.ndarray | None, mean: float, std: float) -> dict:
+    """The exported model's accuracy (and image count) on every validation and test image."""
+    import torch
+
+    from hccr.normalization import normalize
+
+    if labels is None:
+        return {}
+    scores = {}
+    for role in ("val", "test"):
+        ids = np.sort(split.loc[split["role"] == role, "id"].to_numpy(dtype=np.int64))
+        if not ids.size:
+            continue
+        right = 0
+        for start in range(0, ids.size, 256):
+            chunk = ids[start : start + 256]
+            batch = normalize(np.stack([np.asarray(array[chunk]) for array in arrays], axis=1), mean, std)
+            with torch.inference_mode():
+                right += int((model(batch).argmax(1).numpy() == labels[chunk]).sum())
+        scores[f"{role}_accuracy"], scores[f"{role}_images"] = right / ids.size, int(ids.size)
+    return scores
+
+
+def ensemble_metrics(first: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str, Any]:
+    """What the model card's results table reads, for the ensemble (accuracy and count only)."""
+    metrics = {key: first.get(key) for key in ("protocol", "size")}
+    for role in ("val", "test"):
+        if f"{role}_accuracy" in scores:
+            metrics[role] = {"accuracy": scores[f"{role}_accuracy"], "n": scores[f"{role}_images"]}
+    return metrics
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def export_best(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from hccr.models.checkpoint import load_model
     from hccr.reporting.model_card import render_model_card
 
     best, candidates = select_run([Path(p) for p in args.metrics], args.select)
-    run_dir = Path(args.models_dir) / best.model / best.size
-    checkpoint = run_dir / "checkpoint.pt"
-    if not checkpoint.is_file():
-        raise DataError(f"{checkpoint}: checkpoint of the selected run ({best.metrics_path}) not found")
-    model, meta = load_model(checkpoint, map_location="cpu")
+    runs = [parse_run(run) for run in args.ensemble] if args.ensemble else [(best.model, best.size)]
+    members = [load_member(Path(args.models_dir), model, size, args) for model, size in runs]
+    first = members[0]
+    check_members(members)
+    model, meta = first.model, first.meta
     input_size = int(meta["input_size"])
-    mean, std = check_stats(meta["normalize"]["mean"], meta["normalize"]["std"], str(checkpoint))
+    mean, std = check_stats(meta["normalize"]["mean"], meta["normalize"]["std"], str(first.checkpoint))
     resize_filter = args.resize_filter or meta.get("resize_filter") or "bilinear"
 
-    scheme = (meta.get("config") or {}).get("scheme")
-    if args.split:
-        split_path = Path(args.split)
-    elif scheme:
-        split_path = Path(args.split_dir) / str(scheme) / f"{best.size}.csv"
-    else:
-        raise DataError(f"{checkpoint}: config has no `scheme`; pass --split")
-    images = load_images(find_images([Path(p) for p in args.images], input_size), size=input_size)
-    split = read_split(split_path, len(images))
+    paths = [Path(p) for p in args.images]
+    arrays = [load_images(find_images(paths, input_size, member.framing), size=input_size) for member in members]
+    split = read_split(first.split_path, len(arrays[0]))
     index = read_index(args.index) if args.index else None
     role, ids = parity_ids(split, args.max_images)
-    labels = index["label"].to_numpy(dtype=np.int64)[ids] if index is not None and "label" in index else None
+    all_labels = index["label"].to_numpy(dtype=np.int64) if index is not None and "label" in index else None
+    labels = all_labels[ids] if all_labels is not None else None
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
     with atomic_dir(out_dir) as tmp:
-        shutil.copy2(checkpoint, tmp / "checkpoint.pt")
+        scores = {}
+        if len(members) == 1:
+            shutil.copy2(first.checkpoint, tmp / "checkpoint.pt")
+            parity_inputs = np.asarray(arrays[0][ids])
+        else:
+            model, meta = save_ensemble(members, tmp / "checkpoint.pt", resize_filter)
+            scores = score_roles(model, arrays, split, all_labels, mean, std)
+            if "val_accuracy" in scores:  # the checkpoint's own field, as a trained run's holds its best
+                model, meta = save_ensemble(members, tmp / "checkpoint.pt", resize_filter, scores["val_accuracy"])
+            parity_inputs = np.stack([np.asarray(array[ids]) for array in arrays], axis=1)
         onnx_path = tmp / "model.onnx"
         exporter = export_onnx(model, input_size, meta, resize_filter, onnx_path)
         for leftover in tmp.glob("model.onnx.*"):  # exporters may leave side files: keep only the model
             leftover.unlink()
-        figures = check_parity(model, onnx_path, np.asarray(images[ids]), mean, std, args.tolerance, labels)
+        figures = check_parity(model, onnx_path, parity_inputs, mean, std, args.tolerance, labels)
         parity = {
-            "model": best.model,
-            "size": best.size,
+            "model": meta["model"] if len(members) > 1 else best.model,
+            "size": first.size,
             "role": role,
             "exporter": exporter,
             **figures,
+            **scores,
             "torch_version": torch.__version__,
             "onnxruntime_version": __import__("onnxruntime").__version__,
         }
+        if len(members) > 1:
+            parity["members"] = [member.summary() for member in members]
         if not figures["passed"]:
             raise HccrError(
                 f"{onnx_path.name}: ONNX parity failed on {figures['n_images']} {role} images of "
@@ -311,18 +456,20 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
             )
         write_json(tmp / "parity.json", parity)
         evaluation_dir = Path(args.evaluation_dir) if args.evaluation_dir else None
+        single = len(members) == 1
         card = render_model_card(
-            meta,
-            best.metrics,
+            first.meta,
+            best.metrics if single else ensemble_metrics(first.metrics, scores),
             parameters=int(sum(p.numel() for p in model.parameters())),
             split_counts=split_counts(split, index),
             details=read_json_object(
-                evaluation_dir / best.model / best.size / "details.json", "evaluation details", missing_ok=True
+                evaluation_dir / first.model_name / first.size / "details.json", "evaluation details", missing_ok=True
             )
-            if evaluation_dir
+            if evaluation_dir and single
             else None,
-            train_summary=read_json_object(run_dir / "train.json", "train summary", missing_ok=True),
+            train_summary=read_json_object(first.run_dir / "train.json", "train summary", missing_ok=True),
             parity=parity,
+            members=None if single else parity["members"],
             selection={
                 "metric": args.select,
                 "value": best.value,
@@ -347,6 +494,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluation-dir", default=None, help="reports/evaluation (details.json for the model card)")
     p.add_argument("--resize-filter", default=None, help="params resize.filter (default: checkpoint, else bilinear)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="params export.tolerance (max |p_onnx - p_torch|)")
+    p.add_argument(
+        "--ensemble",
+        nargs="*",
+        default=[],
+        metavar="RUN",
+        help="params export.ensemble: model/size runs to average (default: the selected run alone)",
+    )
     p.add_argument("--max-images", type=int, default=512, help="images checked for parity (default 512)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--out-dir", required=True, help="models/export")
@@ -364,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"export.tolerance: {args.tolerance} must be a non-negative number")
     if args.max_images < 1:
         raise ConfigError("--max-images must be positive")
+    if len(args.ensemble) == 1:
+        raise ConfigError(f"export.ensemble lists one run ({args.ensemble[0]}); list two or more, or none")
     parity = export_best(args)
     print(
         f"exported {parity['model']}/{parity['size']} to {args.out_dir}: parity on {parity['n_images']} "

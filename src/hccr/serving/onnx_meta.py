@@ -2,7 +2,7 @@
 
 `hccr.serving.export` writes these entries; `hccr.serving.predict` (and the web app) read them,
 so neither needs the other: input size, normalisation, the class list with its values, the
-resize filter, model name, start and epoch.
+resize filter, the framing of each input channel, model name, start and epoch.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ def _values(props: Mapping[str, str], label: str) -> list | None:
 
 def metadata_props(meta: Mapping[str, Any], resize_filter: str) -> dict[str, str]:
     """`hccr.*` string entries for the ONNX model's metadata_props."""
+    from hccr.models.ensemble import member_framings
+
     normalize = meta["normalize"]
     classes = Classes.from_meta(meta, "checkpoint")
+    framings = member_framings(meta)
     return {
         f"{META_PREFIX}format": "1",
         f"{META_PREFIX}model": str(meta["model"]),
@@ -43,7 +46,11 @@ def metadata_props(meta: Mapping[str, Any], resize_filter: str) -> dict[str, str
         f"{META_PREFIX}characters": classes.text,
         f"{META_PREFIX}values": json.dumps(list(classes.values)),
         f"{META_PREFIX}resize_filter": str(resize_filter),
-        f"{META_PREFIX}input": "image (B, 1, S, S) float32 = ((uint8 / 255) - mean) / std, light strokes on black",
+        f"{META_PREFIX}framings": ",".join(framings),
+        f"{META_PREFIX}input": (
+            f"image (B, {len(framings)}, S, S) float32 = ((uint8 / 255) - mean) / std, light strokes on black; "
+            "channel m is the file framed by hccr.framings[m]"
+        ),
         f"{META_PREFIX}output": OUTPUT_NAME,
         f"{META_PREFIX}start": str(meta.get("start", "")),
         f"{META_PREFIX}epoch": str(meta.get("epoch", "")),
@@ -69,6 +76,8 @@ def metadata_from_props(props: Mapping[str, str], label: str = "model.onnx") -> 
                 {"characters": props[f"{META_PREFIX}characters"], "values": _values(props, label)}, label
             ),
             "resize_filter": props.get(f"{META_PREFIX}resize_filter", "bilinear"),
+            # Files exported before framings existed have one cell-framed input.
+            "framings": props.get(f"{META_PREFIX}framings", "cell").split(","),
             "output": props.get(f"{META_PREFIX}output", OUTPUT_NAME),
             "model": props.get(f"{META_PREFIX}model"),
             "start": props.get(f"{META_PREFIX}start"),

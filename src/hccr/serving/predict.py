@@ -9,7 +9,9 @@
 - FILE: a `.pt` checkpoint (loaded with `weights_only=True` through `hccr.models.checkpoint`) or
   an exported `.onnx` model (onnxruntime; input size, normalisation and characters come
   from the metadata that `hccr.serving.export` embeds in the ONNX file).
-- Images are prepared by `hccr.serving.preprocess` (any size, colour or polarity).
+- Images are prepared by `hccr.serving.preprocess` (any size, colour or polarity), framed
+  as the model was trained (its framing travels in the checkpoint and the ONNX metadata; an
+  exported ensemble gets one framing per member, stacked as input channels).
 
 Each image gets its character, numeric value and top-k confidences. A file that cannot be
 read (not an image, truncated, empty, over 50 megapixels, no ink) gets its own error and the
@@ -35,10 +37,10 @@ from hccr.classes import Classes
 from hccr.errors import DataError, HccrError, reports_errors
 from hccr.normalization import check_stats, normalize
 from hccr.serving.preprocess import (
-    DEFAULT_FRAMING,
     MAX_PIXELS,
     Framing,
     canonical_glyph,
+    framing_named,
     glyph_to_size,
     open_image,
     resample_filter,
@@ -170,6 +172,7 @@ class Predictor:
         classes: Classes,
         resize_filter: str,
         meta: dict | None = None,
+        framings: list[str] | tuple[str, ...] = ("cell",),
     ):
         self.path = path
         self.input_size = int(input_size)
@@ -178,7 +181,13 @@ class Predictor:
         self.characters = classes.characters
         self.resize_filter = resize_filter
         self.meta = dict(meta or {})  # the model file's own metadata (checkpoint fields or ONNX hccr.*)
-        self.framing: Framing = DEFAULT_FRAMING  # switched only by the framing ablation (bench/)
+        if not framings:
+            raise DataError(f"{path}: the model declares no input framing")
+        self.framing_names = tuple(str(name) for name in framings)
+        # One per input channel; the framing ablation (bench/) swaps them for variants.
+        self.framings: tuple[Framing, ...] = tuple(
+            framing_named(name, f"{path}: framing") for name in self.framing_names
+        )
         resample_filter(resize_filter)
         # A model file may come from elsewhere (ONNX metadata too): refuse what would allocate
         # S x S per image without bound (issue 12).
@@ -191,18 +200,29 @@ class Predictor:
         raise NotImplementedError
 
     def prepare(self, data: bytes, label: str, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-        """Image bytes -> (64x64 dataset glyph, the same at the model's input size), both uint8."""
+        """Image bytes -> (64x64 glyph of the first framing, the model's input (M, S, S)), both uint8.
+
+        M is the number of framings (1, or one per ensemble member).
+        """
         image = open_image(data, label, max_pixels)
-        glyph = canonical_glyph(image, label, self.framing)
-        return glyph, glyph_to_size(glyph, self.input_size, self.resize_filter)
+        glyphs = [canonical_glyph(image, label, framing) for framing in self.framings]
+        sized = np.stack([glyph_to_size(glyph, self.input_size, self.resize_filter) for glyph in glyphs])
+        return glyphs[0], sized
 
     def class_probabilities(self, sized: np.ndarray) -> np.ndarray:
-        """uint8 (B, S, S) glyphs at the model's input size -> (B, classes) probabilities."""
+        """uint8 (B, M, S, S) inputs (or (B, S, S) for one framing) -> (B, classes) probabilities."""
         # A writable copy: torch warns about read-only arrays (PIL's are), and this one is small.
-        return self.probabilities(normalize(np.array(sized, dtype=np.uint8), self.mean, self.std))
+        sized = np.array(sized, dtype=np.uint8)
+        if sized.ndim == 3:
+            sized = sized[:, None]
+        if sized.ndim != 4 or sized.shape[1] != len(self.framings):
+            raise DataError(
+                f"{self.path}: expected inputs (B, {len(self.framings)}, S, S), one per framing, got {sized.shape}"
+            )
+        return self.probabilities(normalize(sized, self.mean, self.std))
 
     def top_k(self, sized: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """uint8 (B, S, S) glyphs -> for each, the k most probable (character, probability), best first."""
+        """uint8 (B, M, S, S) inputs -> for each, the k most probable (character, probability), best first."""
         k = max(1, min(k, len(self.characters)))
         probs = self.class_probabilities(sized)
         ranked = []
@@ -215,6 +235,7 @@ class Predictor:
 class TorchPredictor(Predictor):
     def __init__(self, path: Path):
         from hccr.models.checkpoint import load_model
+        from hccr.models.ensemble import member_framings
 
         try:
             model, meta = load_model(path, map_location="cpu")
@@ -231,6 +252,7 @@ class TorchPredictor(Predictor):
             Classes.from_meta(meta, str(path)),
             meta.get("resize_filter", "bilinear"),
             meta={k: v for k, v in meta.items() if k != "state_dict"},
+            framings=member_framings(meta),
         )
         self.model = model.eval()
 
@@ -269,6 +291,7 @@ class OnnxPredictor(Predictor):
             meta["classes"],
             meta.get("resize_filter", "bilinear"),
             meta=meta,
+            framings=meta["framings"],
         )
         self.input_name = self.session.get_inputs()[0].name
         self.outputs_probabilities = meta.get("output", "probabilities") == "probabilities"

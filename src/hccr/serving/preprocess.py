@@ -370,6 +370,19 @@ FRAME_MODES = ("auto", "framed", "reframed")
 BACKGROUND_MODES = ("local", "median", "none")
 SMOOTHING_MODES = ("gaussian", "median")
 DEFAULT_FRAMING = Framing()
+# A model's framing: model block `framing`, stored in its checkpoint (config) and in its ONNX
+# metadata (hccr.framings), so predict frames a file as that model was trained. `cell` (the
+# default) frames a file as a dataset cell (step 6); `ink_box` crops every file, the archive's
+# own too, to its ink box scaled to the typical size for its shape, so a padded or shifted
+# file gives the original's glyph (docs/robustness.md, "Two framings").
+FRAMINGS = {"cell": DEFAULT_FRAMING, "ink_box": Framing(native_shortcut=False, frame="reframed")}
+
+
+def framing_named(name: str, where: str = "framing") -> Framing:
+    """The Framing called `name` (FRAMINGS); DataError naming `where` otherwise."""
+    if name not in FRAMINGS:
+        raise DataError(f"{where}: unknown framing {name!r}; known framings: {', '.join(FRAMINGS)}")
+    return FRAMINGS[name]
 
 
 def canonical_glyph(image: Image.Image, label: str = "image", framing: Framing = DEFAULT_FRAMING) -> np.ndarray:

@@ -166,7 +166,7 @@ def predict_image(predictor: Predictor, data: bytes, label: str, top_k: int, max
         "confidence": confidence,
         "top_k": [{"character": c, "value": predictor.classes.value_of(c), "confidence": p} for c, p in ranked],
         "glyph": png_data_url(glyph),
-        "model_input": png_data_url(sized),
+        "model_input": png_data_url(np.hstack(list(sized))),  # one panel per framing, side by side
         "input_size": predictor.input_size,
         "timing_ms": {"preprocess": 1000 * (prepared - started), "model": 1000 * (scored - prepared)},
     }
