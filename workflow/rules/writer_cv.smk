@@ -69,7 +69,7 @@ rule cv_train_run:
 rule cv_ensemble:
     input:
         lambda w: [
-            CV_FOLD.format(model=m, size=s, fold=w.fold) + "/checkpoint.pt"
+            f"{CV_FOLD}/checkpoint.pt".format(model=m, size=s, fold=w.fold)
             for m, s in CV_ENSEMBLES[w.size]
         ],
     output:
