@@ -8,6 +8,7 @@ parity.json must be what the two runs' arrays give.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -209,6 +210,26 @@ def test_the_ink_box_member_sees_a_shifted_file_as_the_original(pair, exported):
         # (measured: max 4), where the cell framing shrinks the glyph (measured: max 72-112).
         box, cell = (np.abs(a[m].astype(int) - b[m].astype(int)).max() for m in (1, 0))
         assert box <= 8 < 40 < cell, (inverted.name, box, cell)
+
+
+def test_serve_shows_the_pair_and_what_each_member_reads(pair, exported):
+    from starlette.testclient import TestClient
+
+    from hccr.serving.serve_app import create_app
+    from hccr.serving.serve_facts import model_facts
+
+    predictor = load_predictor(exported / "model.onnx")
+    client = TestClient(create_app(predictor, facts=model_facts(predictor, metrics_root=pair["root"] / "metrics")))
+    facts = client.get("/api/model").json()
+    parity = json.loads((exported / "parity.json").read_text())
+    assert facts["model"] == ensemble.NAME and facts["framings"] == ["cell", "ink_box"]
+    assert facts["test_accuracy"] == pytest.approx(parity["test_accuracy"])
+    assert facts["metrics_file"] == str(exported / "parity.json")
+    shifted = sorted(pair["files"].glob("*_shifted.png"))[0]
+    answer = client.post("/api/predict", content=shifted.read_bytes(), headers={"Content-Type": "image/png"}).json()
+    assert answer["framings"] == ["cell", "ink_box"]  # the page shows one panel per framing then
+    panels = Image.open(io.BytesIO(base64.b64decode(answer["model_input"].split(",", 1)[1])))
+    assert panels.size == (64, 32)  # the two framings side by side, at the model's 32 px
 
 
 def test_an_ensemble_of_one_run_is_refused(pair, tmp_path, capsys):

@@ -129,7 +129,7 @@ def test_health_and_model_facts(models, tmp_path):
     assert facts["model"] == "cnn" and facts["size"] == "medium" and facts["start"] == "scratch"
     assert facts["test_accuracy"] == 0.9625 and facts["val_accuracy"] == 0.5 and facts["epoch"] == 3
     assert facts["format"] == "onnx" and facts["file_bytes"] == onnx.stat().st_size and facts["input_size"] == 32
-    assert facts["metrics_file"] == str(metrics)
+    assert facts["metrics_file"] == str(metrics) and facts["framings"] == ["cell"]
     # Without the export's side files nothing is guessed.
     bare = TestClient(create_app(load_predictor(models["pt"]))).get("/api/model").json()
     assert bare["size"] is None and bare["test_accuracy"] is None and bare["format"] == "pytorch"

@@ -168,6 +168,7 @@ def predict_image(predictor: Predictor, data: bytes, label: str, top_k: int, max
         "glyph": png_data_url(glyph),
         "model_input": png_data_url(np.hstack(list(sized))),  # one panel per framing, side by side
         "input_size": predictor.input_size,
+        "framings": list(predictor.framing_names),
         "timing_ms": {"preprocess": 1000 * (prepared - started), "model": 1000 * (scored - prepared)},
     }
 
@@ -188,7 +189,8 @@ def create_app(
     limiter = anyio.CapacityLimiter(max(1, workers))
     default_k = max(1, min(top_k, len(predictor.characters)))
     # One forward pass now: the first drawing should not pay for lazy initialisation.
-    predictor.top_k(np.zeros((1, predictor.input_size, predictor.input_size), dtype=np.uint8), 1)
+    size = predictor.input_size
+    predictor.top_k(np.zeros((1, len(predictor.framings), size, size), dtype=np.uint8), 1)
 
     async def asset(request: Request) -> Response:
         content, kind = assets[request.url.path]

@@ -4,7 +4,9 @@ From the model file itself: model name, start (scratch / imagenet / file), input
 epoch, validation accuracy, characters, the file's size and format. From the files `hccr
 export` writes beside it (`parity.json`): the data subset (`size`). From the run's metrics
 (`--metrics FILE`, else `reports/metrics/{model}/{size}.json` when it exists): the test
-accuracy. A fact that none of these holds is `null`, never guessed.
+accuracy; an exported ensemble has no run of its own, so its test accuracy is parity.json's
+(the export scores it on every test image). A fact that none of these holds is `null`, never
+guessed.
 """
 
 from __future__ import annotations
@@ -63,14 +65,18 @@ def model_facts(
     else:
         metrics_source = None
     size = size or (metrics or {}).get("size")
+    test_accuracy = _test_accuracy(metrics)
+    if metrics is None and _number(parity.get("test_accuracy")) is not None:
+        test_accuracy, metrics_source = _number(parity["test_accuracy"]), str(path.parent / "parity.json")
     return {
         "model": model,
         "size": size,
         "start": meta.get("start") or None,
-        "test_accuracy": _test_accuracy(metrics),
+        "test_accuracy": test_accuracy,
         "val_accuracy": _number(meta.get("val_accuracy")),
         "epoch": _integer(meta.get("epoch")),
         "input_size": predictor.input_size,
+        "framings": list(predictor.framing_names),
         "resize_filter": predictor.resize_filter,
         "characters": predictor.classes.text,
         "values": list(predictor.classes.values),

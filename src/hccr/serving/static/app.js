@@ -146,9 +146,18 @@ function show(answer, seq) {
     return item;
   }));
   const glyph = document.getElementById("glyph");
-  glyph.src = answer.glyph;
-  document.getElementById("glyph-caption").textContent =
-    `what the model sees: the 64 x 64 glyph after preprocessing (scored at ${answer.input_size} px)`;
+  const framings = answer.framings || ["cell"];
+  if (framings.length > 1) { // an ensemble: each member reads the drawing framed its own way
+    glyph.src = answer.model_input;
+    glyph.width = 128 * framings.length;
+    document.getElementById("glyph-caption").textContent =
+      `what the models see: one panel per framing (${framings.join(", ")}), at ${answer.input_size} px`;
+  } else {
+    glyph.src = answer.glyph;
+    glyph.width = 128;
+    document.getElementById("glyph-caption").textContent =
+      `what the model sees: the 64 x 64 glyph after preprocessing (scored at ${answer.input_size} px)`;
+  }
   document.getElementById("error").textContent = "";
   result.dataset.seq = String(seq);
   result.dataset.state = "shown";
