@@ -22,13 +22,13 @@ from PIL import Image
 
 from hccr.data.layout import CHINESE_MNIST
 from hccr.data.reframe import main as reframe_main
-from hccr.errors import DataError
+from hccr.errors import DataError, HccrError
 from hccr.models import checkpoint, create, ensemble
 from hccr.normalization import normalize
 from hccr.serving.export import main as export_main
 from hccr.serving.predict import iter_sources, load_predictor, predict_sources
 from hccr.serving.preprocess import FRAMINGS, canonical_glyph, glyph_to_size
-from test_predict import read_archive, train_small_cnn
+from test_predict import archive_index, read_archive, train_small_cnn
 
 from helpers_serve import TINY_CNN, png_bytes, save_untrained
 
@@ -47,20 +47,8 @@ def pair(real_archive, tmp_path_factory):
     root = tmp_path_factory.mktemp("pair")
     table, handle = read_archive(real_archive)
     writers = sorted(table["suite_id"].unique())[:17]
-    table = table[table["suite_id"].isin(writers)].sort_values(["suite_id", "sample_id", "code"]).reset_index(drop=True)
-    labels = (table["code"] - 1).to_numpy()
-    index = pd.DataFrame(
-        {
-            "id": range(len(table)),
-            "writer": table["suite_id"],
-            "sample": table["sample_id"],
-            "code": table["code"],
-            "value": table["value"],
-            "character": table["character"],
-            "label": labels,
-            "path": table["name"],
-        }
-    )
+    table, index = archive_index(table, writers)
+    labels = index["label"].to_numpy()
     (root / "data" / "ink_box").mkdir(parents=True)
     index.to_csv(root / "data" / "index.csv", index=False)
     native = np.stack([np.asarray(Image.open(io.BytesIO(handle.read(n)))) for n in table["name"]])
@@ -230,6 +218,16 @@ def test_serve_shows_the_pair_and_what_each_member_reads(pair, exported):
     assert answer["framings"] == ["cell", "ink_box"]  # the page shows one panel per framing then
     panels = Image.open(io.BytesIO(base64.b64decode(answer["model_input"].split(",", 1)[1])))
     assert panels.size == (64, 32)  # the two framings side by side, at the model's 32 px
+
+
+def test_metadata_that_disagrees_with_the_graph_is_refused(exported, tmp_path):
+    proto = onnx.load(str(exported / "model.onnx"))
+    for entry in proto.metadata_props:
+        if entry.key == "hccr.framings":
+            entry.value = "cell"  # one framing named, two channels read
+    onnx.save(proto, str(tmp_path / "edited.onnx"))
+    with pytest.raises(HccrError, match=r"2 input channel\(s\) but its metadata names 1 framing"):
+        load_predictor(tmp_path / "edited.onnx")
 
 
 def test_an_ensemble_of_one_run_is_refused(pair, tmp_path, capsys):

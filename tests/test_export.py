@@ -24,7 +24,7 @@ from hccr.serving.export import select_run
 from hccr.serving.onnx_meta import metadata_from_props, metadata_props
 from hccr.serving.predict import main as predict_main
 from hccr.serving.preprocess import glyph_to_size
-from test_predict import read_archive, save_checkpoint, train_small_cnn
+from test_predict import archive_index, read_archive, save_checkpoint, train_small_cnn
 
 from helpers_data import CHARACTERS
 
@@ -145,19 +145,7 @@ def project(real_archive, tmp_path_factory):
     root = tmp_path_factory.mktemp("export_project")
     table, handle = read_archive(real_archive)
     writers = sorted(table["suite_id"].unique())[:20]
-    table = table[table["suite_id"].isin(writers)].sort_values(["suite_id", "sample_id", "code"]).reset_index(drop=True)
-    index = pd.DataFrame(
-        {
-            "id": range(len(table)),
-            "writer": table["suite_id"],
-            "sample": table["sample_id"],
-            "code": table["code"],
-            "value": table["value"],
-            "character": table["character"],
-            "label": table["code"] - 1,
-            "path": table["name"],
-        }
-    )
+    table, index = archive_index(table, writers)
     (root / "data").mkdir()
     index.to_csv(root / "data" / "index.csv", index=False)
     native = np.stack([np.asarray(Image.open(io.BytesIO(handle.read(n)))) for n in table["name"]])

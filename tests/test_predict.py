@@ -47,6 +47,24 @@ def read_archive(archive: Path) -> tuple[pd.DataFrame, zipfile.ZipFile]:
     return table, handle
 
 
+def archive_index(table: pd.DataFrame, writers: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`writers`' rows of `read_archive`'s table in index order, and their index.csv as the index step writes it."""
+    table = table[table["suite_id"].isin(writers)].sort_values(["suite_id", "sample_id", "code"]).reset_index(drop=True)
+    index = pd.DataFrame(
+        {
+            "id": range(len(table)),
+            "writer": table["suite_id"],
+            "sample": table["sample_id"],
+            "code": table["code"],
+            "value": table["value"],
+            "character": table["character"],
+            "label": table["code"] - 1,
+            "path": table["name"],
+        }
+    )
+    return table, index
+
+
 def train_small_cnn(images: np.ndarray, labels: np.ndarray, cfg: dict, epochs: int, seed: int = 0):
     """A few epochs of plain AdamW + one-cycle on uint8 (N, 64, 64) glyphs; returns (model, mean, std)."""
     from hccr.normalization import normalize

@@ -20,11 +20,10 @@ import time
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from hccr.atomic import atomic_path, write_json
 from hccr.data.arrays import load_images
-from hccr.data.workers import default_workers, process_pool
+from hccr.data.workers import map_row_chunks
 from hccr.errors import DataError, reports_errors
 from hccr.serving.preprocess import FRAMINGS, canonical_glyph, framing_named, glyph_to_size
 
@@ -61,21 +60,9 @@ def reframe_archive(
     images = load_images(images_path)
     if images.shape[1:] != (64, 64):
         raise DataError(f"{images_path}: reframing starts from the native 64 px array, got {images.shape[1:]}")
-    jobs = [
-        (str(images_path), start, min(start + CHUNK, len(images)), framing, size, resize_filter)
-        for start in range(0, len(images), CHUNK)
-    ]
-    out = np.empty((len(images), size, size), dtype=np.uint8)
-    refused: list[int] = []
-    workers = default_workers() if workers is None else max(1, workers)
-    bar = tqdm(total=len(images), desc=f"framing by {framing}", unit="img", file=sys.stderr)
-    with process_pool(workers) as pool:
-        for (_, start, stop, *_), (part, rows) in zip(jobs, pool.map(_reframe_chunk, jobs), strict=True):
-            out[start:stop] = part
-            refused += rows
-            bar.update(stop - start)
-    bar.close()
-    return out, refused
+    extra = (framing, size, resize_filter)
+    desc = f"framing by {framing}"
+    return map_row_chunks(_reframe_chunk, images_path, len(images), size, extra, CHUNK, workers, desc)
 
 
 def _parser() -> argparse.ArgumentParser:

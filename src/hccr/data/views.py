@@ -30,12 +30,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from hccr.atomic import atomic_path, write_json
 from hccr.config import checked_part, json_object_arg
 from hccr.data.arrays import load_images
-from hccr.data.workers import default_workers, process_pool
+from hccr.data.workers import map_row_chunks
 from hccr.errors import ConfigError, DataError, reports_errors
 from hccr.evaluation.transforms import FUNCTIONS
 from hccr.serving.preprocess import (
@@ -156,21 +155,10 @@ def render_views(
     images = load_images(images_path)
     if images.shape[1:] != (64, 64):
         raise DataError(f"{images_path}: views are made from the native 64 px array, got {images.shape[1:]}")
-    jobs = [
-        (str(images_path), start, min(start + CHUNK, len(images)), settings, size, resize_filter, framing)
-        for start in range(0, len(images), CHUNK)
-    ]
-    views = np.empty((len(images), size, size), dtype=np.uint8)
-    families: list[str] = []
-    workers = default_workers() if workers is None else max(1, workers)
-    bar = tqdm(total=len(images), desc="predict-path views", unit="img", file=sys.stderr, disable=not progress)
-    with process_pool(workers) as pool:
-        for (_, start, stop, *_), (part, names) in zip(jobs, pool.map(_render_chunk, jobs), strict=True):
-            views[start:stop] = part
-            families += names
-            bar.update(stop - start)
-    bar.close()
-    return views, families
+    extra = (settings, size, resize_filter, framing)
+    return map_row_chunks(
+        _render_chunk, images_path, len(images), size, extra, CHUNK, workers, "predict-path views", progress
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -293,7 +293,15 @@ class OnnxPredictor(Predictor):
             meta=meta,
             framings=meta["framings"],
         )
-        self.input_name = self.session.get_inputs()[0].name
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        # The metadata and the graph must agree on the channels (one per framing) before any file is read.
+        channels = model_input.shape[1] if len(model_input.shape) == 4 else None
+        if isinstance(channels, int) and channels != len(self.framings):
+            raise HccrError(
+                f"{path}: the model reads {channels} input channel(s) but its metadata names "
+                f"{len(self.framings)} framing(s) ({', '.join(self.framing_names)})"
+            )
         self.outputs_probabilities = meta.get("output", "probabilities") == "probabilities"
 
     def probabilities(self, batch) -> np.ndarray:
