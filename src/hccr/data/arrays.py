@@ -42,3 +42,16 @@ def load_images(path: str | os.PathLike, *, rows: int | None = None, size: int |
     if size is not None and array.shape[1] != size:
         raise DataError(f"{path}: images are {array.shape[1]}x{array.shape[2]}, {size}x{size} expected")
     return array
+
+
+class StackedArrays:
+    """An ensemble's input: one (N, S, S) array per member's framing, read as (B, M, S, S)."""
+
+    def __init__(self, arrays: list[np.ndarray]):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitem__(self, ids) -> np.ndarray:
+        return np.stack([np.asarray(array[ids]) for array in self.arrays], axis=1)

@@ -46,8 +46,9 @@ def _reframe_chunk(job: tuple[str, int, int, str, int, str]) -> tuple[np.ndarray
     refused = []
     for offset, glyph in enumerate(glyphs):
         framed = reframe_glyph(glyph, framing, size, resize_filter, f"{path} row {start + offset}")
-        if framed is None:
-            framed, refused = glyph_to_size(np.asarray(glyph), size, resize_filter), refused + [start + offset]
+        if framed is None:  # no ink: kept as it is, and listed
+            framed = glyph_to_size(np.asarray(glyph), size, resize_filter)
+            refused.append(start + offset)
         out[offset] = framed
     return out, refused
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from hccr.atomic import write_csv, write_json
 from hccr.classes import Classes
 from hccr.data import index as hccr_index
-from hccr.data.arrays import load_images
+from hccr.data.arrays import StackedArrays, load_images
 from hccr.data.splits import read_split
 from hccr.errors import DataError, HccrError, reports_errors
 from hccr.evaluation import confusion, metrics
@@ -130,19 +130,6 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise HccrError("--device cuda: no CUDA device is available")
     return torch.device(name)
-
-
-class StackedArrays:
-    """An ensemble's input: one (N, S, S) array per member's framing, read as (B, M, S, S)."""
-
-    def __init__(self, arrays: list[np.ndarray]):
-        self.arrays = arrays
-
-    def __len__(self) -> int:
-        return len(self.arrays[0])
-
-    def __getitem__(self, ids) -> np.ndarray:
-        return np.stack([np.asarray(array[ids]) for array in self.arrays], axis=1)
 
 
 def framed_inputs(paths: list[str], meta: dict, rows: int, label: str) -> np.ndarray | StackedArrays:

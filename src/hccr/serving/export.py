@@ -51,7 +51,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from hccr.atomic import atomic_dir, write_json, write_text
-from hccr.data.arrays import load_images
+from hccr.data.arrays import StackedArrays, load_images
 from hccr.data.index import read_index
 from hccr.data.splits import read_split
 from hccr.errors import ConfigError, DataError, HccrError, reports_errors
@@ -375,7 +375,7 @@ def score_roles(model, arrays: list, split: pd.DataFrame, labels: np.ndarray | N
         right = 0
         for start in range(0, ids.size, 256):
             chunk = ids[start : start + 256]
-            batch = normalize(np.stack([np.asarray(array[chunk]) for array in arrays], axis=1), mean, std)
+            batch = normalize(StackedArrays(arrays)[chunk], mean, std)
             with torch.inference_mode():
                 right += int((model(batch).argmax(1).numpy() == labels[chunk]).sum())
         scores[f"{role}_accuracy"], scores[f"{role}_images"] = right / ids.size, int(ids.size)
@@ -430,7 +430,7 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
             scores = score_roles(model, arrays, split, all_labels, mean, std)
             if "val_accuracy" in scores:  # the checkpoint's own field, as a trained run's holds its best
                 model, meta = save_ensemble(members, tmp / "checkpoint.pt", resize_filter, scores["val_accuracy"])
-            parity_inputs = np.stack([np.asarray(array[ids]) for array in arrays], axis=1)
+            parity_inputs = StackedArrays(arrays)[ids]
         onnx_path = tmp / "model.onnx"
         exporter = export_onnx(model, input_size, meta, resize_filter, onnx_path)
         for leftover in tmp.glob("model.onnx.*"):  # exporters may leave side files: keep only the model
