@@ -317,6 +317,28 @@ def test_settings_are_typed_with_the_schemas_defaults(params):
     assert settings.glyphs.pretrain["phases"] == [{"name": "glyphs", "epochs": 2, "lr": 1e-3, "freeze": "none"}]
 
 
+def test_glyph_pretraining_sets_its_own_dropout_and_stochastic_depth(params):
+    params["model"]["efficientnet"].update(arch="tf_efficientnet_lite0", drop_path_rate=0.2)
+    params["glyphs"].update(size=96)  # InceptionV3 takes 75 px or more
+    params["glyphs"]["pretrain"].update(dropout=0.0, drop_path_rate=0.05)
+    lite0 = hccr_config.glyph_pretrain_config(params, "efficientnet", "none")
+    assert lite0["head"]["dropout"] == 0.0 and lite0["drop_path_rate"] == 0.05
+    assert lite0["head"]["hidden"] == params["model"]["efficientnet"]["head"]["hidden"]  # the shape is kept
+    cnn = hccr_config.glyph_pretrain_config(params, "cnn", "none")
+    assert cnn["dropout"] == 0.0 and "drop_path_rate" not in cnn and "head" not in cnn
+    gru = hccr_config.glyph_pretrain_config(params, "inception_gru", "none")
+    assert gru["head"]["dropout"] == 0.0 and "drop_path_rate" not in gru
+    # The fine-tuned blocks keep their own.
+    assert params["model"]["efficientnet"]["head"]["dropout"] == 0.5 and params["model"]["cnn"]["dropout"] == 0.1
+    # null (the schema's default) keeps the block's.
+    params["glyphs"]["pretrain"].update(dropout=None, drop_path_rate=None)
+    lite0 = hccr_config.glyph_pretrain_config(params, "efficientnet", "none")
+    assert lite0["head"]["dropout"] == 0.5 and lite0["drop_path_rate"] == 0.2
+    params["glyphs"]["pretrain"]["dropout"] = 1.0
+    with pytest.raises(hccr_config.ConfigError, match="dropout"):
+        hccr_config.settings(params)
+
+
 def test_quick_and_tiny_overrides_are_valid(params):
     root = hccr_config.ROOT
     for path in (root / "workflow/profiles/quick/params.yaml", root / "tests/workflow/tiny.yaml"):

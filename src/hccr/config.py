@@ -664,20 +664,30 @@ def glyph_pretrain_config(config: dict[str, Any], model: str, init: str) -> dict
 
     Only the network's shape is kept (arch, in_chans, widths, head); the schedule is
     `glyphs.pretrain`'s, every layer trains, and the corpus is already augmented.
+    `glyphs.pretrain.dropout` / `drop_path_rate`, where set, replace the block's own for the
+    pretraining only: neither changes a weight's shape, so the start still loads strictly.
     """
     glyphs = with_defaults(config.get("glyphs") or {}, part="glyphs")
+    pretrain = glyphs["pretrain"]
     block = copy.deepcopy(config["model"][model])
     block.pop("sizes", None)
-    phases = glyphs["pretrain"]["phases"]
+    phases = pretrain["phases"]
     block.update(
         pretrained=init,
         input_size=glyphs["size"],
-        batch_size=glyphs["pretrain"]["batch_size"],
+        batch_size=pretrain["batch_size"],
         phases=copy.deepcopy(phases),
         scratch_phases=copy.deepcopy(phases),
         augment={**block.get("augment", {}), "enabled": False, "views": 0.0},
         early_stopping={**block.get("early_stopping", {}), "enabled": False},
     )
+    if pretrain.get("dropout") is not None:
+        if block["arch"] == "cnn":  # the cnn's head dropout is its `dropout` key
+            block["dropout"] = pretrain["dropout"]
+        else:
+            block["head"] = {**block.get("head", {}), "dropout": pretrain["dropout"]}
+    if pretrain.get("drop_path_rate") is not None and block["arch"].startswith("tf_efficientnet"):
+        block["drop_path_rate"] = pretrain["drop_path_rate"]  # only EfficientNets have stochastic depth
     validate_model(model, block)
     return block
 
