@@ -46,13 +46,20 @@ def test_section_has_the_numerals_note_and_the_pretraining_cost(tmp_path):
     pre.mkdir(parents=True)
     corpus = {"classes": 3755, "fonts": [{}, {}, {}, {}], "excluded_characters": "", "target_characters_in_corpus": 15}
     (pre / "train.json").write_text(
-        json.dumps({"corpus": corpus, "n_train": 28530, "epochs": 2, "seconds_total": 812.0})
+        json.dumps(
+            {"corpus": corpus, "n_train": 28530, "epochs": 2, "seconds_total": 812.0, "config": {"dropout": 0.0}}
+        )
     )
+    lite0 = tmp_path / "models/pretrain/efficientnet_glyphs/glyphs"
+    lite0.mkdir(parents=True)
+    recorded = {"head": {"hidden": 1024, "dropout": 0.5}, "drop_path_rate": 0.2}
+    (lite0 / "train.json").write_text(json.dumps({"corpus": corpus, "n_train": 10, "epochs": 1, "config": recorded}))
     doc = rr.Document("t")
     gc.add_section(doc, sc.comparison_table(runs()), tmp_path / "models/runs")
     text = rr.to_markdown(doc, tmp_path)
     assert "15 numerals are among" in text and "ablation" in text
-    assert "| cnn_glyphs | printed glyphs (pretrained) | 3,755 | 4 | — | 28,530 | 2 | 13.5 min |" in text
+    assert "| cnn_glyphs | printed glyphs (pretrained) | 3,755 | 4 | — | 28,530 | 2 | dropout 0 | 13.5 min |" in text
+    assert "| 10 | 1 | dropout 0.5, stochastic depth 0.2 |" in text
     empty = rr.Document("t")
     gc.add_section(empty, sc.comparison_table(runs()[:1] + runs()[3:4]), tmp_path / "models/runs")
     assert empty.blocks == []  # no glyph start: nothing added

@@ -81,9 +81,8 @@ def test_glyphs_cpu_profile_compares_the_starts_at_10_and_70_per_class(project):
     assert counts["glyph_pretrain"] == 3 and counts["glyph_corpus"] == 1
     assert re.search(r"hccr\.data\.glyphs .*--variants 8 .*--count 500 ", proc.stdout)
     # Lite0 pretrains without dropout or stochastic depth (params glyphs.pretrain) and fine-tunes with its own.
-    blocks = {
-        (m[1], m[2]): json.loads(m[3]) for m in re.finditer(r"--model (\w+) --size (\w+) .*?--config-json '(\{.*?\})'", proc.stdout)
-    }
+    command = r"--model (\w+) --size (\w+) .*?--config-json '(\{.*?\})'"
+    blocks = {(m[1], m[2]): json.loads(m[3]) for m in re.finditer(command, proc.stdout)}
     pretrain, finetune = blocks[("efficientnet_glyphs", "glyphs")], blocks[("efficientnet_glyphs", "small")]
     assert (pretrain["drop_path_rate"], pretrain["head"]["dropout"]) == (0.0, 0.0)
     assert (finetune["drop_path_rate"], finetune["head"]["dropout"]) == (0.2, 0.5)

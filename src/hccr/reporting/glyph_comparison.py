@@ -58,6 +58,7 @@ def read_pretrainings(pretrain_dir: Path) -> pd.DataFrame:
                 "seconds": summary.get("seconds_total"),
                 "val_accuracy": summary.get("best_val_accuracy"),
                 "target_in_corpus": corpus.get("target_characters_in_corpus"),
+                "regularization": regularization(summary.get("config") or {}),
             }
         )
     columns = [
@@ -71,8 +72,18 @@ def read_pretrainings(pretrain_dir: Path) -> pd.DataFrame:
         "seconds",
         "val_accuracy",
         "target_in_corpus",
+        "regularization",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def regularization(block: dict) -> str:
+    """A pretraining's dropout and stochastic depth, as its recorded block says ("" if not recorded)."""
+    dropout = block.get("dropout", (block.get("head") or {}).get("dropout"))
+    parts = [f"dropout {dropout:g}"] if dropout is not None else []
+    if block.get("drop_path_rate") is not None:
+        parts.append(f"stochastic depth {block['drop_path_rate']:g}")
+    return ", ".join(parts)
 
 
 def duels(table: pd.DataFrame) -> list[dict]:
@@ -158,7 +169,18 @@ def add_section(doc: rr.Document, table: pd.DataFrame, runs_dir: Path) -> None:
     if not pretrainings.empty:
         doc.add(
             rr.Table(
-                ["model", "start", "classes", "fonts", "left out", "glyph images", "epochs", "time", "glyph val acc"],
+                [
+                    "model",
+                    "start",
+                    "classes",
+                    "fonts",
+                    "left out",
+                    "glyph images",
+                    "epochs",
+                    "dropout",
+                    "time",
+                    "glyph val acc",
+                ],
                 [
                     [
                         r.model,
@@ -168,6 +190,7 @@ def add_section(doc: rr.Document, table: pd.DataFrame, runs_dir: Path) -> None:
                         r.excluded or "—",
                         integer(r.n_train),
                         integer(r.epochs),
+                        r.regularization or "—",
                         seconds(r.seconds),
                         pct(r.val_accuracy),
                     ]
