@@ -73,6 +73,19 @@ def test_render_on_two_real_fonts_every_glyph_inked_and_deterministic(tmp_path):
     assert (images[: len(chars)] != images[len(chars) : 2 * len(chars)]).any(axis=(1, 2)).all()  # variants differ
 
 
+def test_each_image_is_the_same_whatever_else_the_corpus_holds(monkeypatch):
+    # A job draws a glyph once for all variants; each image must still land on its own index row.
+    two = two_real_fonts()
+    chars = NUMERALS
+    monkeypatch.setattr(glyphs, "CHUNK", 7)  # several jobs per font, the last one short
+    three, table, _ = glyphs.render_corpus(two, chars, 3, 32, seed=1, aug=GlyphAugment(), workers=2)
+    fewer, fewer_table, _ = glyphs.render_corpus(two, chars[:9], 2, 32, seed=1, aug=GlyphAugment(), workers=1)
+    key = ["font", "variant", "character"]
+    rows = table.reset_index().merge(fewer_table.reset_index(), on=key, suffixes=("", "_fewer"))
+    assert len(rows) == len(fewer_table) == 2 * 2 * 9
+    np.testing.assert_array_equal(three[rows["index"]], fewer[rows["index_fewer"]])
+
+
 def test_a_font_lacking_a_glyph_is_reported(tmp_path):
     real = two_real_fonts()[0]
     latin = fonts.named_font(str(DEJAVU))  # DejaVu Sans maps no CJK character

@@ -41,7 +41,7 @@ from hccr.fonts import FONTS, NamedFont, missing_characters, named_font
 LEVEL1_ROWS = range(0xB0, 0xD8)  # GB2312 level 1: the 3,755 most frequent characters
 CELLS = range(0xA1, 0xFF)
 EM = 0.8  # the font size, as a share of the side: room for the affine and elastic warps
-CHUNK = 400  # images per job
+CHUNK = 400  # images per job (CHUNK // variants characters x every variant)
 
 
 def gb2312_level1() -> str:
@@ -80,10 +80,13 @@ def unique_characters(text: str) -> str:
 
 @dataclass(frozen=True)
 class Job:
+    """Some characters of one font in every variant: each glyph is drawn once, augmented per variant."""
+
     font: NamedFont
     font_number: int
-    variant: int
+    variants: tuple[int, ...]
     codes: tuple[int, ...]
+    first_rows: tuple[int, ...]  # per variant, the index row of `codes[0]`
     size: int
     seed: int
     aug: GlyphAugment
@@ -110,12 +113,15 @@ def draw_glyph(font: NamedFont, character: str, size: int) -> Image.Image:
 
 
 def render_job(job: Job) -> np.ndarray:
-    out = np.empty((len(job.codes), job.size, job.size), dtype=np.uint8)
+    """(variants, codes, size, size); each image's randomness comes from (seed, font, variant, code) alone."""
+    out = np.empty((len(job.variants), len(job.codes), job.size, job.size), dtype=np.uint8)
     for i, code in enumerate(job.codes):
-        rng = np.random.default_rng((job.seed, job.font_number, job.variant, code))
-        out[i] = augment(draw_glyph(job.font, chr(code), job.size), job.size, job.aug, rng)
-        if not out[i].any():
-            raise DataError(f"{job.font.path}: variant {job.variant} of {chr(code)!r} came out empty")
+        glyph = draw_glyph(job.font, chr(code), job.size)
+        for v, variant in enumerate(job.variants):
+            rng = np.random.default_rng((job.seed, job.font_number, variant, code))
+            out[v, i] = augment(glyph, job.size, job.aug, rng)
+            if not out[v, i].any():
+                raise DataError(f"{job.font.path}: variant {variant} of {chr(code)!r} came out empty")
     return out
 
 
@@ -151,13 +157,17 @@ def plan(
 
 
 def jobs_for(table: pd.DataFrame, fonts: list[NamedFont], size: int, seed: int, aug: GlyphAugment) -> list[Job]:
+    """Jobs of about CHUNK images: a run of one font's characters in all of its variants."""
     jobs = []
-    for (number, variant), group in table.groupby(["writer", "sample"], sort=True):
-        codes = group["code"].tolist()
-        for start in range(0, len(codes), CHUNK):
-            jobs.append(
-                Job(fonts[number], int(number), int(variant), tuple(codes[start : start + CHUNK]), size, seed, aug)
-            )
+    for number, rows in table.groupby("writer", sort=True):
+        per_variant = {int(v): group for v, group in rows.groupby("sample", sort=True)}
+        variants = tuple(per_variant)
+        codes = per_variant[variants[0]]["code"].tolist()  # a font lacks the same characters in every variant
+        step = max(1, CHUNK // len(variants))
+        for start in range(0, len(codes), step):
+            first_rows = tuple(int(per_variant[v]["id"].iloc[start]) for v in variants)
+            chunk = tuple(codes[start : start + step])
+            jobs.append(Job(fonts[number], int(number), variants, chunk, first_rows, size, seed, aug))
     return jobs
 
 
@@ -182,12 +192,11 @@ def render_corpus(
     images = np.empty((len(table), size, size), dtype=np.uint8)
     workers = default_workers() if workers is None else max(1, workers)
     bar = tqdm(total=len(table), desc="render glyphs", unit="img", file=sys.stderr, disable=not progress)
-    position = 0
     with process_pool(workers) as pool:
-        for part in pool.map(render_job, jobs):  # in job order = index order
-            images[position : position + len(part)] = part
-            position += len(part)
-            bar.update(len(part))
+        for job, part in zip(jobs, pool.map(render_job, jobs), strict=True):
+            for first, images_of_variant in zip(job.first_rows, part, strict=True):
+                images[first : first + len(job.codes)] = images_of_variant
+            bar.update(part.shape[0] * part.shape[1])
     bar.close()
     return images, table, lacking
 
