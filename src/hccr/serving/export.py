@@ -359,7 +359,9 @@ def save_ensemble(members: list[Member], path: Path, resize_filter: str, val_acc
     return load_model(path, map_location="cpu")
 
 
-def score_roles(model, arrays: list, split: pd.DataFrame, labels: np.ndarray | None, mean: float, std: float) -> dict:
+def score_roles(
+    model, inputs: StackedArrays, split: pd.DataFrame, labels: np.ndarray | None, mean: float, std: float
+) -> dict:
     """The exported model's accuracy (and image count) on every validation and test image."""
     import torch
 
@@ -375,7 +377,7 @@ def score_roles(model, arrays: list, split: pd.DataFrame, labels: np.ndarray | N
         right = 0
         for start in range(0, ids.size, 256):
             chunk = ids[start : start + 256]
-            batch = normalize(StackedArrays(arrays)[chunk], mean, std)
+            batch = normalize(inputs[chunk], mean, std)
             with torch.inference_mode():
                 right += int((model(batch).argmax(1).numpy() == labels[chunk]).sum())
         scores[f"{role}_accuracy"], scores[f"{role}_images"] = right / ids.size, int(ids.size)
@@ -426,11 +428,12 @@ def export_best(args: argparse.Namespace) -> dict[str, Any]:
             shutil.copy2(first.checkpoint, tmp / "checkpoint.pt")
             parity_inputs = np.asarray(arrays[0][ids])
         else:
+            stacked = StackedArrays(arrays)
             model, meta = save_ensemble(members, tmp / "checkpoint.pt", resize_filter)
-            scores = score_roles(model, arrays, split, all_labels, mean, std)
+            scores = score_roles(model, stacked, split, all_labels, mean, std)
             if "val_accuracy" in scores:  # the checkpoint's own field, as a trained run's holds its best
                 model, meta = save_ensemble(members, tmp / "checkpoint.pt", resize_filter, scores["val_accuracy"])
-            parity_inputs = StackedArrays(arrays)[ids]
+            parity_inputs = stacked[ids]
         onnx_path = tmp / "model.onnx"
         exporter = export_onnx(model, input_size, meta, resize_filter, onnx_path)
         for leftover in tmp.glob("model.onnx.*"):  # exporters may leave side files: keep only the model
