@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import binomtest
 
 from hccr.data.layout import CHINESE_MNIST
 from hccr.data.reframe import main as reframe_main
@@ -153,6 +154,10 @@ def test_the_export_scores_the_mean_of_the_two_runs(pair, exported):
     card = (exported / "model_card.md").read_text(encoding="utf-8")
     assert "## Ensemble" in card and "`cnn/small` + `cnn_box/small`" in card and "| `cnn_box/small` | ink_box |" in card
     assert f"{100 * parity['test_accuracy']:.2f} %" in card
+    # the ensemble's own Wilson interval, from its counts (scipy's, not the project's formula)
+    n = parity["test_images"]
+    low, high = binomtest(round(parity["test_accuracy"] * n), n).proportion_ci(method="wilson")
+    assert f"| test | {100 * parity['test_accuracy']:.2f} % | {100 * low:.2f} % – {100 * high:.2f} % |" in card
 
 
 def test_both_files_carry_one_input_channel_per_framing(exported):

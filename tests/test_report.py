@@ -235,6 +235,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def run_report(root: Path) -> tuple[str, str]:
     argv = [
+        "--export-dir",
+        str(root / "models/export"),
         "--repo",
         str(PROJECT),
         "--metrics-dir",
@@ -378,3 +380,68 @@ def test_bad_metrics_file_names_the_file(tmp_path, capsys):
         run_report(tmp_path)
     assert "small.json" in capsys.readouterr().err
     assert not (tmp_path / "reports/report.md").exists()
+
+
+def write_parity(root: Path, **fields) -> None:
+    write_json(root / "models" / "export" / "parity.json", {"passed": True, **fields})
+
+
+def bench_job(root: Path, job: str, wall: float) -> None:
+    path = root / "logs" / "benchmarks" / f"{job}.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"s\tmax_rss\tcpu_time\tmean_load\n{wall}\t100.0\t{wall}\t90.0\n")
+
+
+def test_an_exported_average_gets_its_accuracy_interval_and_its_runs_cost(tmp_path):
+    from scipy.stats import binomtest
+
+    build_tree(tmp_path)
+    members = [
+        {"run": "cnn/small", "framing": "cell", "val_accuracy": 0.85, "test_accuracy": 0.8},
+        {"run": "cnn/medium", "framing": "ink_box", "val_accuracy": 0.95, "test_accuracy": 0.9},
+    ]
+    write_parity(
+        tmp_path, model="ensemble", size="small", val_accuracy=0.9, val_images=60, test_accuracy=58 / 60,
+        test_images=60, members=members,
+    )  # fmt: skip
+    bench_job(tmp_path, "reframe/ink_box/64", 7.0)
+    bench_job(tmp_path, "views/ink_box/64", 5.0)
+    bench_job(tmp_path, "views/64", 4.0)  # the cell views serve every model: not the ensemble's own cost
+    md, _ = run_report(tmp_path)
+    part = md.split("### The exported model", 1)[1].split("\n## ", 1)[0]
+    low, high = binomtest(58, 60).proportion_ci(method="wilson")
+    assert f"| **average of the 2** (exported) | cell + ink_box | 90.00 % | 96.67 % | [{report.pct(low)}, " in part
+    assert f"{report.pct(high)}] |" in part
+    # each run alone, as its own evaluation scored it
+    small = json.loads((tmp_path / "reports/metrics/cnn/small.json").read_text())
+    val, test = report.pct(small["val"]["accuracy"]), report.pct(small["test"]["accuracy"])
+    assert f"| `cnn/small` | cell | {val} | {test} |" in part
+    # cost: both trainings (3 epochs x 9.5 s each), the ink-box framing's data steps only, 2 passes
+    assert "Training: 57.0 s (28.5 s + 28.5 s)." in part
+    assert "12.0 s (`reframe/ink_box/64` 7.0 s, `views/ink_box/64` 5.0 s)" in part and "views/64`" not in part
+    assert "Inference: 2 forward passes per image, 2,471 parameters in all." in part
+    efficiency = md.split("## 6. Efficiency", 1)[1]
+    points = 100 * 58 / 60
+    assert (
+        f"| export: cnn/small + cnn/medium | 2,471 | 3 + 3 | — | — | 57.0 s | cpu | 0 | 96.67 % (test) | "
+        f"{report.seconds(57.0 / points)} | {int(2471 / points):,} |"
+    ) in efficiency
+
+
+def test_a_single_exported_run_is_named_and_adds_no_efficiency_row(tmp_path):
+    metrics = build_tree(tmp_path)
+    write_parity(tmp_path, model="cnn", size="medium")
+    md, _ = run_report(tmp_path)
+    part = md.split("### The exported model", 1)[1].split("\n## ", 1)[0]
+    assert "`export.select` picked `cnn/medium`, the run with the best validation accuracy" in part
+    test = metrics[("cnn", "medium")]["test"]
+    interval = f"[{report.pct(test['accuracy_ci_low'])}, {report.pct(test['accuracy_ci_high'])}]"
+    assert f"| {report.pct(test['accuracy'])} | {interval} |" in part  # the evaluation's own interval
+    assert "Training: 28.5 s." in part and "Inference: 1 forward pass per image, 1,236 parameters" in part
+    assert "| export: " not in md
+
+
+def test_a_missing_export_is_stated(tmp_path):
+    build_tree(tmp_path)
+    md, _ = run_report(tmp_path)
+    assert "No export was found (`models/export/parity.json`): the export step has not run." in md

@@ -15,6 +15,7 @@ from PIL import Image
 
 from hccr.models.checkpoint import load_model
 from hccr.normalization import normalize
+from hccr.reporting.formatting import pct
 from hccr.serving.preprocess import FRAMINGS, canonical_glyph
 from hccr.training.loader import compute_stats
 
@@ -111,6 +112,11 @@ def test_the_export_is_the_pair_and_predict_scores_it_as_its_arrays_do(pair_proj
     # The files through predict's path and the arrays give the same accuracy (within one image:
     # predict resizes a file, the resize step decodes it).
     assert abs(original["accuracy"] - parity["test_accuracy"]) * original["n"] <= 1
+    # The report gives the exported average its own row, beside its runs, and its summed cost.
+    exported = (pair_project / "reports/report.md").read_text().split("### The exported model", 1)[1]
+    average = f"| **average of the 2** (exported) | cell + ink_box | {pct(parity['val_accuracy'])} | "
+    assert average + pct(parity["test_accuracy"]) in exported.split("## ", 1)[0]
+    assert "| export: cnn/small + cnn_box/small | " in exported
 
 
 def test_rerun_has_nothing_to_do(pair_project):

@@ -147,6 +147,7 @@ rule assemble_report:
         pretrain=glyph_pretrain_summaries(),  # the glyph starts' pretraining cost (glyphs.smk)
         robustness=lambda w: ROBUSTNESS_OUTPUTS,  # empty when off (robustness.smk)
         writer_cv=writer_cv_report_inputs(),
+        export="models/export/parity.json",  # the exported model's figures and cost (export.smk)
     output:
         md="reports/report.md",
         html="reports/report.html",
@@ -161,5 +162,5 @@ rule assemble_report:
     shell:
         "python -m hccr.reporting.report --metrics-dir reports/metrics --evaluation-dir reports/evaluation"
         " --runs-dir models/runs --sweep-summary {input.sweep:q} --figures-dir reports/figures"
-        " --benchmarks-dir logs/benchmarks"
+        " --benchmarks-dir logs/benchmarks --export-dir models/export"
         " --params-json {params.config:q} --out-md {output.md:q} --out-html {output.html:q} 2> {log:q}"

@@ -30,7 +30,7 @@ from hccr.atomic import write_text
 from hccr.config import json_object_arg
 from hccr.errors import reports_errors
 from hccr.evaluation.evaluate import summary_parameters
-from hccr.reporting import glyph_comparison, writer_cv
+from hccr.reporting import exported, glyph_comparison, writer_cv
 from hccr.reporting import report_data as rd
 from hccr.reporting import report_render as rr
 from hccr.reporting import robustness as robustness_section
@@ -74,6 +74,7 @@ class Inputs:
     generated: str
     runs_dir: Path = Path("models/runs")
     writer_cv_dir: Path = Path("models/cv")  # hccr.evaluation.writer_cv's summary and per-writer table
+    export_dir: Path = Path("models/export")  # hccr.serving.export's parity.json: the exported model's figures
 
 
 def gather(args: argparse.Namespace) -> Inputs:
@@ -97,6 +98,7 @@ def gather(args: argparse.Namespace) -> Inputs:
         generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         runs_dir=Path(args.runs_dir),
         writer_cv_dir=Path(args.writer_cv_dir),
+        export_dir=Path(args.export_dir),
     )
 
 
@@ -587,6 +589,9 @@ def section_efficiency(doc: rr.Document, inp: Inputs) -> None:
                 integer(params / per_point) if per_point and isinstance(params, (int, float)) else DASH,
             ]
         )
+    export_row = exported.efficiency_row(inp.runs, exported.read_parity(inp.export_dir))
+    if export_row:  # an average of runs: its cost is theirs summed
+        rows.append(export_row)
     if rows:
         doc.add(
             rr.Table(
@@ -606,7 +611,8 @@ def section_efficiency(doc: rr.Document, inp: Inputs) -> None:
                 rows,
                 "From each run's train.json, history.csv and metrics; accuracy is on the test writers "
                 "(validation when there is no test set); 'per point' divides by the accuracy in "
-                "percentage points — the cost of each point of accuracy.",
+                "percentage points — the cost of each point of accuracy. An `export:` row is an exported "
+                "average of runs: its training time and parameters are its runs' summed.",
             )
         )
     else:
@@ -847,6 +853,7 @@ def build_document(inp: Inputs) -> rr.Document:
         section_table1,
         section_table2,
         section_test,
+        lambda doc, inp: exported.section(doc, inp.runs, exported.read_parity(inp.export_dir), inp.benchmarks),
         lambda doc, inp: robustness_section.section(doc, inp.figures_dir.parent),  # reports/robustness/
         writer_cv.section,  # a part of section 4 under subsets.protocol writer_cv
         section_starts,
@@ -874,6 +881,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--writer-cv-dir", default="models/cv", help="writer cross-validation's summary.json, per_writer.csv"
     )
+    p.add_argument("--export-dir", default="models/export", help="the exported model's folder (its parity.json)")
     p.add_argument("--params-json", help="the run's params (params.yaml as JSON): inline or a file")
     p.add_argument("--reference-dir", default=str(REFERENCE_DIR), help="the study's published numbers")
     p.add_argument("--repo", help="git checkout to read the revision from (default: the current folder)")

@@ -55,6 +55,7 @@ from hccr.data.arrays import StackedArrays, load_images
 from hccr.data.index import read_index
 from hccr.data.splits import read_split
 from hccr.errors import ConfigError, DataError, HccrError, reports_errors
+from hccr.evaluation.metrics import wilson_interval
 from hccr.files import read_json_object
 from hccr.normalization import check_stats
 from hccr.serving.onnx_meta import INPUT_NAME, OUTPUT_NAME, metadata_props
@@ -385,11 +386,13 @@ def score_roles(
 
 
 def ensemble_metrics(first: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str, Any]:
-    """What the model card's results table reads, for the ensemble (accuracy and count only)."""
+    """What the model card's results table reads, for the ensemble: accuracy, count and Wilson interval."""
     metrics = {key: first.get(key) for key in ("protocol", "size")}
     for role in ("val", "test"):
         if f"{role}_accuracy" in scores:
-            metrics[role] = {"accuracy": scores[f"{role}_accuracy"], "n": scores[f"{role}_images"]}
+            accuracy, n = scores[f"{role}_accuracy"], scores[f"{role}_images"]
+            low, high = wilson_interval(round(accuracy * n), n)
+            metrics[role] = {"accuracy": accuracy, "n": n, "accuracy_ci_low": low, "accuracy_ci_high": high}
     return metrics
 
 
