@@ -88,7 +88,7 @@ def section(doc: rr.Document, runs: list[rd.Run], parity: dict[str, Any] | None,
     framings = {str(m["run"]): m.get("framing", CELL) for m in parity.get("members") or []}
     rows = []
     for name, run in zip(names, members, strict=True):
-        val, n_val = _role(run, "val")
+        val, _ = _role(run, "val")
         test, n_test = _role(run, "test")
         rows.append([f"`{name}`", framings.get(name, CELL), pct(val), pct(test), interval(test, n_test)])
     ensemble = len(names) > 1
