@@ -10,6 +10,7 @@ for every image it reads (issue 14: "a stronger default for the best run ... wit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from hccr.evaluation.metrics import wilson_interval
 from hccr.files import read_json_object
 from hccr.reporting import report_data as rd
 from hccr.reporting import report_render as rr
-from hccr.reporting.formatting import DASH, integer, is_number, pct, seconds
+from hccr.reporting.formatting import DASH, ci, integer, is_number, pct, seconds
 
 HEADING = "The exported model"
 PARITY = "parity.json"
@@ -40,17 +41,18 @@ def member_names(parity: dict[str, Any]) -> list[str]:
     return [f"{parity.get('model')}/{parity.get('size')}"]
 
 
+def member_runs(runs: list[rd.Run], parity: dict[str, Any]) -> list[rd.Run | None]:
+    """The grid's run of each member (None where the grid has none)."""
+    by_name = {run.name: run for run in runs}
+    return [by_name.get(name) for name in member_names(parity)]
+
+
 def interval(accuracy: Any, n: Any) -> str:
-    """The 95 % Wilson interval of an accuracy over n images, as the evaluation tables give it."""
+    """The 95 % Wilson interval of the average's accuracy over n images, as `ci` writes a run's."""
     if not is_number(accuracy) or not is_number(n) or int(n) <= 0:
         return DASH
     low, high = wilson_interval(round(float(accuracy) * int(n)), int(n))
-    return f"[{pct(low)}, {pct(high)}]"
-
-
-def _role(run: rd.Run | None, role: str) -> tuple[Any, Any]:
-    block = (run.role(role) if run else None) or {}
-    return block.get("accuracy"), block.get("n")
+    return ci({"accuracy_ci_low": low, "accuracy_ci_high": high})
 
 
 def training_seconds(runs: list[rd.Run | None]) -> float | None:
@@ -69,7 +71,7 @@ def parameters(runs: list[rd.Run | None]) -> int | None:
 
 def framing_jobs(parity: dict[str, Any], benchmarks: pd.DataFrame) -> pd.DataFrame:
     """Benchmarked data jobs that exist only for a member's own framing (e.g. reframe/ink_box/64)."""
-    framings = {str(m.get("framing")) for m in parity.get("members") or []} - {CELL, "None"}
+    framings = {m.get("framing") for m in parity.get("members") or []} - {CELL, None}
     if benchmarks.empty or not framings:
         return benchmarks.iloc[0:0]
     parts = benchmarks["job"].str.split("/")
@@ -82,15 +84,13 @@ def section(doc: rr.Document, runs: list[rd.Run], parity: dict[str, Any] | None,
     if not parity:
         doc.add(rr.Para("No export was found (`models/export/parity.json`): the export step has not run."))
         return
-    by_name = {run.name: run for run in runs}
-    names = member_names(parity)
-    members = [by_name.get(name) for name in names]
+    names, members = member_names(parity), member_runs(runs, parity)
     framings = {str(m["run"]): m.get("framing", CELL) for m in parity.get("members") or []}
     rows = []
     for name, run in zip(names, members, strict=True):
-        val, _ = _role(run, "val")
-        test, n_test = _role(run, "test")
-        rows.append([f"`{name}`", framings.get(name, CELL), pct(val), pct(test), interval(test, n_test)])
+        val, test = ((run.role(role) if run else None) or {} for role in ("val", "test"))
+        accuracies = [pct(val.get("accuracy")), pct(test.get("accuracy")), ci(test)]
+        rows.append([f"`{name}`", framings.get(name, CELL), *accuracies])
     ensemble = len(names) > 1
     if ensemble:
         test, n_test = parity.get("test_accuracy"), parity.get("test_images")
@@ -118,12 +118,10 @@ def section(doc: rr.Document, runs: list[rd.Run], parity: dict[str, Any] | None,
             "The exported model on the validation and test writers (every image of each), beside its runs alone.",
         )
     )
-    doc.add(rr.Bullets(cost_lines(parity, names, members, benchmarks)))
+    doc.add(rr.Bullets(cost_lines(parity, members, benchmarks)))
 
 
-def cost_lines(
-    parity: dict[str, Any], names: list[str], members: list[rd.Run | None], benchmarks: pd.DataFrame
-) -> list[str]:
+def cost_lines(parity: dict[str, Any], members: list[rd.Run | None], benchmarks: pd.DataFrame) -> list[str]:
     lines = []
     total = training_seconds(members)
     each = " + ".join(seconds((run.summary or {}).get("seconds_total")) if run else DASH for run in members)
@@ -134,34 +132,38 @@ def cost_lines(
         lines.append(f"Data steps only its members' framings need: {seconds(float(extra['s'].sum()))} ({jobs}).")
     count = parameters(members)
     lines.append(
-        f"Inference: {len(names)} forward pass{'es' if len(names) > 1 else ''} per image"
+        f"Inference: {len(members)} forward pass{'es' if len(members) > 1 else ''} per image"
         + (f", {integer(count)} parameters in all." if count is not None else ".")
     )
     return lines
 
 
-def efficiency_row(runs: list[rd.Run], parity: dict[str, Any] | None) -> list[str] | None:
-    """The efficiency table's row for an exported average of runs (a single run has its own row)."""
+@dataclass(frozen=True)
+class Average:
+    """An exported average of runs, as the efficiency table counts it: its runs' costs summed."""
+
+    name: str
+    parameters: int | None
+    epochs: str
+    training_seconds: float | None
+    summary: dict[str, Any]  # the first run's train.json: device and GPUs
+    role: str
+    accuracy: float | None
+
+
+def average(runs: list[rd.Run], parity: dict[str, Any] | None) -> Average | None:
+    """The exported average of runs, or None when the export is a single run (it has its own row)."""
     if not parity or len(member_names(parity)) < 2:
         return None
-    by_name = {run.name: run for run in runs}
-    members = [by_name.get(name) for name in member_names(parity)]
-    total, count = training_seconds(members), parameters(members)
+    members = member_runs(runs, parity)
     test = parity.get("test_accuracy")
-    role, acc = ("test", test) if is_number(test) else ("val", parity.get("val_accuracy"))
-    points = float(acc) * 100 if is_number(acc) and acc else None
-    first = (members[0].summary or {}) if members[0] else {}
-    epochs = [(run.summary or {}).get("epochs") if run else None for run in members]
-    return [
-        "export: " + " + ".join(member_names(parity)),
-        integer(count),
-        " + ".join(integer(e) for e in epochs),
-        DASH,
-        DASH,
-        seconds(total),
-        str(first.get("device") or DASH),
-        integer(first.get("gpus", first.get("world_size"))),
-        f"{pct(acc)} ({role})" if points else DASH,
-        seconds(total / points) if points and total is not None else DASH,
-        integer(count / points) if points and count is not None else DASH,
-    ]
+    role, accuracy = ("test", test) if is_number(test) else ("val", parity.get("val_accuracy"))
+    return Average(
+        name="export: " + " + ".join(member_names(parity)),
+        parameters=parameters(members),
+        epochs=" + ".join(integer((run.summary or {}).get("epochs") if run else None) for run in members),
+        training_seconds=training_seconds(members),
+        summary=(members[0].summary or {}) if members[0] else {},
+        role=role,
+        accuracy=float(accuracy) if is_number(accuracy) else None,
+    )

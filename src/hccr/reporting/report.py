@@ -74,7 +74,7 @@ class Inputs:
     generated: str
     runs_dir: Path = Path("models/runs")
     writer_cv_dir: Path = Path("models/cv")  # hccr.evaluation.writer_cv's summary and per-writer table
-    export_dir: Path = Path("models/export")  # hccr.serving.export's parity.json: the exported model's figures
+    export: dict[str, Any] | None = None  # models/export/parity.json (hccr.serving.export): the exported model
 
 
 def gather(args: argparse.Namespace) -> Inputs:
@@ -98,7 +98,7 @@ def gather(args: argparse.Namespace) -> Inputs:
         generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         runs_dir=Path(args.runs_dir),
         writer_cv_dir=Path(args.writer_cv_dir),
-        export_dir=Path(args.export_dir),
+        export=exported.read_parity(Path(args.export_dir)),
     )
 
 
@@ -564,34 +564,68 @@ def section_starts(doc: rr.Document, inp: Inputs) -> None:
         doc.add(rr.Para("What differs from the study:"), rr.Bullets(differences))
 
 
+def efficiency_cells(
+    name: str,
+    params: Any,
+    epochs: str,
+    per_epoch: str,
+    images_per_second: str,
+    total: Any,
+    summary: dict,
+    role: str,
+    acc: float | None,
+) -> list[str]:
+    """One row of the efficiency table; what each point of accuracy cost: seconds and parameters per point."""
+    per_point = acc * 100 if acc else None
+    return [
+        name,
+        integer(params),
+        epochs,
+        per_epoch,
+        images_per_second,
+        seconds(total),
+        str(summary.get("device") or DASH),
+        integer(summary.get("gpus", summary.get("world_size"))),
+        f"{pct(acc)} ({role})" if acc is not None else DASH,
+        seconds(total / per_point) if per_point and total is not None else DASH,
+        integer(params / per_point) if per_point and isinstance(params, (int, float)) else DASH,
+    ]
+
+
 def section_efficiency(doc: rr.Document, inp: Inputs) -> None:
     doc.add(rr.Heading(2, SECTIONS[5]))
     rows = []
     for run in inp.runs:
         s = run.summary or {}
-        params = (run.metrics or {}).get("parameters") or summary_parameters(s)
         role, acc = headline_accuracy(run)
-        total = s.get("seconds_total")
-        # What each point of accuracy cost: training seconds and parameters per percentage point.
-        per_point = acc * 100 if acc else None
         rows.append(
-            [
+            efficiency_cells(
                 run.name,
-                integer(params),
+                (run.metrics or {}).get("parameters") or summary_parameters(s),
                 integer(s.get("epochs")),
                 seconds(run.seconds_per_epoch),
                 num(s.get("images_per_second"), 1),
-                seconds(total),
-                str(s.get("device") or DASH),
-                integer(s.get("gpus", s.get("world_size"))),
-                f"{pct(acc)} ({role})" if acc is not None else DASH,
-                seconds(total / per_point) if per_point and total is not None else DASH,
-                integer(params / per_point) if per_point and isinstance(params, (int, float)) else DASH,
-            ]
+                s.get("seconds_total"),
+                s,
+                role,
+                acc,
+            )
         )
-    export_row = exported.efficiency_row(inp.runs, exported.read_parity(inp.export_dir))
-    if export_row:  # an average of runs: its cost is theirs summed
-        rows.append(export_row)
+    average = exported.average(inp.runs, inp.export)
+    if average:  # an exported average of runs: its cost is theirs summed
+        rows.append(
+            efficiency_cells(
+                average.name,
+                average.parameters,
+                average.epochs,
+                DASH,
+                DASH,
+                average.training_seconds,
+                average.summary,
+                average.role,
+                average.accuracy,
+            )
+        )
     if rows:
         doc.add(
             rr.Table(
@@ -853,7 +887,7 @@ def build_document(inp: Inputs) -> rr.Document:
         section_table1,
         section_table2,
         section_test,
-        lambda doc, inp: exported.section(doc, inp.runs, exported.read_parity(inp.export_dir), inp.benchmarks),
+        lambda doc, inp: exported.section(doc, inp.runs, inp.export, inp.benchmarks),
         lambda doc, inp: robustness_section.section(doc, inp.figures_dir.parent),  # reports/robustness/
         writer_cv.section,  # a part of section 4 under subsets.protocol writer_cv
         section_starts,
